@@ -1,0 +1,30 @@
+# Two commands a user needs: `make run` and `make test`. Both set up .venv first when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test setup demo bench clean
+
+$(BIN)/avatar-desktop: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: on machines without CUDA this is the local CPU wheel.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/avatar-desktop
+
+run: setup
+	$(BIN)/avatar-desktop
+
+demo: setup
+	$(BIN)/avatar-desktop demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/avatar-desktop bench --preset tiny-cpu --random-weights --json
+
+clean:
+	rm -rf $(VENV) out

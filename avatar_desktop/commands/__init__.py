@@ -1,0 +1,3 @@
+"""Subcommand modules; importing one registers it with `avatar_desktop.cli.command`."""
+
+from avatar_desktop.commands import bench, render  # noqa: F401

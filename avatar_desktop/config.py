@@ -1,0 +1,199 @@
+"""Typed configs, one dataclass per concern, and the vocabulary every part shares.
+
+Entry points (CLI, GUI, training) compose these; models save theirs in `model.json` so that a checkpoint
+rebuilds exactly the network it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
+
+SAMPLE_RATE = 16_000
+"""Audio sample rate (Hz) of everything past the capture/decoding boundary."""
+
+
+class State(enum.IntEnum):
+    """The three conversational states of LLIA; the integer is the label embedding index."""
+
+    SPEAKING = 0
+    LISTENING = 1
+    IDLE = 2
+
+    @classmethod
+    def parse(cls, name: str) -> "State":
+        try:
+            return cls[name.strip().upper()]
+        except KeyError:
+            choices = ", ".join(s.name.lower() for s in cls)
+            raise ValueError(f"unknown state {name!r}: expected one of {choices}") from None
+
+
+EXPRESSION_COMPONENTS: tuple[str, ...] = ("smile", "brow", "eye_open", "head_yaw", "head_pitch")
+"""Named components of the expression vector, each in [-1, 1] with 0 = neutral.
+
+smile: mouth corners up (+) / down (-); brow: raised (+) / lowered (-); eye_open: wide (+) / narrowed (-);
+head_yaw: turned to the viewer's right (+); head_pitch: tilted up (+).
+"""
+
+
+def parse_expression(text: str) -> dict[str, float]:
+    """Parse `smile=0.5,brow=-0.2` into a dict; unknown names or values outside [-1, 1] raise ValueError."""
+    values: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or name not in EXPRESSION_COMPONENTS:
+            raise ValueError(
+                f"bad expression item {item!r}: expected NAME=VALUE with NAME one of {', '.join(EXPRESSION_COMPONENTS)}"
+            )
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"expression {name}: {raw!r} is not a number") from None
+        if not -1.0 <= value <= 1.0:
+            raise ValueError(f"expression {name}={value}: values must lie in [-1, 1]")
+        values[name] = value
+    return values
+
+
+def expression_vector(values: Mapping[str, float] | None) -> list[float]:
+    """Dict of named components -> list in EXPRESSION_COMPONENTS order (missing components are 0)."""
+    values = values or {}
+    unknown = set(values) - set(EXPRESSION_COMPONENTS)
+    if unknown:
+        raise ValueError(f"unknown expression components {sorted(unknown)}; known: {', '.join(EXPRESSION_COMPONENTS)}")
+    return [float(values.get(name, 0.0)) for name in EXPRESSION_COMPONENTS]
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """Image <-> latent. kind: 'tiny' (ours), 'kl' (diffusers AutoencoderKL) or 'taesd' (diffusers AutoencoderTiny)."""
+
+    kind: str = "tiny"
+    image_size: int = 256
+    latent_channels: int = 8
+    downscale: int = 8
+    encoder_channels: tuple[int, ...] = (32, 64, 128)
+    decoder_channels: tuple[int, ...] = (128, 64, 32)
+    scaling_factor: float = 1.0
+    diffusers_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.downscale
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """16 kHz mono -> log-mel -> `tokens_per_frame` audio tokens of width `token_dim` per video frame."""
+
+    n_mels: int = 40
+    hop_ms: float = 10.0
+    window_ms: float = 25.0
+    past_ms: float = 200.0
+    audio_lookahead_ms: float = 80.0
+    channels: int = 128
+    token_dim: int = 128
+    tokens_per_frame: int = 4
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    """The chunk denoiser: a UNet over (B, T, C, h, w) with audio cross-attention and temporal layers."""
+
+    block_channels: tuple[int, ...] = (64, 128, 192)
+    layers_per_block: int = 1
+    attention_levels: tuple[bool, ...] = (False, True, True)
+    temporal_levels: tuple[bool, ...] = (False, True, True)
+    attention_head_dim: int = 32
+    cross_attention_dim: int = 128
+    reference_attention: bool = False
+    num_motion_frames: int = 2
+    num_states: int = 3
+    expression_dim: int = len(EXPRESSION_COMPONENTS)
+    norm_groups: int = 16
+    max_chunk_frames: int = 16
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Noise parameterisation (EDM, Karras et al. 2022) and the sampler this checkpoint is meant for.
+
+    parameterization: 'edm' for a teacher (many steps), 'consistency' for a distilled student whose
+    boundary condition holds at sigma_min; `steps` is the student's step count (a property of the checkpoint).
+    """
+
+    parameterization: str = "consistency"
+    sampler: str = "consistency"
+    steps: int = 2
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = 0.5
+    rho: float = 7.0
+    motion_noise_sigma: float = 0.05
+
+
+@dataclass(frozen=True)
+class ChunkPlanConfig:
+    """Chunk lengths in frames: short first chunk (first-frame latency), short after a state change, then steady."""
+
+    first: int = 1
+    after_state_change: int = 2
+    steady: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; saved as `model.json` next to the weights."""
+
+    preset: str = "tiny-cpu"
+    fps: int = 25
+    autoencoder: AutoencoderConfig = AutoencoderConfig()
+    audio: AudioConfig = AudioConfig()
+    denoiser: DenoiserConfig = DenoiserConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    chunks: ChunkPlanConfig = ChunkPlanConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data, "model")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the streaming engine runs a model: device and precision backend (see engine/precision.py)."""
+
+    device: str = "cpu"
+    precision: str = "auto"
+    steps: int | None = None
+    threads: int | None = None
+    seed: int = 0
+
+
+T = TypeVar("T")
+
+
+def _from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
+    """Build a (nested) frozen dataclass from plain JSON data; unknown keys raise, naming the key and its place."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        default = fields[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
