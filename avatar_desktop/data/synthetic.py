@@ -76,7 +76,7 @@ class Identity:
     def from_seed(cls, seed: int) -> "Identity":
         rng = np.random.default_rng(np.random.SeedSequence([0x1DE7, seed]))
         skin = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.93, 1.05) + rng.normal(0, 4, 3)
-        lips = skin * np.array([0.78, 0.45, 0.48]) + np.array([30, 0, 10]) * rng.uniform(0.5, 1.2)
+        lips = skin * np.array([0.62, 0.3, 0.34]) + np.array([60, 8, 22]) * rng.uniform(0.7, 1.1)
         hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * rng.uniform(0.85, 1.15)
         clothing = rng.uniform(20, 235, 3)
         background_a = rng.uniform(40, 230, 3)
