@@ -39,6 +39,8 @@ class Chunk:
 
 
 class StreamingGenerator:
+    """Generates one stream at a time. The model given is cast and laid out in place for the precision backend."""
+
     def __init__(self, model: AvatarModel, config: EngineConfig = EngineConfig()):
         self.config = config
         self.device = torch.device(config.device)
@@ -127,11 +129,8 @@ class StreamingGenerator:
         """
         if self._reference is None:
             raise RuntimeError("call prepare(portrait) before step()")
-        if audio is not None and len(audio):
-            samples = np.asarray(audio, dtype=np.float32)
-            if samples.ndim != 1:
-                raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
-            self._audio = np.concatenate([self._audio, samples])
+        if audio is not None:
+            self.push_audio(audio)
         if expression is not None:
             self.set_expression(expression)
         label = State(label)
@@ -148,6 +147,14 @@ class StreamingGenerator:
                 return None
         self.planner.commit()
         return self._generate(length, label)
+
+    def push_audio(self, audio: np.ndarray) -> None:
+        """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
+        samples = np.asarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
+        if len(samples):
+            self._audio = np.concatenate([self._audio, samples])
 
     def _state_changed(self, label: State) -> bool:
         return self._last_label is not None and label != self._last_label

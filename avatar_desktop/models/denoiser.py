@@ -146,7 +146,7 @@ class ReferenceNet(nn.Module):
             )
             channels = width
             if i + 1 < len(cfg.block_channels):
-                self.downs.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1]))
+                self.downs.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1], name="op"))
                 channels = cfg.block_channels[i + 1]
 
     def forward(self, reference: torch.Tensor) -> list[torch.Tensor]:
@@ -196,7 +196,7 @@ class ChunkDenoiser(nn.Module):
             ))
             channels = width
             if i + 1 < len(cfg.block_channels):
-                self.downsamplers.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1]))
+                self.downsamplers.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1], name="op"))
                 channels = cfg.block_channels[i + 1]
         self.mid = _Layer(channels, channels, temb, cfg, True, True)
         self.mid_resnet = ResnetBlock2D(in_channels=channels, out_channels=channels, temb_channels=temb, groups=cfg.norm_groups)
