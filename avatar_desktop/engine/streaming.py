@@ -69,7 +69,7 @@ class StreamingGenerator:
             self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
             self._sampler = sampler
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
-        self._generator = torch.Generator(self.device)
+        self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
         self._reference: torch.Tensor | None = None  # (1, C, h, w)
         self._reference_kv = None
@@ -225,7 +225,7 @@ class StreamingGenerator:
         return latents
 
     def _randn(self, shape) -> torch.Tensor:
-        return torch.randn(shape, generator=self._generator, device=self.device, dtype=torch.float32).to(self.dtype)
+        return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)
 
     def _encode_reference(self):
         reference = self.model.autoencoder.encode(self._portrait)

@@ -20,6 +20,6 @@ def test_cuda_fp16_matches_cpu_fp32(portrait):
         while (chunk := generator.step(None, end_of_stream=True)) is not None:
             frames.append(chunk.frames)
         outputs.append(np.concatenate(frames).astype(float))
-    # the noise is drawn on each device from the same seed but by different generators: compare statistics
+    # noise comes from the same CPU generator on both devices: only the arithmetic precision differs
     assert outputs[0].shape == outputs[1].shape
-    assert abs(outputs[0].mean() - outputs[1].mean()) < 8
+    assert np.abs(outputs[0] - outputs[1]).mean() < 3
