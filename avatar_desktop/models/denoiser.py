@@ -175,6 +175,12 @@ class ChunkDenoiser(nn.Module):
         super().__init__()
         if not (len(cfg.block_channels) == len(cfg.attention_levels) == len(cfg.temporal_levels)):
             raise ValueError("block_channels, attention_levels and temporal_levels must have the same length")
+        uneven = [c for c in cfg.block_channels if c % cfg.attention_head_dim or c % cfg.norm_groups]
+        if uneven:
+            raise ValueError(
+                f"block_channels {uneven} must be multiples of attention_head_dim={cfg.attention_head_dim} "
+                f"and norm_groups={cfg.norm_groups}"
+            )
         self.cfg = cfg
         self.latent_channels = latent_channels
         ch0 = cfg.block_channels[0]
