@@ -223,17 +223,13 @@ def build_synthetic(out: Path, config: SynthConfig, *, workers: int = 2, progres
     todo = [(out, plan, config) for plan in plans if plan.clip_id not in entries]
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="clip", desc="dataset synth",
                disable=not progress)
-    with bar:
-        if workers > 1 and len(todo) > 1:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for entry in pool.imap_unordered(_make_one, todo):
-                    entries[entry["id"]] = entry
-                    bar.update()
-        else:
-            for job in todo:
-                entry = _make_one(job)
-                entries[entry["id"]] = entry
-                bar.update()
+    # A fresh process per clip: espeak-ng carries state from one utterance to the next (its voice tables and
+    # pitch flutter), so a clip is reproducible only when its speech starts from the same library state.
+    start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with bar, multiprocessing.get_context(start_method).Pool(max(1, workers), maxtasksperchild=1) as pool:
+        for entry in pool.imap_unordered(_make_one, todo):
+            entries[entry["id"]] = entry
+            bar.update()
     manifest = _manifest(config, [entries[p.clip_id] for p in plans], complete=True)
     write_json(out / "manifest.json", manifest)
     return manifest

@@ -381,7 +381,7 @@ def mouth_box(identity: Identity, params: FrameParams, size: int) -> tuple[float
     pose = _Pose(identity, params, size)
     mx, my = MOUTH_CENTRE
     half_w = MOUTH_HALF_WIDTH * 1.35
-    top = my - 0.5 * MOUTH_MAX_OPENING - LIP_THICKNESS - 0.1
-    bottom = my + 0.5 * MOUTH_MAX_OPENING + 1.2 * LIP_THICKNESS + 0.1
+    top = my - 0.5 * MOUTH_MAX_OPENING - LIP_THICKNESS - 0.16
+    bottom = my + 0.5 * MOUTH_MAX_OPENING + 1.2 * LIP_THICKNESS + 0.2
     corners = np.array([[mx - half_w, top], [mx + half_w, top], [mx + half_w, bottom], [mx - half_w, bottom]])
     return _box(pose.points(corners, 1.0))

@@ -179,15 +179,18 @@ def make_clip_tracks(rng: np.random.Generator, seconds: float, voice: Voice, far
     sway = np.stack([_smooth_noise(rng, frames, 20, 0.05), _smooth_noise(rng, frames, 20, 0.025)], 1)
 
     expression = _expression_track(rng, frames, listening)
-    names = list(EXPRESSION_COMPONENTS)
-    head_pose = np.stack([
-        np.clip(yaw + 0.6 * expression[:, names.index("head_yaw")], -1, 1),
-        np.clip(pitch + 0.6 * expression[:, names.index("head_pitch")], -1, 1),
-        np.clip(roll, -1, 1),
-    ], 1).astype(np.float32)
+    slider_yaw, slider_pitch = expression_pose(expression)
+    head_pose = np.clip(np.stack([yaw + slider_yaw, pitch + slider_pitch, roll], 1), -1, 1).astype(np.float32)
     return ClipTracks(fps=fps, state=state, viseme=visemes, mouth=mouth, blink=_blinks(rng, frames, fps),
                       expression=expression, head_pose=head_pose, sway=sway.astype(np.float32), audio=audio,
                       far_audio=far_audio, phonemes=phonemes, sentences=sentences)
+
+
+def expression_pose(expression: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The head yaw and pitch (normalised, as rendered) that the head_yaw / head_pitch sliders ask for:
+    expression (..., 5) -> two arrays (...)."""
+    names = list(EXPRESSION_COMPONENTS)
+    return 0.6 * expression[..., names.index("head_yaw")], 0.6 * expression[..., names.index("head_pitch")]
 
 
 def _expression_track(rng: np.random.Generator, frames: int, listening: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from avatar_desktop.data.speech import Viseme
 
-CLOSED_OPENING = 0.1
+CLOSED_OPENING = 0.15
 """A (calibrated) mouth opening below this counts as closed."""
 
 
@@ -83,11 +83,15 @@ def closure_rate(opening: np.ndarray, windows: list[tuple[int, int]],
     return rate(0), chance
 
 
+PSNR_IDENTICAL = 100.0
+"""PSNR reported for identical images (dB), instead of infinity."""
+
+
 def psnr(generated: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Peak signal-to-noise ratio in dB over the masked pixels (all when mask is None); inf when identical."""
+    """Peak signal-to-noise ratio in dB over the masked pixels (all when mask is None), at most PSNR_IDENTICAL."""
     error = (generated.astype(np.float64) - truth.astype(np.float64)) ** 2
     mse = float(error[mask].mean()) if mask is not None else float(error.mean())
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    return PSNR_IDENTICAL if mse == 0 else min(PSNR_IDENTICAL, float(10 * np.log10(255.0**2 / mse)))
 
 
 def ssim_map(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -125,7 +129,7 @@ def appearance(generated: np.ndarray, truth: np.ndarray, mouth_boxes: np.ndarray
     }
 
 
-def flicker(generated: np.ndarray, truth: np.ndarray, tolerance: int = 1) -> float:
+def flicker(generated: np.ndarray, truth: np.ndarray, tolerance: int = 0) -> float:
     """Mean absolute frame-to-frame change (grey levels) of the generated frames where the ground truth is still
     (no channel changes by more than `tolerance` between the two frames). Frames (T, H, W, 3)."""
     if len(truth) < 2:

@@ -2,8 +2,9 @@
 
 The measurer looks inside a box known to hold the mouth (the clip's `mouth_box`: where the mouth is, not how
 open it is). It takes the skin colour from the box border, marks pixels that differ from it (lips, the dark
-mouth interior, teeth) with a soft threshold, and sums that mask down the central columns: the height of the lip
-stack, which grows linearly with the opening. A linear map fitted on ground-truth frames turns it into [0, 1].
+mouth interior, teeth) with a soft threshold, finds the mouth's central columns from that mask, and measures the
+tallest run of marked pixels down each: the height of the lip stack, which grows linearly with the opening.
+Other features that enter the box (the nose tip) form separate, shorter runs and are ignored. A linear map fitted on ground-truth frames turns it into [0, 1].
 """
 
 from __future__ import annotations
@@ -33,10 +34,32 @@ def measure_mouth_raw(frames: np.ndarray, mouth_boxes: np.ndarray) -> np.ndarray
         skin = np.median(border, axis=0)
         distance = np.linalg.norm(crop - skin, axis=2)
         mask = np.clip((distance - _SOFT_LOW) / (_SOFT_HIGH - _SOFT_LOW), 0.0, 1.0)
-        centre, half = (x1 - x0) / 2, max(1, int((x1 - x0) * _CENTRAL_FRACTION / 2))
-        strip = mask[:, int(centre) - half: int(centre) + half]
-        heights[index] = strip.sum(axis=0).mean() / (y1 - y0)
+        heights[index] = _lip_stack_height(mask) / (y1 - y0)
     return heights
+
+
+def _lip_stack_height(mask: np.ndarray) -> float:
+    """Soft mask (h, w) of non-skin pixels -> mean height (pixels) of the tallest non-skin run in the central
+    columns of the mouth, found as the mask's centre of mass in the middle rows (the mouth can sit off-centre)."""
+    h, w = mask.shape
+    middle = mask[h // 4: h - h // 4]
+    mass = middle.sum(axis=0)
+    centre = float((mass * np.arange(w)).sum() / mass.sum()) if mass.sum() > 0 else w / 2
+    half = max(1, int(w * _CENTRAL_FRACTION / 2))
+    columns = range(max(0, int(centre) - half), min(w, int(centre) + half))
+    heights = []
+    for column in columns:
+        values = mask[:, column]
+        inside = np.concatenate([[False], values > 0.5, [False]])
+        edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
+        if len(edges) == 0:
+            heights.append(float(values.sum()) if values.max() > 0 else 0.0)
+            continue
+        starts, ends = edges[::2], edges[1::2]
+        longest = int(np.argmax(ends - starts))
+        a, b = max(0, starts[longest] - 1), min(h, ends[longest] + 1)  # one pixel of soft edge each side
+        heights.append(float(values[a:b].sum()))
+    return float(np.mean(heights)) if heights else 0.0
 
 
 @dataclass(frozen=True)
