@@ -252,9 +252,10 @@ class Synthesizer:
 
     def check_voice(self, name: str) -> None:
         """Raise SpeechError when espeak-ng has no voice `name` ('language' or 'language+variant')."""
+        variant = name.partition("+")[2]
         with self._lock:
             status = self._lib.espeak_SetVoiceByName(name.encode())
-        if status != _EE_OK:
+        if status != _EE_OK or (variant and variant not in VARIANTS):  # espeak-ng ignores unknown variants
             raise SpeechError(
                 f"unknown espeak-ng voice {name!r}: expected 'language+variant' with language one of "
                 f"{', '.join(LANGUAGES)} and variant one of {', '.join(VARIANTS)} (see `espeak-ng --voices`)"

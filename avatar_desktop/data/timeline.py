@@ -128,6 +128,8 @@ def _place(track: np.ndarray, utterance: Utterance, start_frame: int, end_frame:
     """Write the utterance's audio at start_frame (cut at end_frame); returns the seconds written."""
     first = start_frame * SAMPLE_RATE // fps
     last = min(end_frame * SAMPLE_RATE // fps, first + len(utterance.audio))
+    if last <= first:  # the clip ends before the speech begins
+        return 0.0
     track[first:last] = utterance.audio[: last - first]
     return (last - first) / SAMPLE_RATE
 

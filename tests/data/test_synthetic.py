@@ -111,3 +111,12 @@ def test_sample_portrait_looks_like_a_face():
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         found += len(detector.detectMultiScale(gray, 1.1, 3, minSize=(60, 60))) > 0
     assert found >= 3
+
+
+def test_clips_of_any_seed_and_length_can_be_planned():
+    """Segments cut short by the clip's end (even before their speech starts) are handled."""
+    for seed in range(24):
+        tracks = make_clip_tracks(np.random.default_rng(seed), 0.5 + seed * 0.1, Voice("en-us+m2", rate=190),
+                                  Voice("en+f3", rate=190))
+        assert tracks.frames == round((0.5 + seed * 0.1) * 25)
+        assert all(0 <= start < end <= tracks.frames / 25 + 1e-6 for _, start, end, _ in tracks.phonemes)
