@@ -22,7 +22,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE
-from avatar_desktop.errors import InputFileError
+from avatar_desktop.errors import AvatarError, InputFileError
 
 FORMAT_VERSION = 1
 
@@ -41,6 +41,10 @@ RECORD_FIELDS: dict[str, str] = {
     "phoneme_viseme": "int8 (P,): Viseme id of each phoneme",
     "phoneme_name": "<U8 (P,): espeak-ng phoneme mnemonic",
 }
+
+
+class DatasetError(AvatarError):
+    """Settings or an output folder that a data set cannot be built with."""
 
 
 @dataclass
@@ -179,3 +183,26 @@ def load_manifest(root: Path) -> dict[str, Any]:
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputFileError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
     return manifest
+
+
+def open_output(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Make `out` ready for a data set built with `settings`: a new or empty folder (returns {}), or one holding a
+    run with the same settings, to resume (returns its manifest; half-written clips are removed). Anything else
+    is refused, so nothing is ever overwritten silently."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} exists and is not a folder")
+    previous: dict[str, Any] = {}
+    if out.exists() and any(out.iterdir()):
+        manifest_path = out / "manifest.json"
+        if not manifest_path.is_file():
+            raise DatasetError(f"{out} exists and is not an unfinished data set (no manifest.json): "
+                               "choose a new folder or empty this one")
+        previous = json.loads(manifest_path.read_text())
+        if previous.get("settings") != settings:
+            raise DatasetError(f"{out} holds a data set made with other settings ({previous.get('settings')}); "
+                               "resume with the same settings or choose a new folder")
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "clips").glob(".tmp-*"):
+        shutil.rmtree(stale)
+    return previous

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, State
-from avatar_desktop.data.clips import (FORMAT_VERSION, FrameWriter, publish_clip, write_json, write_record,
-                                       write_wav)
+from avatar_desktop.data.clips import (FORMAT_VERSION, DatasetError, FrameWriter, open_output, publish_clip, write_json,
+                                       write_record, write_wav)
 from avatar_desktop.data.speech import Synthesizer, Voice, make_sentence, speak
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.data.timeline import FPS, ClipTracks, make_clip_tracks
-from avatar_desktop.errors import AvatarError
-
-
-class DatasetError(AvatarError):
-    """Settings or an output folder that a data set cannot be built with."""
 
 
 @dataclass(frozen=True)
@@ -179,24 +173,6 @@ def _manifest(config: SynthConfig, entries: list[dict[str, Any]], complete: bool
     }
 
 
-def _prepare_output(out: Path, config: SynthConfig) -> None:
-    """Create `out`, or accept it for resuming when it holds a data set with the same settings; else refuse."""
-    manifest_path = out / "manifest.json"
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()):
-        if not manifest_path.is_file():
-            raise DatasetError(f"{out} exists and is not an unfinished data set (no manifest.json): "
-                               "choose a new folder or empty this one")
-        previous = json.loads(manifest_path.read_text()).get("settings")
-        if previous != _settings(config):
-            raise DatasetError(f"{out} holds a data set made with other settings ({previous}); "
-                               "resume with the same settings or choose a new folder")
-    (out / "clips").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "clips").glob(".tmp-*"):
-        shutil.rmtree(stale)
-
-
 def _make_one(job: tuple[Path, ClipPlan, SynthConfig]) -> dict[str, Any]:
     out, plan, config = job
     temporary = out / "clips" / f".tmp-{plan.clip_id}"
@@ -209,7 +185,7 @@ def build_synthetic(out: Path, config: SynthConfig, *, workers: int = 2, progres
     """Make (or finish making) the data set in `out`; returns the manifest written to out/manifest.json."""
     config.validate()
     out = Path(out)
-    _prepare_output(out, config)
+    open_output(out, _settings(config))
     plans = plan_clips(config)
     entries: dict[str, dict[str, Any]] = {}
     for plan in plans:
