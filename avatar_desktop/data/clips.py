@@ -34,6 +34,7 @@ RECORD_FIELDS: dict[str, str] = {
     "expression": "float32 (T, 5): EXPRESSION_COMPONENTS in [-1, 1]; NaN when unknown",
     "head_pose": "float32 (T, 3): yaw, pitch, roll normalised to [-1, 1]; NaN when unknown",
     "blink": "float32 (T,): 0 eyes open .. 1 closed; NaN when unknown",
+    "sway": "float32 (T, 2): head and body offset (dx, dy) in face units (synthetic clips); NaN when unknown",
     "face_box": "float32 (T, 4): x0, y0, x1, y1 in pixels of the clip's frames",
     "mouth_box": "float32 (T, 4): x0, y0, x1, y1 in pixels, a box that holds the mouth",
     "phoneme_start": "float32 (P,): seconds",

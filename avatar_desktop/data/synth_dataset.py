@@ -146,6 +146,7 @@ def _record(tracks: ClipTracks, face_boxes: np.ndarray, mouth_boxes: np.ndarray)
         "expression": tracks.expression.astype(np.float32),
         "head_pose": tracks.head_pose.astype(np.float32),
         "blink": tracks.blink.astype(np.float32),
+        "sway": tracks.sway.astype(np.float32),
         "face_box": face_boxes,
         "mouth_box": mouth_boxes,
         "phoneme_start": np.array([p[1] for p in tracks.phonemes], np.float32),

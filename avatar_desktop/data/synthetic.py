@@ -377,11 +377,16 @@ def _box(points: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def mouth_box(identity: Identity, params: FrameParams, size: int) -> tuple[float, float, float, float]:
-    """Pixel box (x0, y0, x1, y1) that holds the mouth at any opening and shape for this pose (not the opening)."""
+    """Pixel box (x0, y0, x1, y1) that holds the mouth at any opening and shape for this pose (not the opening).
+
+    Its size depends only on the face scale, never on the pose, so that measurements relative to it do not
+    change when the head rolls or turns.
+    """
     pose = _Pose(identity, params, size)
     mx, my = MOUTH_CENTRE
-    half_w = MOUTH_HALF_WIDTH * 1.35
-    top = my - 0.5 * MOUTH_MAX_OPENING - LIP_THICKNESS - 0.16
-    bottom = my + 0.5 * MOUTH_MAX_OPENING + 1.2 * LIP_THICKNESS + 0.2
-    corners = np.array([[mx - half_w, top], [mx + half_w, top], [mx + half_w, bottom], [mx - half_w, bottom]])
-    return _box(pose.points(corners, 1.0))
+    top = 0.5 * MOUTH_MAX_OPENING + LIP_THICKNESS + 0.16
+    bottom = 0.5 * MOUTH_MAX_OPENING + 1.2 * LIP_THICKNESS + 0.2
+    centre_x, centre_y = pose.points(np.array([[mx, my]]), 1.0)[0]
+    half_width = MOUTH_HALF_WIDTH * 1.35 * pose.scale
+    return (float(centre_x - half_width), float(centre_y - top * pose.scale), float(centre_x + half_width),
+            float(centre_y + bottom * pose.scale))

@@ -181,6 +181,7 @@ def _unknown_record(frames: int) -> dict[str, np.ndarray]:
         "expression": np.full((frames, len(EXPRESSION_COMPONENTS)), nan, np.float32),
         "head_pose": np.full((frames, 3), nan, np.float32),
         "blink": np.full(frames, nan, np.float32),
+        "sway": np.full((frames, 2), nan, np.float32),
         "phoneme_start": np.zeros(0, np.float32),
         "phoneme_end": np.zeros(0, np.float32),
         "phoneme_viseme": np.zeros(0, np.int8),

@@ -90,15 +90,18 @@ PSNR_IDENTICAL = 100.0
 def psnr(generated: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Peak signal-to-noise ratio in dB over the masked pixels (all when mask is None), at most PSNR_IDENTICAL."""
     error = (generated.astype(np.float64) - truth.astype(np.float64)) ** 2
-    mse = float(error[mask].mean()) if mask is not None else float(error.mean())
+    return _psnr_from_mse(float(error[mask].mean()) if mask is not None else float(error.mean()))
+
+
+def _psnr_from_mse(mse: float) -> float:
     return PSNR_IDENTICAL if mse == 0 else min(PSNR_IDENTICAL, float(10 * np.log10(255.0**2 / mse)))
 
 
 def ssim_map(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Structural similarity (Wang et al. 2004; Gaussian window, sigma 1.5) per pixel, averaged over the colour
-    channels: images (H, W, 3) -> (H, W) in [-1, 1]."""
+    channels: images (H, W, 3) -> float32 (H, W) in [-1, 1]."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    x, y = generated.astype(np.float64), truth.astype(np.float64)
+    x, y = generated.astype(np.float32), truth.astype(np.float32)
 
     def blur(image: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(image, (11, 11), 1.5, borderType=cv2.BORDER_REFLECT)
@@ -111,22 +114,34 @@ def ssim_map(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return ssim.mean(axis=2)
 
 
-def box_masks(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boxes (T, 4) x0, y0, x1, y1 in pixels -> bool masks (T, H, W), True inside."""
+def box_mask(box: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Box (4,) x0, y0, x1, y1 in pixels -> bool mask (H, W), True for pixels whose centre is inside."""
+    x0, y0, x1, y1 = box
     ys, xs = np.arange(height)[:, None] + 0.5, np.arange(width)[None, :] + 0.5
-    return np.stack([(xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1) for x0, y0, x1, y1 in boxes])
+    return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
 
 
 def appearance(generated: np.ndarray, truth: np.ndarray, mouth_boxes: np.ndarray) -> dict[str, float]:
     """PSNR (dB) and SSIM inside and outside the mouth boxes, frames (T, H, W, 3), boxes (T, 4)."""
-    inside = box_masks(mouth_boxes, *truth.shape[1:3])
-    ssim = np.stack([ssim_map(g, t) for g, t in zip(generated, truth)])
-    return {
-        "psnr_mouth": psnr(generated, truth, inside),
-        "psnr_outside": psnr(generated, truth, ~inside),
-        "ssim_mouth": float(ssim[inside].mean()),
-        "ssim_outside": float(ssim[~inside].mean()),
-    }
+    squared = {"mouth": 0.0, "outside": 0.0}
+    ssim_sum = {"mouth": 0.0, "outside": 0.0}
+    count = {"mouth": 0, "outside": 0}
+    for g, t, box in zip(generated, truth, mouth_boxes):
+        inside = box_mask(box, *t.shape[:2])
+        difference = g.astype(np.float32) - t.astype(np.float32)
+        error = (difference * difference).sum(axis=2)
+        ssim = ssim_map(g, t)
+        for region, mask in (("mouth", inside), ("outside", ~inside)):
+            squared[region] += float(error[mask].sum())
+            ssim_sum[region] += float(ssim[mask].sum())
+            count[region] += int(mask.sum())
+    result = {}
+    for region in ("mouth", "outside"):
+        mse = squared[region] / max(1, 3 * count[region])
+        result[f"psnr_{region}"] = _psnr_from_mse(mse)
+    for region in ("mouth", "outside"):
+        result[f"ssim_{region}"] = ssim_sum[region] / max(1, count[region])
+    return result
 
 
 def flicker(generated: np.ndarray, truth: np.ndarray, tolerance: int = 0) -> float:

@@ -173,21 +173,21 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
     its correlation with the renderer's recorded opening) then does not count against the model.
     """
     has_truth = all(np.isfinite(c.record["mouth_open"]).all() for c in clips)
-    calibration = None
+    calibration, truth_raw = None, []
     if has_truth:
-        calibration = MouthCalibration.fit(
-            np.concatenate([measure_mouth_raw(c.frames, c.record["mouth_box"]) for c in clips]),
-            np.concatenate([c.record["mouth_open"] for c in clips]))
+        truth_raw = [measure_mouth_raw(c.frames, c.record["mouth_box"]) for c in clips]
+        calibration = MouthCalibration.fit(np.concatenate(truth_raw), np.concatenate([c.record["mouth_open"]
+                                                                                      for c in clips]))
     rows: list[dict[str, float]] = []
     trace: dict[str, list[float]] = {}
-    for clip in clips:
+    for index, clip in enumerate(clips):
         generated, starts = source.generate(clip_stream(clip))
         row = {**metrics.appearance(generated, clip.frames, clip.record["mouth_box"]),
                "flicker": metrics.flicker(generated, clip.frames),
                "chunk_boundary_ratio": metrics.chunk_boundary_ratio(generated, starts)}
         if calibration is not None:
             opening = calibration.apply(measure_mouth_raw(generated, clip.record["mouth_box"]))
-            truth = calibration.apply(measure_mouth_raw(clip.frames, clip.record["mouth_box"]))
+            truth = calibration.apply(truth_raw[index])
             lag, lag_r = metrics.lagged_correlation(opening, truth, max_lag)
             windows = metrics.closure_windows(clip.record["phoneme_start"], clip.record["phoneme_end"],
                                               clip.record["phoneme_viseme"], len(truth), clip.fps)

@@ -45,22 +45,25 @@ def test_every_clip_has_frames_audio_and_a_record(dataset):
         assert entry["split"] in ("train", "heldout")
 
 
-def test_frames_are_lossless_renders(dataset):
-    from avatar_desktop.data.synthetic import Identity, render_frame
-    from avatar_desktop.data.timeline import ClipTracks
+def test_frames_are_the_record_rendered_losslessly(dataset):
+    """The record holds every rendering parameter: re-rendering it gives the stored frames, bit for bit."""
+    from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 
-    clip = load_clip(dataset / "clips" / "id0000_c00")
+    clip = load_clip(dataset / "clips" / "id0001_c00")
     record = clip.record
-    tracks = ClipTracks(fps=25, state=record["state"], viseme=record["viseme"],
-                        mouth=np.concatenate([record["mouth_open"][:, None], record["mouth_shape"]], 1),
-                        blink=record["blink"], expression=record["expression"], head_pose=record["head_pose"],
-                        sway=np.zeros((150, 2), np.float32), audio=clip.audio, far_audio=clip.far_audio,
-                        phonemes=[], sentences=[])
     identity = Identity.from_seed(clip.meta["identity_seed"])
-    # sway is not part of the record: the rendered frame equals the record's frame up to that offset, so compare
-    # the mouth box contents, which move with the head
-    frame, geometry = render_frame(identity, tracks.frame_params(40), 128)
-    assert frame.shape == clip.frames[40].shape
+    for index in (0, 37, 149):
+        params = FrameParams(mouth_opening=float(record["mouth_open"][index]),
+                             mouth_width=float(record["mouth_shape"][index, 0]),
+                             mouth_rounding=float(record["mouth_shape"][index, 1]),
+                             teeth=float(record["mouth_shape"][index, 2]), blink=float(record["blink"][index]),
+                             expression=record["expression"][index], head_yaw=float(record["head_pose"][index, 0]),
+                             head_pitch=float(record["head_pose"][index, 1]),
+                             head_roll=float(record["head_pose"][index, 2]),
+                             sway=tuple(map(float, record["sway"][index])))
+        frame, geometry = render_frame(identity, params, 128)
+        np.testing.assert_array_equal(frame, clip.frames[index])
+        np.testing.assert_allclose(geometry.mouth_box, record["mouth_box"][index], rtol=1e-6)
 
 
 def test_visemes_line_up_with_the_phonemes_in_the_audio(dataset):
