@@ -24,6 +24,8 @@ from avatar_desktop.eval import metrics
 from avatar_desktop.eval.mouth import MouthCalibration, measure_mouth_raw
 
 EXPRESSION_VALUES = (-1.0, -0.5, 0.0, 0.5, 1.0)
+STILL_FRAMES = 2
+"""Frames a model makes per slider value for the expression response (past its one-frame first chunk)."""
 
 
 @dataclass
@@ -124,11 +126,11 @@ class ModelSource:
         return generated, starts
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
+        """The last of STILL_FRAMES silent idle frames made with the sliders set."""
         fps = self.generator.fps
-        silence = Stream(portrait=portrait, audio=np.zeros(SAMPLE_RATE // 2, np.float32),
-                         states=np.full(fps // 2, int(State.IDLE)),
-                         expressions=np.tile(np.array([expression.get(n, 0.0) for n in EXPRESSION_COMPONENTS],
-                                                      np.float32), (fps // 2, 1)),
+        sliders = np.array([expression.get(n, 0.0) for n in EXPRESSION_COMPONENTS], np.float32)
+        silence = Stream(portrait=portrait, audio=np.zeros(STILL_FRAMES * SAMPLE_RATE // fps, np.float32),
+                         states=np.full(STILL_FRAMES, int(State.IDLE)), expressions=np.tile(sliders, (STILL_FRAMES, 1)),
                          fps=fps, truth=np.zeros((0,)))
         frames, _ = self.generate(silence)
         return frames[-1]
@@ -172,12 +174,12 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
     calibrated measurer, on the ground-truth frames: the measurer's own error (reported as measurer.ground_truth_r,
     its correlation with the renderer's recorded opening) then does not count against the model.
     """
-    has_truth = all(np.isfinite(c.record["mouth_open"]).all() for c in clips)
+    openings = np.concatenate([c.record["mouth_open"] for c in clips])
+    has_truth = bool(np.isfinite(openings).all() and openings.max() > openings.min())  # else no lip sync to score
     calibration, truth_raw = None, []
     if has_truth:
         truth_raw = [measure_mouth_raw(c.frames, c.record["mouth_box"]) for c in clips]
-        calibration = MouthCalibration.fit(np.concatenate(truth_raw), np.concatenate([c.record["mouth_open"]
-                                                                                      for c in clips]))
+        calibration = MouthCalibration.fit(np.concatenate(truth_raw), openings)
     rows: list[dict[str, float]] = []
     trace: dict[str, list[float]] = {}
     for index, clip in enumerate(clips):
@@ -227,6 +229,7 @@ def expression_response(clip: Clip, source: FrameSource) -> dict[str, float] | N
     size = clip.frames.shape[1]
     portrait = neutral_portrait(clip)
     result = {}
+    neutral = source.still(portrait, {}, portrait)
     for index, name in enumerate(EXPRESSION_COMPONENTS):
         truths = {}
         for value in EXPRESSION_VALUES:
@@ -236,7 +239,7 @@ def expression_response(clip: Clip, source: FrameSource) -> dict[str, float] | N
             truths[value], _ = render_frame(identity, FrameParams(expression=sliders, head_yaw=yaw,
                                                                   head_pitch=pitch), size)
         direction = truths[1.0].astype(np.float64) - truths[-1.0]
-        stills = {v: source.still(portrait, {name: v}, truths[v]) for v in EXPRESSION_VALUES}
+        stills = {v: source.still(portrait, {name: v}, truths[v]) if v else neutral for v in EXPRESSION_VALUES}
         effects = [metrics.expression_effect(stills[v], stills[0.0], direction) for v in EXPRESSION_VALUES]
         result[name] = metrics.spearman(np.array(EXPRESSION_VALUES), np.array(effects))
     return result

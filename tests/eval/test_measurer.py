@@ -10,7 +10,7 @@ from avatar_desktop.eval.mouth import MouthCalibration, measure_mouth_raw
 
 @pytest.mark.slow
 def test_measurer_correlates_with_ground_truth_on_heldout_identities(tmp_path):
-    config = SynthConfig(identities=12, clips_per_identity=1, seconds=8.0, seed=21, size=256, heldout_fraction=0.25)
+    config = SynthConfig(identities=12, clips_per_identity=1, seconds=5.0, seed=21, size=256, heldout_fraction=0.25)
     manifest = build_synthetic(tmp_path / "data", config, workers=2, progress=False)
     raw, truth = {}, {}
     for entry in manifest["clips"]:
