@@ -25,6 +25,10 @@ from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.data.timeline import FPS, ClipTracks, make_clip_tracks
 
 
+_CLIP_ONLY_KEYS = ("fps", "size", "source", "sentences")
+"""Keys of clip.json that its manifest entry leaves out."""
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """What `dataset synth` makes: identities x clips_per_identity clips of `seconds` each at size x size pixels.
@@ -131,8 +135,8 @@ def render_clip(folder: Path, plan: ClipPlan, config: SynthConfig) -> dict[str, 
         "far_voice": asdict(plan.far_voice), "split": plan.split, "heldout_identity": plan.heldout_identity,
         "heldout_voice": plan.heldout_voice, "frames": tracks.frames, "seconds": tracks.frames / FPS,
     }
-    write_json(folder / "clip.json", {**entry, "fps": FPS, "size": config.size, "source": "synthetic",
-                                      "sentences": tracks.sentences})
+    clip_only = {"fps": FPS, "size": config.size, "source": "synthetic", "sentences": tracks.sentences}
+    write_json(folder / "clip.json", {**entry, **clip_only})
     return entry
 
 
@@ -193,8 +197,7 @@ def build_synthetic(out: Path, config: SynthConfig, *, workers: int = 2, progres
         done = out / "clips" / plan.clip_id / "clip.json"
         if done.is_file():
             meta = json.loads(done.read_text())
-            entries[plan.clip_id] = {key: meta[key] for key in meta if key not in ("fps", "size", "source",
-                                                                                       "sentences")}
+            entries[plan.clip_id] = {key: value for key, value in meta.items() if key not in _CLIP_ONLY_KEYS}
     write_json(out / "manifest.json", _manifest(config, [entries[p.clip_id] for p in plans if p.clip_id in entries],
                                                 complete=False))
     todo = [(out, plan, config) for plan in plans if plan.clip_id not in entries]

@@ -16,7 +16,7 @@ from avatar_desktop.data.speech import VISEME_SHAPES, Utterance, Viseme, Voice, 
 from avatar_desktop.data.synthetic import FrameParams
 
 FPS = 25
-_SEGMENT_SECONDS = {State.IDLE: (1.2, 3.0)}
+_IDLE_SECONDS = (1.2, 3.0)
 
 
 @dataclass
@@ -149,7 +149,7 @@ def make_clip_tracks(rng: np.random.Generator, seconds: float, voice: Voice, far
     while start < frames:
         utterance = None
         if segment_state == State.IDLE:
-            length = int(rng.uniform(*_SEGMENT_SECONDS[State.IDLE]) * fps)
+            length = int(rng.uniform(*_IDLE_SECONDS) * fps)
         else:
             utterance = speak(make_sentence(rng), voice if segment_state == State.SPEAKING else far_voice)
             length = lead_in + int(np.ceil(utterance.seconds * fps)) + 3
