@@ -107,6 +107,13 @@ def test_video_becomes_aligned_face_clips(talking_video, tmp_path):
     assert (states[t < 0.8] == State.IDLE).all() and (states[(t > 3.6) & (t < 4.4)] == State.IDLE).all()
     assert np.isnan(clips[0].record["mouth_open"]).all() and (clips[0].record["viseme"] == -1).all()
 
+    # the same command again resumes: the video is done, nothing is rewritten
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("frames.mp4")}
+    again = build_from_videos(talking_video.parent, tmp_path / "out", VideoConfig(size=128, seconds=4.0),
+                              progress=False)
+    assert again["clips"] == manifest["clips"]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("frames.mp4")} == written
+
 
 def test_video_without_audio_is_refused(tmp_path):
     video = _mux(tmp_path / "silent.mp4", _frames(1.5, None), None, tmp_path)
