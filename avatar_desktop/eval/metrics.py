@@ -38,13 +38,14 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return pearson(ranks(x), ranks(y))
 
 
-def lagged_correlation(generated: np.ndarray, truth: np.ndarray, max_lag: int = 8) -> tuple[int, float]:
+def lagged_correlation(generated: np.ndarray, truth: np.ndarray, max_lag: int = 8) -> tuple[int | None, float]:
     """Best lag (frames) and its correlation: generated[t] against truth[t - lag], lag in [-max_lag, max_lag].
 
-    A positive lag means the generated mouth moves late. Each lag is scored on the overlapping frames.
+    A positive lag means the generated mouth moves late. Each lag is scored on the overlapping frames; ties go to
+    the smaller lag. The lag is None when no lag gives a positive correlation (nothing to align).
     """
     best_lag, best = 0, -np.inf
-    for lag in range(-max_lag, max_lag + 1):
+    for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
         if lag >= 0:
             a, b = generated[lag:], truth[: len(truth) - lag]
         else:
@@ -52,7 +53,7 @@ def lagged_correlation(generated: np.ndarray, truth: np.ndarray, max_lag: int = 
         score = pearson(a, b)
         if score > best + 1e-12:
             best_lag, best = lag, score
-    return best_lag, float(best)
+    return (best_lag if best > 0 else None), float(best)
 
 
 def closure_windows(phoneme_start: np.ndarray, phoneme_end: np.ndarray, phoneme_viseme: np.ndarray,

@@ -167,6 +167,11 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(finite)) if finite else None
 
 
+def _median_lag(lags: list[int | None]) -> int | None:
+    found = [lag for lag in lags if lag is not None]
+    return int(np.median(found)) if found else None
+
+
 def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) -> dict[str, Any]:
     """Every per-clip metric, averaged over clips; also returns the mouth traces of the first clip for the plot.
 
@@ -210,7 +215,7 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
     }
     if calibration is not None:
         report["lip_sync"] = {"pearson": summary["pearson"],
-                              "best_lag_frames": int(np.median([row["best_lag"] for row in rows])),
+                              "best_lag_frames": _median_lag([row["best_lag"] for row in rows]),
                               "pearson_at_best_lag": summary["pearson_at_best_lag"],
                               "closure_rate": summary["closure_rate"], "closure_chance": summary["closure_chance"]}
         report["states"] = {"listening_mouth_closed": summary["listening_closed"],
@@ -287,7 +292,8 @@ class EvaluationError(AvatarError):
 
 
 def plot_trace(trace: dict[str, Any], path: Path, fps: int = 25, width: int = 960, height: int = 320) -> None:
-    """PNG of mouth opening over time: ground truth (green) against generated (magenta), drawn with OpenCV."""
+    """PNG of the measured mouth opening over time, ground-truth frames (green) against generated frames
+    (magenta), drawn with OpenCV."""
     if not trace:
         raise EvaluationError("nothing to plot: the data has no ground-truth mouth opening")
     image = np.full((height, width, 3), 255, np.uint8)
@@ -304,7 +310,8 @@ def plot_trace(trace: dict[str, Any], path: Path, fps: int = 25, width: int = 96
     cv2.polylines(image, [points(truth)], False, (0, 160, 0), 2, cv2.LINE_AA, 4)
     cv2.polylines(image, [points(generated)], False, (200, 0, 200), 1, cv2.LINE_AA, 4)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(image, f"mouth opening, clip {trace.get('clip')}: ground truth (green), generated (magenta)",
+    cv2.putText(image, f"mouth opening measured in clip {trace.get('clip')}: ground-truth frames (green), "
+                       "generated frames (magenta)",
                 (left, 20), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, f"0 .. {len(truth) / fps:.1f} s", (left, height - 10), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for value in (0.0, 1.0):

@@ -75,6 +75,7 @@ def test_ground_truth_against_itself_is_perfect(truth_report):
 def test_static_portrait_scores_only_chance(eval_data, truth_report):
     report = evaluate(eval_data, StaticSource(), clips=3)["report"]
     assert abs(report["lip_sync"]["pearson"]) < 0.2
+    assert report["lip_sync"]["pearson_at_best_lag"] < 0.3
     assert abs(report["lip_sync"]["closure_rate"] - report["lip_sync"]["closure_chance"]) < 0.15
     assert report["appearance"]["psnr_mouth"] < 40 and report["appearance"]["ssim_mouth"] < 0.95
     assert all(value == 0.0 for value in report["expression_response"].values())
@@ -115,6 +116,7 @@ def test_psnr_correlations_and_lags_on_known_signals():
     assert metrics.psnr(a, a) == metrics.PSNR_IDENTICAL
     x = np.sin(np.arange(200) / 4.0) + np.random.default_rng(1).normal(0, 0.1, 200)
     assert metrics.pearson(x, np.full(200, 0.3)) == 0.0
+    assert metrics.lagged_correlation(np.full(200, 0.3), x) == (None, 0.0)
     assert metrics.spearman([1, 2, 3, 4], [10, 20, 30, 1000]) == pytest.approx(1.0)
     assert metrics.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     early = np.roll(x, -2)  # generated two frames early
