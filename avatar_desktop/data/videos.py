@@ -1,11 +1,12 @@
 """`dataset videos`: real talking-head videos -> training clips in the synthetic clips' format.
 
 Per video: probe the streams (ffmpeg), decode at 25 fps, detect the face in every frame with OpenCV's bundled
-Haar cascade, bridge short misses, smooth the track into a steady square crop (median, then moving average),
+Haar cascades, bridge short misses, smooth the track into a steady square crop (median, then moving average),
 decode again cropping each frame with a sub-pixel affine warp, resample the audio to 16 kHz mono, label each
 frame speaking or idle with silero-vad, and cut clips of at most `seconds` along stretches where the face is
-found. What a real video cannot tell (visemes, mouth opening, expression, head pose, blinks) is recorded as
-unknown (-1 or NaN). The mouth box is the lower middle of the face box.
+found. The head's roll, from the eyes (OpenCV's eye cascade), is smoothed the same way and undone by the crop,
+and recorded; what a real video cannot tell (visemes, mouth opening, expression, yaw and pitch, blinks) is
+recorded as unknown (-1 or NaN). The mouth box is the lower middle of the face box.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, SAMPLE_RATE, State
+from avatar_desktop.data.synthetic import ROLL_RANGE_DEG
 from avatar_desktop.data.clips import (FORMAT_VERSION, DatasetError, FrameWriter, open_output, publish_clip, write_json,
                                        write_record, write_wav)
 from avatar_desktop.errors import InputFileError
@@ -31,6 +33,8 @@ FPS = 25
 _DETECT_WIDTH = 480  # frames are downscaled to this width for detection
 _MAX_GAP_FRAMES = 12  # missed detections bridged by interpolation (0.48 s)
 _MIN_CLIP_FRAMES = FPS  # stretches shorter than one second are dropped
+_MAX_ROLL_DEGREES = 25.0
+_MIN_ROLL_FRACTION = 0.3  # eyes must be found in this share of the face frames, else the crop is not rotated
 
 
 @dataclass(frozen=True)
@@ -88,31 +92,54 @@ def read_audio(path: Path) -> np.ndarray:
 
 
 class FaceTracker:
-    """Largest frontal face per frame (OpenCV Haar cascade), preferring the one nearest the previous face."""
+    """Largest frontal face per frame (OpenCV Haar cascade), preferring the one nearest the previous face, and the
+    head's roll from the two eyes (OpenCV's eye cascade) when both are found."""
 
     def __init__(self) -> None:
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self._detector = cv2.CascadeClassifier(str(path))
-        if self._detector.empty():
-            raise InputFileError(f"OpenCV's face cascade is missing ({path}); reinstall opencv-python-headless<5")
+        self._face = _cascade("haarcascade_frontalface_default.xml")
+        self._eyes = _cascade("haarcascade_eye.xml")
         self._previous: np.ndarray | None = None
 
     def detect(self, frame: np.ndarray) -> np.ndarray | None:
-        """RGB frame (H, W, 3) -> face box (cx, cy, side) in pixels, or None."""
+        """RGB frame (H, W, 3) -> (cx, cy, side) of the face in pixels and its roll in degrees (NaN when the eyes
+        are not both found), or None when there is no face."""
         scale = min(1.0, _DETECT_WIDTH / frame.shape[1])
         small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
         gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
         min_side = max(24, int(0.12 * min(gray.shape)))
-        boxes = self._detector.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        boxes = self._face.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
         if len(boxes) == 0:
             return None
         faces = np.array([[x + w / 2, y + h / 2, (w + h) / 2] for x, y, w, h in boxes], np.float64) / scale
         if self._previous is None:
-            best = faces[np.argmax(faces[:, 2])]
+            index = int(np.argmax(faces[:, 2]))
         else:
-            best = faces[np.argmin(np.linalg.norm(faces[:, :2] - self._previous[:2], axis=1) - faces[:, 2])]
-        self._previous = best
-        return best
+            index = int(np.argmin(np.linalg.norm(faces[:, :2] - self._previous[:2], axis=1) - faces[:, 2]))
+        self._previous = faces[index]
+        return np.append(faces[index], self._roll(gray, boxes[index]))
+
+    def _roll(self, gray: np.ndarray, box: np.ndarray) -> float:
+        """Angle (degrees, clockwise in the image) of the line from the left eye to the right eye; NaN if unsure."""
+        x, y, w, h = (int(v) for v in box)
+        upper = gray[y: y + int(0.6 * h), x: x + w]
+        eyes = self._eyes.detectMultiScale(upper, scaleFactor=1.1, minNeighbors=5, minSize=(w // 8, w // 8),
+                                           maxSize=(w // 3, w // 3))
+        centres = [(ex + ew / 2, ey + eh / 2, ew) for ex, ey, ew, eh in eyes]
+        left = [c for c in centres if c[0] < w / 2]
+        right = [c for c in centres if c[0] >= w / 2]
+        if not left or not right:
+            return float("nan")
+        (lx, ly, _), (rx, ry, _) = max(left, key=lambda c: c[2]), max(right, key=lambda c: c[2])
+        angle = float(np.degrees(np.arctan2(ry - ly, rx - lx)))
+        return angle if abs(angle) <= _MAX_ROLL_DEGREES else float("nan")
+
+
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    path = Path(cv2.data.haarcascades) / name
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise InputFileError(f"OpenCV's cascade {path} is missing; reinstall opencv-python-headless<5")
+    return cascade
 
 
 def _stretches(found: np.ndarray) -> list[tuple[int, int]]:
@@ -134,22 +161,26 @@ def _stretches(found: np.ndarray) -> list[tuple[int, int]]:
 
 
 def smooth_track(boxes: np.ndarray, found: np.ndarray, window: int = 9) -> np.ndarray:
-    """(T, 3) face boxes (cx, cy, side) with misses -> a steady (T, 3) track: misses interpolated, then a running
-    median (removes detector jumps) and a running mean (removes jitter) of `window` frames."""
+    """(T, K) per-frame measurements (face cx, cy, side; or roll) with misses -> a steady (T, K) track: misses
+    interpolated, then a running median (removes detector jumps) and a running mean (removes jitter) of `window`
+    frames."""
     t = np.arange(len(boxes))
-    filled = np.stack([np.interp(t, t[found], boxes[found, k]) for k in range(3)], axis=1)
+    filled = np.stack([np.interp(t, t[found], boxes[found, k]) for k in range(boxes.shape[1])], axis=1)
     half = window // 2
     padded = np.pad(filled, ((half, half), (0, 0)), mode="edge")
     median = np.stack([np.median(padded[i:i + window], axis=0) for i in range(len(filled))])
     padded = np.pad(median, ((half, half), (0, 0)), mode="edge")
     kernel = np.ones(window) / window
-    return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(3)], axis=1)
+    return np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(boxes.shape[1])], axis=1)
 
 
-def crop_face(frame: np.ndarray, centre_x: float, centre_y: float, side: float, size: int) -> np.ndarray:
-    """Square crop of `side` pixels centred on the point, resampled to (size, size, 3); edges replicate."""
+def crop_face(frame: np.ndarray, centre_x: float, centre_y: float, side: float, size: int,
+              roll_degrees: float = 0.0) -> np.ndarray:
+    """Square crop of `side` pixels centred on the point and turned by `roll_degrees` (so that a head rolled by
+    that much comes out upright), resampled to (size, size, 3); edges replicate."""
     scale = size / side
-    matrix = np.array([[scale, 0, size / 2 - scale * centre_x], [0, scale, size / 2 - scale * centre_y]])
+    matrix = cv2.getRotationMatrix2D((centre_x, centre_y), roll_degrees, scale)
+    matrix[:, 2] += np.array([size / 2 - centre_x, size / 2 - centre_y])
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     return cv2.warpAffine(frame, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
 
@@ -179,7 +210,6 @@ def _unknown_record(frames: int) -> dict[str, np.ndarray]:
         "mouth_open": np.full(frames, nan, np.float32),
         "mouth_shape": np.full((frames, 3), nan, np.float32),
         "expression": np.full((frames, len(EXPRESSION_COMPONENTS)), nan, np.float32),
-        "head_pose": np.full((frames, 3), nan, np.float32),
         "blink": np.full(frames, nan, np.float32),
         "sway": np.full((frames, 2), nan, np.float32),
         "phoneme_start": np.zeros(0, np.float32),
@@ -206,8 +236,11 @@ def process_video(path: Path, out: Path, config: VideoConfig) -> list[dict[str, 
     found = np.array([d is not None for d in detections])
     if not found.any():
         raise InputFileError(f"{path}: no face found in any of its {len(found)} frames")
-    boxes = np.array([d if d is not None else (0.0, 0.0, 0.0) for d in detections], np.float64)
-    track = smooth_track(boxes, found)
+    measured = np.array([d if d is not None else (0.0, 0.0, 0.0, np.nan) for d in detections], np.float64)
+    track = smooth_track(measured[:, :3], found)
+    with_roll = np.isfinite(measured[:, 3])
+    roll = (smooth_track(measured[:, 3:], with_roll)[:, 0] if with_roll.sum() >= _MIN_ROLL_FRACTION * found.sum()
+            else np.zeros(len(found)))
     audio = read_audio(path)
     total = len(found)
     audio = np.pad(audio, (0, max(0, total * SAMPLE_RATE // FPS - len(audio))))[: total * SAMPLE_RATE // FPS]
@@ -231,7 +264,7 @@ def process_video(path: Path, out: Path, config: VideoConfig) -> list[dict[str, 
             for (start, end), (_, writer) in writers.items():
                 if start <= frame_index < end:
                     cx, cy, side = track[frame_index]
-                    writer.write(crop_face(frame, cx, cy, side * config.crop_scale, config.size))
+                    writer.write(crop_face(frame, cx, cy, side * config.crop_scale, config.size, roll[frame_index]))
     finally:
         for _, writer in writers.values():
             writer.close()
@@ -247,8 +280,11 @@ def process_video(path: Path, out: Path, config: VideoConfig) -> list[dict[str, 
         face_box = np.tile(np.array([low, low, high, high], np.float32), (frames, 1))
         mouth_box = np.tile(np.array([low + 0.22 * face_side, low + 0.6 * face_side, low + 0.78 * face_side,
                                       low + 0.98 * face_side], np.float32), (frames, 1))
+        head_pose = np.full((frames, 3), np.nan, np.float32)
+        head_pose[:, 2] = np.clip(roll[start:end] / ROLL_RANGE_DEG, -1, 1)
         write_record(folder / "record.npz", {"state": states[start:end], "face_box": face_box,
-                                             "mouth_box": mouth_box, **_unknown_record(frames)})
+                                             "mouth_box": mouth_box, **_unknown_record(frames),
+                                             "head_pose": head_pose})
         entry = {"id": clip_id, "path": f"clips/{clip_id}", "identity": name, "voice": name, "split": "train",
                  "frames": frames, "seconds": frames / FPS, "video": path.name, "start_seconds": start / FPS}
         write_json(folder / "clip.json", {**entry, "fps": FPS, "size": config.size, "source": "video",

@@ -13,10 +13,17 @@ from avatar_desktop.cli import main
 from avatar_desktop.config import SAMPLE_RATE, State
 from avatar_desktop.data.clips import DatasetError, load_clip, load_manifest, write_wav
 from avatar_desktop.data.speech import Voice, speak
+from avatar_desktop.data.synthetic import ROLL_RANGE_DEG
 from avatar_desktop.data.videos import VideoConfig, build_from_videos, probe, smooth_track
 from avatar_desktop.errors import InputFileError
 
 FPS = 25
+
+
+def ROLL_DEGREES(frame: int) -> float:  # noqa: N802  (a constant of the test video, as a function of the frame)
+    """Counter-clockwise turn of the photo in the test video."""
+    return 7.0 * np.sin(frame / 20)
+
 SPEECH = ((1.0, "Maybe Bob will bring a blue umbrella."), (4.6, "Paula paints the purple boat."))
 
 
@@ -37,7 +44,8 @@ def _frames(seconds: float, loud: np.ndarray | None) -> np.ndarray:
     frames = np.empty((count, 480, 640, 3), np.uint8)
     for index in range(count):
         dx, dy = 6 * np.sin(index / 9), 4 * np.cos(index / 13)
-        matrix = np.float32([[0.85, 0, 40 + dx], [0, 0.85, 20 + dy]])
+        matrix = cv2.getRotationMatrix2D((256, 200), float(ROLL_DEGREES(index)), 0.85)
+        matrix[:, 2] += (40 + dx, 20 + dy)
         frame = cv2.warpAffine(photo, matrix, (640, 480), borderValue=(90, 90, 110))
         gain = 1.0 if loud is None or loud[index] else 0.7
         frames[index] = np.clip(frame * gain, 0, 255).astype(np.uint8)
@@ -106,6 +114,13 @@ def test_video_becomes_aligned_face_clips(talking_video, tmp_path):
     assert (states[(t > 1.3) & (t < 2.5)] == State.SPEAKING).mean() > 0.9
     assert (states[t < 0.8] == State.IDLE).all() and (states[(t > 3.6) & (t < 4.4)] == State.IDLE).all()
     assert np.isnan(clips[0].record["mouth_open"]).all() and (clips[0].record["viseme"] == -1).all()
+
+    # the head's roll is measured (a counter-clockwise turn of the photo is a negative roll; the astronaut's own
+    # head is tilted by a couple of degrees, hence the means are compared apart) and undone by the crop
+    roll = np.concatenate([c.record["head_pose"][:, 2] for c in clips]) * ROLL_RANGE_DEG
+    applied = -np.array([ROLL_DEGREES(f) for f in range(len(roll))])
+    assert np.corrcoef(roll, applied)[0, 1] > 0.85
+    assert np.abs((roll - roll.mean()) - (applied - applied.mean())).mean() < 2.0
 
     # the same command again resumes: the video is done, nothing is rewritten
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("frames.mp4")}
