@@ -28,10 +28,15 @@ STILL_FRAMES = 2
 """Frames a model makes per slider value for the expression response (past its one-frame first chunk)."""
 
 
+class EvaluationError(AvatarError):
+    """A data set or option the evaluation cannot work with."""
+
+
 @dataclass
 class Stream:
     """What a frame source is asked to animate: portrait uint8 (H, W, 3), audio float32 (N,) 16 kHz, and per
-    frame the state label (T,) and expression sliders (T, 5). `truth` (T, H, W, 3) is for the baselines only."""
+    frame the state label (T,) and expression sliders (T, 5). `truth` (T0, H, W, 3) holds the ground-truth frames,
+    looped when the stream is longer (frame f is truth[f % T0]); only the baselines look at it."""
 
     portrait: np.ndarray
     audio: np.ndarray
@@ -44,12 +49,16 @@ class Stream:
     def frames(self) -> int:
         return len(self.states)
 
+    def truth_frames(self, indices: np.ndarray) -> np.ndarray:
+        return self.truth[np.asarray(indices) % len(self.truth)]
+
 
 class FrameSource(Protocol):
     name: str
 
-    def generate(self, stream: Stream) -> tuple[np.ndarray, list[int]]:
-        """-> frames uint8 (T, H, W, 3) at the stream's size, and the first frame of each chunk."""
+    def generate(self, stream: Stream, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+        """-> the frames whose index is in `keep` (all when None), uint8 (K, H, W, 3) at the stream's size, in
+        order, and the first frame of each chunk. A long stream thus never holds all its frames."""
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
         """One settled frame (H, W, 3) of the portrait, silent and idle, with the given sliders."""
@@ -60,8 +69,9 @@ class GroundTruthSource:
 
     name = "ground-truth"
 
-    def generate(self, stream: Stream) -> tuple[np.ndarray, list[int]]:
-        return stream.truth, list(range(0, stream.frames, 4))
+    def generate(self, stream: Stream, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+        indices = np.arange(stream.frames) if keep is None else keep
+        return stream.truth_frames(indices), list(range(0, stream.frames, 4))
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
         return truth
@@ -72,8 +82,9 @@ class StaticSource:
 
     name = "static"
 
-    def generate(self, stream: Stream) -> tuple[np.ndarray, list[int]]:
-        return np.repeat(stream.portrait[None], stream.frames, axis=0), list(range(0, stream.frames, 4))
+    def generate(self, stream: Stream, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+        count = stream.frames if keep is None else len(keep)
+        return np.repeat(stream.portrait[None], count, axis=0), list(range(0, stream.frames, 4))
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
         return portrait
@@ -98,17 +109,20 @@ class ModelSource:
             self._prepared_for = key
         self.generator.reset()
 
-    def generate(self, stream: Stream) -> tuple[np.ndarray, list[int]]:
+    def generate(self, stream: Stream, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
         self._prepare(stream.portrait)
         size = stream.portrait.shape[0]
         per_frame = SAMPLE_RATE // stream.fps
+        wanted = np.ones(stream.frames, bool) if keep is None else np.isin(np.arange(stream.frames), keep)
         frames: list[np.ndarray] = []
         starts: list[int] = []
 
         def collect(chunk) -> None:
             starts.append(chunk.start_frame)
-            frames.extend(cv2.resize(f, (size, size), interpolation=cv2.INTER_LINEAR) if f.shape[0] != size else f
-                          for f in chunk.frames)
+            for index, frame in enumerate(chunk.frames, start=chunk.start_frame):
+                if index < stream.frames and wanted[index]:
+                    frames.append(frame if frame.shape[0] == size else
+                                  cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR))
 
         for index in range(stream.frames):
             sliders = dict(zip(EXPRESSION_COMPONENTS, map(float, stream.expressions[index])))
@@ -120,9 +134,10 @@ class ModelSource:
         last = State(int(stream.states[-1]))
         while (chunk := self.generator.step(None, last, end_of_stream=True)) is not None:
             collect(chunk)
-        generated = np.stack(frames[: stream.frames])
-        if len(generated) < stream.frames:  # the engine rounds the stream length; hold the last frame
-            generated = np.concatenate([generated, np.repeat(generated[-1:], stream.frames - len(generated), 0)])
+        generated = np.stack(frames)
+        missing = int(wanted.sum()) - len(generated)
+        if missing > 0:  # the engine rounds the stream length; hold the last frame
+            generated = np.concatenate([generated, np.repeat(generated[-1:], missing, 0)])
         return generated, starts
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
@@ -131,7 +146,7 @@ class ModelSource:
         sliders = np.array([expression.get(n, 0.0) for n in EXPRESSION_COMPONENTS], np.float32)
         silence = Stream(portrait=portrait, audio=np.zeros(STILL_FRAMES * SAMPLE_RATE // fps, np.float32),
                          states=np.full(STILL_FRAMES, int(State.IDLE)), expressions=np.tile(sliders, (STILL_FRAMES, 1)),
-                         fps=fps, truth=np.zeros((0,)))
+                         fps=fps, truth=portrait[None])
         frames, _ = self.generate(silence)
         return frames[-1]
 
@@ -155,11 +170,15 @@ def neutral_portrait(clip: Clip) -> np.ndarray:
     return clip.frames[0]
 
 
-def clip_stream(clip: Clip, repeats: int = 1) -> Stream:
-    return Stream(portrait=neutral_portrait(clip), audio=np.tile(clip.audio, repeats),
-                  states=np.tile(clip.record["state"], repeats), expressions=np.tile(clip.record["expression"],
-                                                                                     (repeats, 1)),
-                  fps=clip.fps, truth=np.concatenate([clip.frames] * repeats))
+def clip_stream(clip: Clip, frames: int | None = None) -> Stream:
+    """The clip as a stream, looped to `frames` frames (default: its own length)."""
+    frames = frames or len(clip.frames)
+    repeats = -(-frames // len(clip.frames))
+    return Stream(portrait=neutral_portrait(clip), audio=np.tile(clip.audio, repeats)[: frames * SAMPLE_RATE
+                                                                                      // clip.fps],
+                  states=np.tile(clip.record["state"], repeats)[:frames],
+                  expressions=np.tile(clip.record["expression"], (repeats, 1))[:frames],
+                  fps=clip.fps, truth=clip.frames)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -253,17 +272,14 @@ def expression_response(clip: Clip, source: FrameSource) -> dict[str, float] | N
 def long_run(clip: Clip, source: FrameSource, minutes: float) -> dict[str, float]:
     """Appearance over the first window against the last window of a stream of `minutes` (the clip looped);
     the window is one minute, or half the stream when shorter."""
-    repeats = max(2, math.ceil(minutes * 60 * clip.fps / len(clip.frames)))
-    stream = clip_stream(clip, repeats)
-    total = min(stream.frames, max(2, int(round(minutes * 60 * clip.fps))))
-    stream = Stream(portrait=stream.portrait, audio=stream.audio[: total * SAMPLE_RATE // clip.fps],
-                    states=stream.states[:total], expressions=stream.expressions[:total], fps=clip.fps,
-                    truth=stream.truth[:total])
-    generated, _ = source.generate(stream)
+    total = max(2, int(round(minutes * 60 * clip.fps)))
+    stream = clip_stream(clip, total)
     window = min(60 * clip.fps, total // 2)
-    boxes = np.tile(clip.record["mouth_box"], (repeats, 1))[:total]
-    first = metrics.appearance(generated[:window], stream.truth[:window], boxes[:window])
-    last = metrics.appearance(generated[-window:], stream.truth[-window:], boxes[-window:])
+    first, last = np.arange(window), np.arange(total - window, total)
+    generated, _ = source.generate(stream, np.concatenate([first, last]))
+    boxes = clip.record["mouth_box"]
+    first = metrics.appearance(generated[:window], stream.truth_frames(first), boxes[first % len(boxes)])
+    last = metrics.appearance(generated[window:], stream.truth_frames(last), boxes[last % len(boxes)])
     return {"minutes": total / clip.fps / 60, "window_seconds": window / clip.fps,
             **{f"first_{k}": v for k, v in first.items()}, **{f"last_{k}": v for k, v in last.items()}}
 
@@ -285,10 +301,6 @@ def evaluate(data: Path, source: FrameSource, *, clips: int = 4, seed: int = 0, 
               "expression_response": expression_response(chosen[0], source),
               "long_run": long_run(chosen[0], source, minutes) if minutes > 0 else None}
     return {"report": report, "trace": result["trace"]}
-
-
-class EvaluationError(AvatarError):
-    """A data set or option the evaluation cannot work with."""
 
 
 def plot_trace(trace: dict[str, Any], path: Path, fps: int = 25, width: int = 960, height: int = 320) -> None:

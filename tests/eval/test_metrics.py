@@ -23,7 +23,7 @@ class DelayedTruth(GroundTruthSource):
     def __init__(self, delay: int) -> None:
         self.delay = delay
 
-    def generate(self, stream: Stream):
+    def generate(self, stream: Stream, keep=None):
         late = np.concatenate([np.repeat(stream.truth[:1], self.delay, 0), stream.truth[: -self.delay]])
         return late, list(range(0, stream.frames, 4))
 
@@ -33,7 +33,7 @@ class FlickeringTruth(GroundTruthSource):
 
     name = "flickering"
 
-    def generate(self, stream: Stream):
+    def generate(self, stream: Stream, keep=None):
         frames = stream.truth.astype(np.int16)
         frames[1::2] += 6
         return np.clip(frames, 0, 255).astype(np.uint8), list(range(0, stream.frames, 4))
@@ -44,7 +44,7 @@ class SeamyTruth(GroundTruthSource):
 
     name = "seamy"
 
-    def generate(self, stream: Stream):
+    def generate(self, stream: Stream, keep=None):
         offsets = np.repeat(np.resize([0, 8, -4, 5, -7], (stream.frames + 4) // 5), 5)[: stream.frames]
         frames = np.clip(stream.truth.astype(np.int16) + offsets[:, None, None, None], 0, 255).astype(np.uint8)
         return frames, list(range(0, stream.frames, 5))
