@@ -1,0 +1,1 @@
+"""`avatar-desktop eval`: score a model against ground-truth clips (placeholder until the metrics land)."""
