@@ -77,14 +77,11 @@ class Checkpoint:
     def exists(self) -> bool:
         return (self.folder / "state.json").is_file()
 
-    def save(self, step: int, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-             extra: dict[str, nn.Module] | None = None) -> None:
+    def save(self, step: int, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
         staging = Path(tempfile.mkdtemp(prefix=".checkpoint.", dir=self.folder.parent))
         tensors, scalars = _flatten_optimizer(optimizer)
         save_file({k: v.detach().contiguous().cpu() for k, v in networks.state_dict().items()}, staging / "weights.safetensors")
         save_file(tensors | {"rng": generator.get_state()}, staging / "optimizer.safetensors")
-        for name, module in (extra or {}).items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, staging / f"{name}.safetensors")
         (staging / "state.json").write_text(json.dumps({"step": step, "optimizer": scalars}) + "\n")
         old = self.folder.with_name(".checkpoint.old")
         shutil.rmtree(old, ignore_errors=True)
@@ -93,8 +90,7 @@ class Checkpoint:
         staging.rename(self.folder)
         shutil.rmtree(old, ignore_errors=True)
 
-    def load(self, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-             extra: dict[str, nn.Module] | None = None) -> int:
+    def load(self, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
         """Restore everything; returns the step to continue from."""
         state = json.loads((self.folder / "state.json").read_text())
         weights = load_file(self.folder / "weights.safetensors")
@@ -110,8 +106,6 @@ class Checkpoint:
         tensors = load_file(self.folder / "optimizer.safetensors")
         generator.set_state(tensors.pop("rng"))
         _restore_optimizer(optimizer, tensors, state["optimizer"])
-        for name, module in (extra or {}).items():
-            module.load_state_dict(load_file(self.folder / f"{name}.safetensors"))
         return int(state["step"])
 
 
@@ -175,7 +169,6 @@ def train(
     title: str,
     resume: bool,
     after_step: Callable[[int], None] | None = None,
-    extra_state: dict[str, nn.Module] | None = None,
     on_save: Callable[[int], None] | None = None,
     parameters: Iterable[nn.Parameter] | None = None,
 ) -> list[tuple[int, float]]:
@@ -194,31 +187,31 @@ def train(
     if resume:
         if not checkpoint.exists():
             raise AvatarError(f"--resume: {out} holds no checkpoint to resume from (start without --resume)")
-        start = checkpoint.load(objective, optimizer, generator, extra_state)
+        start = checkpoint.load(objective, optimizer, generator)
     elif checkpoint.exists():
         raise AvatarError(f"{out} already holds a training run: add --resume to continue it, or choose another --out")
     model = nn.parallel.DistributedDataParallel(objective) if ranks.world > 1 else objective
     log = LossLog(out, start)
     progress = tqdm(range(start, run.steps), initial=start, total=run.steps, desc=title, disable=not ranks.is_main or None)
-    for step in progress:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, run)
-        batch = ranks.shard(sample_batch(step, generator))
-        loss = model(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if run.grad_clip:
-            nn.utils.clip_grad_norm_(params, run.grad_clip)
-        optimizer.step()
-        if after_step is not None:
-            after_step(step)
-        value = ranks.mean(loss)
-        log.append(step + 1, value)
-        progress.set_postfix(loss=f"{value:.4f}")
-        done = step + 1
-        if ranks.is_main and (done % run.save_every == 0 or done == run.steps):
-            checkpoint.save(done, objective, optimizer, generator, extra_state)
-            log.flush(title)
-            if on_save is not None:
-                on_save(done)
+    with torch.enable_grad():  # whatever grad mode the caller is in
+        for step in progress:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, run)
+            loss = model(ranks.shard(sample_batch(step, generator)))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if run.grad_clip:
+                nn.utils.clip_grad_norm_(params, run.grad_clip)
+            optimizer.step()
+            if after_step is not None:
+                after_step(step)
+            value = ranks.mean(loss)
+            log.append(step + 1, value)
+            progress.set_postfix(loss=f"{value:.4f}")
+            done = step + 1
+            if ranks.is_main and (done % run.save_every == 0 or done == run.steps):
+                checkpoint.save(done, objective, optimizer, generator)
+                log.flush(title)
+                if on_save is not None:
+                    on_save(done)
     return log.rows
