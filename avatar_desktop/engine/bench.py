@@ -17,9 +17,10 @@ from avatar_desktop.models.avatar import AvatarModel
 
 
 def naive_config(config: EngineConfig, model: AvatarModel) -> EngineConfig:
-    """The slow baseline for the same weights: teacher sampler, no reference caches, fp32, one chunk length."""
+    """The slow baseline for the same weights: teacher sampler (the checkpoint's teacher_steps unless `config.steps`
+    says otherwise), no reference caches, fp32, one chunk length."""
     return replace(
-        config, precision="fp32", sampler="heun", steps=None, cache_reference=False, fixed_chunk=model.config.chunks.steady
+        config, precision="fp32", sampler="heun", cache_reference=False, fixed_chunk=model.config.chunks.steady
     )
 
 
