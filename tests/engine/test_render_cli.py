@@ -70,7 +70,7 @@ def test_empty_audio_is_a_clear_error(tmp_path, portrait_png, tiny_model_dir, ca
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--preset", "huge", "--random-weights"], "unknown preset 'huge': available presets are tiny-cpu, llia-384, llia-512"),
+        (["--preset", "huge", "--random-weights"], "unknown preset 'huge': available presets are tiny-cpu, llia-384, llia-512, tiny-test"),
         (["--model", "nonexistent-model"], "no model named 'nonexistent-model' (available:"),
         (["--preset", "tiny-cpu"], "add --random-weights"),
         (["--state", "sleeping"], "unknown state 'sleeping'"),
