@@ -11,26 +11,11 @@ from tqdm import tqdm
 from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_model_arguments, model_from_args
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, parse_expression
+from avatar_desktop.data.videos import speech_states
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.engine.streaming import StreamingGenerator
 from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.media import Mp4Writer, decode_audio
-
-SPEECH_THRESHOLD_DBFS = -40.0
-SPEECH_HANGOVER_FRAMES = 8  # 320 ms at 25 fps: short pauses between words stay "speaking"
-
-
-def speaking_frames(audio: np.ndarray, samples_per_frame: int, frames: int) -> np.ndarray:
-    """Offline voice activity for `--state auto`: bool (frames,), True where the frame's RMS level exceeds
-    SPEECH_THRESHOLD_DBFS, held for SPEECH_HANGOVER_FRAMES after speech stops."""
-    padded = np.zeros(frames * samples_per_frame, np.float32)
-    padded[: min(len(audio), len(padded))] = audio[: len(padded)]
-    rms = np.sqrt(np.mean(padded.reshape(frames, samples_per_frame) ** 2, axis=1))
-    loud = 20 * np.log10(rms + 1e-9) > SPEECH_THRESHOLD_DBFS
-    held = loud.copy()
-    for lag in range(1, SPEECH_HANGOVER_FRAMES + 1):
-        held[lag:] |= loud[:-lag]
-    return held
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
@@ -61,9 +46,8 @@ def _run(args: argparse.Namespace) -> int:
             f"audio file {args.audio} lasts {len(audio) / SAMPLE_RATE * 1000:.0f} ms, shorter than one video frame "
             f"({1000 / generator.fps:.0f} ms)"
         )
-    if fixed_state is None:
-        speaking = speaking_frames(audio, generator.samples_per_frame, total_frames)
-        labels = np.where(speaking, State.SPEAKING, State.IDLE)
+    if fixed_state is None:  # silero-vad: speaking where there is speech, idle elsewhere
+        labels = speech_states(audio, total_frames)
     else:
         labels = np.full(total_frames, fixed_state)
     generator.prepare(portrait, expression)
