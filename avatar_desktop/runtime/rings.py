@@ -109,11 +109,26 @@ def _attach_untracked(name: str) -> shared_memory.SharedMemory:
         resource_tracker.register = register
 
 
+class _LocalMemory:
+    """The part of SharedMemory's interface a ring uses, over private memory (rings that never leave a process)."""
+
+    def __init__(self, size: int):
+        self.buf = memoryview(bytearray(size))
+        self.name = f"local-{id(self):x}"
+
+    def close(self) -> None:
+        self.buf.release()
+
+    def unlink(self) -> None:
+        pass
+
+
 class SlotRing:
     """A ring of `n_slots` fixed-size slots in one shared-memory segment (see the module docstring).
 
     Create it in the owning process with `SlotRing.create(...)`; other processes `SlotRing.attach(name)`.
-    The owner calls `unlink()` once, on every exit path; everybody calls `close()`.
+    The owner calls `unlink()` once, on every exit path; everybody calls `close()`. `SlotRing.create(None, ...)`
+    makes the same ring in private memory, for threads of one process.
     """
 
     def __init__(self, shm: shared_memory.SharedMemory, *, owner: bool):
@@ -132,14 +147,18 @@ class SlotRing:
         self._payload = np.ndarray((self.n_slots, self.slot_bytes), np.uint8, shm.buf, payload_offset)
 
     @classmethod
-    def create(cls, name: str, *, n_slots: int, slot_bytes: int) -> "SlotRing":
+    def create(cls, name: str | None, *, n_slots: int, slot_bytes: int) -> "SlotRing":
+        """A new ring; `name=None` keeps it in private memory (same process only)."""
         if n_slots < 2 or slot_bytes < 1:
             raise ValueError(f"a ring needs >= 2 slots of >= 1 byte, got {n_slots} slots of {slot_bytes} bytes")
         size = 8 * _HEADER_WORDS + n_slots * (_SLOT_META_BYTES + slot_bytes)
-        try:
-            shm = shared_memory.SharedMemory(name=name, create=True, size=size)
-        except FileExistsError:
-            raise RingError(f"shared-memory segment {name!r} already exists") from None
+        if name is None:
+            shm = _LocalMemory(size)
+        else:
+            try:
+                shm = shared_memory.SharedMemory(name=name, create=True, size=size)
+            except FileExistsError:
+                raise RingError(f"shared-memory segment {name!r} already exists") from None
         header = np.ndarray((_HEADER_WORDS,), np.int64, shm.buf, 0)
         header[:] = (_MAGIC, 0, n_slots, slot_bytes)
         del header
@@ -233,7 +252,7 @@ class AudioRing:
         self._samples_written = self._last_end()
 
     @classmethod
-    def create(cls, name: str, *, seconds: float = 10.0, block_samples: int = 1024, sample_rate: int = 16000):
+    def create(cls, name: str | None, *, seconds: float = 10.0, block_samples: int = 1024, sample_rate: int = 16000):
         n_slots = max(4, int(np.ceil(seconds * sample_rate / block_samples)))
         return cls(SlotRing.create(name, n_slots=n_slots, slot_bytes=4 * block_samples))
 
