@@ -77,7 +77,7 @@ class AutoencoderConfig:
     latent_channels: int = 8
     downscale: int = 8
     encoder_channels: tuple[int, ...] = (32, 64, 128)
-    decoder_channels: tuple[int, ...] = (128, 64, 32)
+    decoder_channels: tuple[int, ...] = (64, 48, 24)
     scaling_factor: float = 1.0
     diffusers_config: dict[str, Any] = field(default_factory=dict)
 
@@ -94,7 +94,7 @@ class AudioConfig:
     hop_ms: float = 10.0
     window_ms: float = 25.0
     past_ms: float = 200.0
-    audio_lookahead_ms: float = 80.0
+    audio_lookahead_ms: float = 40.0
     channels: int = 128
     token_dim: int = 128
     tokens_per_frame: int = 4
@@ -104,6 +104,7 @@ class AudioConfig:
 class DenoiserConfig:
     """The chunk denoiser: a UNet over (B, T, C, h, w) with audio cross-attention and temporal layers."""
 
+    patch_size: int = 2
     block_channels: tuple[int, ...] = (64, 128, 192)
     layers_per_block: int = 1
     attention_levels: tuple[bool, ...] = (False, True, True)
@@ -123,12 +124,14 @@ class SamplingConfig:
     """Noise parameterisation (EDM, Karras et al. 2022) and the sampler this checkpoint is meant for.
 
     parameterization: 'edm' for a teacher (many steps), 'consistency' for a distilled student whose
-    boundary condition holds at sigma_min; `steps` is the student's step count (a property of the checkpoint).
+    boundary condition holds at sigma_min; `steps` is the student's step count (a property of the checkpoint);
+    `teacher_steps` is what the teacher sampler (and the naive benchmark) uses.
     """
 
     parameterization: str = "consistency"
     sampler: str = "consistency"
     steps: int = 2
+    teacher_steps: int = 25
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     sigma_data: float = 0.5
@@ -167,12 +170,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How the streaming engine runs a model: device and precision backend (see engine/precision.py)."""
+    """How the streaming engine runs a model.
+
+    precision: a backend name from engine/precision.py ('auto' picks per device). steps/sampler: override the
+    checkpoint's sampler (the naive baseline runs the teacher sampler). cache_reference: encode the portrait and its
+    reference keys/values once in prepare() (True) or again for every chunk and denoiser call (False, naive).
+    fixed_chunk: generate every chunk with this many frames instead of following the chunk plan.
+    """
 
     device: str = "cpu"
     precision: str = "auto"
     steps: int | None = None
-    threads: int | None = None
+    sampler: str | None = None
+    cache_reference: bool = True
+    fixed_chunk: int | None = None
     seed: int = 0
 
 

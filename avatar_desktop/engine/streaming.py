@@ -1,0 +1,242 @@
+"""StreamingGenerator: a portrait plus a stream of audio in, chunks of video frames out.
+
+prepare() encodes everything that depends only on the portrait (reference latent, reference keys/values) and
+warms the kernels up; step() appends audio and, once the next chunk's audio (with lookahead) has arrived,
+generates it. Motion frames (the last latents of the previous chunk, lightly noised) carry continuity.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from avatar_desktop.audio.features import frame_windows, window_geometry
+from avatar_desktop.config import EngineConfig, State, expression_vector
+from avatar_desktop.engine.planner import ChunkPlanner
+from avatar_desktop.engine.portrait import portrait_from_array, square_crop
+from avatar_desktop.engine.precision import select_backend
+from avatar_desktop.models.avatar import AvatarModel
+from avatar_desktop.models.denoiser import DenoiserInputs
+from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
+
+
+@dataclass
+class Chunk:
+    """frames: uint8 (T, H, W, 3) RGB; timestamps: float64 (T,) media seconds (frame f starts at f / fps);
+    start_frame: index of frames[0] in the stream; label: the state it was generated with;
+    stage_ms: wall time of each stage for this chunk (audio, denoise, decode)."""
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    start_frame: int
+    label: State
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class StreamingGenerator:
+    def __init__(self, model: AvatarModel, config: EngineConfig = EngineConfig()):
+        self.config = config
+        self.device = torch.device(config.device)
+        self.backend = select_backend(config.precision, self.device)
+        self.model = self.backend.prepare(model, self.device).eval()
+        self.dtype = self.backend.dtype
+        mc = model.config
+        self.fps = mc.fps
+        self.resolution = mc.autoencoder.image_size
+        self.samples_per_frame, past, ahead = window_geometry(mc.audio, mc.fps)
+        self._past_samples = past
+        self._lookahead_samples = ahead
+        self.lookahead_s = ahead / (self.samples_per_frame * self.fps)
+
+        sampling = mc.sampling
+        self.sampler_name = config.sampler or sampling.sampler
+        default_steps = sampling.steps if self.sampler_name == "consistency" else sampling.teacher_steps
+        self.steps = config.steps or default_steps
+        sampler = SAMPLERS.get(self.sampler_name)
+        if sampler is None:
+            raise ValueError(f"unknown sampler {self.sampler_name!r}: expected one of {', '.join(SAMPLERS)}")
+        if self.sampler_name == "consistency":
+            self._sigmas = consistency_sigmas(self.steps, sampling).to(self.device)
+            self._sampler = functools.partial(sampler, sigma_min=sampling.sigma_min)
+        else:
+            self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
+            self._sampler = sampler
+        self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
+        self._generator = torch.Generator(self.device)
+        self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
+        self._reference: torch.Tensor | None = None  # (1, C, h, w)
+        self._reference_kv = None
+        self._expression = torch.zeros(1, len(expression_vector(None)), device=self.device, dtype=self.dtype)
+        self.reset()
+
+    # ----------------------------------------------------------------- setup
+    @torch.no_grad()
+    def prepare(self, portrait: np.ndarray, expression: Mapping[str, float] | None = None, *, warmup: bool = True) -> None:
+        """Cache everything that depends only on the portrait. portrait: uint8 (H, W, 3) RGB (grey/RGBA accepted).
+
+        With `warmup`, one chunk of each planned length is generated and thrown away, so that the first real
+        chunk does not pay for kernel selection and memory allocation. Starts a new stream (reset()).
+        """
+        rgb = square_crop(portrait_from_array(np.asarray(portrait)), self.resolution)
+        image = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].to(self.dtype) / 127.5 - 1
+        self._portrait = image.contiguous(memory_format=torch.channels_last)
+        self._reference, self._reference_kv = self._encode_reference()
+        if expression is not None:
+            self.set_expression(expression)
+        if warmup:
+            self._warm_up()
+        self.reset()
+
+    def set_expression(self, expression: Mapping[str, float]) -> None:
+        """Named components in [-1, 1] (config.EXPRESSION_COMPONENTS); missing ones are neutral (0)."""
+        self._expression = torch.tensor([expression_vector(expression)], device=self.device, dtype=self.dtype)
+
+    def reset(self) -> None:
+        """Start a new stream at frame 0 with the same portrait: audio history and motion frames are cleared."""
+        self.frame_index = 0
+        self._audio = np.zeros(0, np.float32)
+        self._audio_start = 0  # absolute sample index of self._audio[0]
+        self._motion: torch.Tensor | None = None  # (1, M, C, h, w)
+        self._last_label: State | None = None
+        self.planner.reset()
+        self._generator.manual_seed(self.config.seed)
+
+    @property
+    def samples_received(self) -> int:
+        return self._audio_start + len(self._audio)
+
+    # ----------------------------------------------------------------- streaming
+    def step(
+        self,
+        audio: np.ndarray | None,
+        label: State | int = State.SPEAKING,
+        expression: Mapping[str, float] | None = None,
+        *,
+        end_of_stream: bool = False,
+    ) -> Chunk | None:
+        """Append `audio` (float32 (N,) 16 kHz mono, may be empty) and generate the next chunk if its audio is there.
+
+        Returns None when more audio is needed (or, with end_of_stream, when every frame has been generated).
+        With end_of_stream the stream is taken as complete: it has round(samples / samples_per_frame) frames,
+        and the lookahead past its end is silence.
+        """
+        if self._reference is None:
+            raise RuntimeError("call prepare(portrait) before step()")
+        if audio is not None and len(audio):
+            samples = np.asarray(audio, dtype=np.float32)
+            if samples.ndim != 1:
+                raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
+            self._audio = np.concatenate([self._audio, samples])
+        if expression is not None:
+            self.set_expression(expression)
+        label = State(label)
+
+        length = self.planner.length(state_changed=self._state_changed(label))
+        if end_of_stream:
+            total = round(self.samples_received / self.samples_per_frame)
+            length = min(length, total - self.frame_index)
+            if length <= 0:
+                return None
+        else:
+            ready = (self.samples_received - self._lookahead_samples) // self.samples_per_frame
+            if ready - self.frame_index < length:
+                return None
+        self.planner.commit()
+        return self._generate(length, label)
+
+    def _state_changed(self, label: State) -> bool:
+        return self._last_label is not None and label != self._last_label
+
+    @torch.no_grad()
+    def _generate(self, frames: int, label: State) -> Chunk:
+        stage_ms: dict[str, float] = {}
+        start = self.frame_index
+        clock = time.perf_counter()
+
+        reference, reference_kv = (self._reference, self._reference_kv)
+        if not self.config.cache_reference:
+            reference, _ = self._encode_reference()  # naive: re-encode; keys/values recomputed in every call
+        tokens = self._audio_tokens(start, frames)
+        stage_ms["audio"] = (time.perf_counter() - clock) * 1000
+
+        clock = time.perf_counter()
+        latents = self._denoise(reference, reference_kv, tokens, label)  # (1, T, C, h, w)
+        stage_ms["denoise"] = (time.perf_counter() - clock) * 1000
+
+        clock = time.perf_counter()
+        images = self.model.autoencoder.decode(latents[0].contiguous(memory_format=torch.channels_last))
+        pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        frames_rgb = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
+        stage_ms["decode"] = (time.perf_counter() - clock) * 1000
+
+        self.frame_index += frames
+        self._last_label = label
+        self._trim_audio()
+        timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
+        return Chunk(frames_rgb, timestamps, start, label, stage_ms)
+
+    def _audio_tokens(self, start: int, frames: int) -> torch.Tensor:
+        """Audio tokens (1, T, N, D) for frames start..start+T-1; audio past the received end is silence."""
+        needed_end = (start + frames) * self.samples_per_frame + self._lookahead_samples
+        audio = self._audio
+        if self.samples_received < needed_end:
+            audio = np.concatenate([audio, np.zeros(needed_end - self.samples_received, np.float32)])
+        windows = frame_windows(torch.from_numpy(audio), self._audio_start, start, frames, self.model.config.audio, self.fps)
+        return self.model.audio_encoder(windows.to(self.device)).to(self.dtype)
+
+    def _denoise(self, reference, reference_kv, tokens, label: State) -> torch.Tensor:
+        mc = self.model.config
+        channels, height, width = self.model.latent_shape
+        frames = tokens.shape[1]
+        motion = self._motion
+        if motion is None:  # the stream starts from the portrait itself
+            motion = reference[:, None].expand(1, mc.denoiser.num_motion_frames, channels, height, width)
+        noise_level = mc.sampling.motion_noise_sigma
+        motion = motion + noise_level * self._randn(motion.shape)
+        cond = DenoiserInputs(
+            reference=reference,
+            motion=motion,
+            audio=tokens,
+            label=torch.tensor([int(label)], device=self.device),
+            expression=self._expression,
+            reference_kv=reference_kv if self.config.cache_reference else None,
+        )
+        noise = self._randn((1, frames, channels, height, width))
+        latents = self._sampler(
+            lambda x, sigma: self.model.denoise(x, sigma, cond), noise, self._sigmas, generator=self._generator
+        )
+        history = latents if self._motion is None else torch.cat([self._motion, latents], dim=1)
+        self._motion = history[:, -mc.denoiser.num_motion_frames :]
+        if self._motion.shape[1] < mc.denoiser.num_motion_frames:  # a 1-frame first chunk: pad with the reference
+            pad = reference[:, None].expand(1, mc.denoiser.num_motion_frames - self._motion.shape[1], channels, height, width)
+            self._motion = torch.cat([pad, self._motion], dim=1)
+        return latents
+
+    def _randn(self, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self._generator, device=self.device, dtype=torch.float32).to(self.dtype)
+
+    def _encode_reference(self):
+        reference = self.model.autoencoder.encode(self._portrait)
+        reference_kv = self.model.denoiser.reference_kv(reference) if self.config.cache_reference else None
+        return reference, reference_kv
+
+    def _trim_audio(self) -> None:
+        """Drop audio that no future frame's window reaches (keeps the buffer bounded on long streams)."""
+        keep_from = self.frame_index * self.samples_per_frame - self._past_samples
+        drop = min(max(0, keep_from - self._audio_start), len(self._audio))
+        if drop:
+            self._audio = self._audio[drop:]
+            self._audio_start += drop
+
+    def _warm_up(self) -> None:
+        plan = self.model.config.chunks
+        lengths = {self.config.fixed_chunk} if self.config.fixed_chunk else {plan.first, plan.after_state_change, plan.steady}
+        for length in sorted(lengths):
+            self.reset()
+            self._audio = np.zeros(length * self.samples_per_frame + self._lookahead_samples, np.float32)
+            self._generate(length, State.SPEAKING)

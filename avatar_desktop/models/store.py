@@ -1,0 +1,175 @@
+"""Model folders on disk: `model.json` (config, preset, provenance) + one safetensors file per network + MODEL_CARD.md.
+
+Only safetensors are read: pickle checkpoints (.pt, .pth, .bin, .ckpt) are refused, never unpickled.
+Writes are atomic: a folder is written next to its target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from avatar_desktop.audio.features import LogMel
+from avatar_desktop.config import ModelConfig
+from avatar_desktop.errors import CheckpointError
+from avatar_desktop.models.avatar import AvatarModel
+
+FORMAT = "avatar-desktop-model"
+FORMAT_VERSION = 1
+NETWORKS = ("autoencoder", "audio_encoder", "denoiser")
+PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
+MODELS_ENV = "AVATAR_DESKTOP_MODELS"
+"""os.pathsep-separated folders searched for model names before the user and repository folders."""
+
+
+def model_search_path() -> list[Path]:
+    """Folders where model names are looked up, in order: $AVATAR_DESKTOP_MODELS, the user's folder, the repo's models/."""
+    paths = [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    paths.append(data_home / "avatar-desktop" / "models")
+    paths.append(Path(__file__).resolve().parents[2] / "models")
+    return paths
+
+
+def list_models() -> dict[str, Path]:
+    """Model name -> folder, for every folder with a model.json on the search path (first one wins)."""
+    found: dict[str, Path] = {}
+    for root in model_search_path():
+        if root.is_dir():
+            for folder in sorted(root.iterdir()):
+                if (folder / "model.json").is_file():
+                    found.setdefault(folder.name, folder)
+    return found
+
+
+def resolve_model(name_or_dir: str | Path) -> Path:
+    """A folder path, or a model name looked up on the search path; unknown names list the available models."""
+    candidate = Path(name_or_dir)
+    if candidate.is_dir() or candidate.suffix or os.sep in str(name_or_dir):
+        return candidate
+    available = list_models()
+    if str(name_or_dir) in available:
+        return available[str(name_or_dir)]
+    names = ", ".join(sorted(available)) or "none installed"
+    raise CheckpointError(
+        f"no model named {name_or_dir!r} (available: {names}); pass a model folder, "
+        f"or use --preset NAME --random-weights for an untrained network"
+    )
+
+
+def save_model(model: AvatarModel, folder: str | Path, *, provenance: dict[str, Any] | None = None, card: str | None = None) -> Path:
+    """Write `model` to `folder` (replaced atomically if it exists). Returns the folder."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "preset": model.config.preset,
+            "config": model.config.to_dict(),
+            "provenance": provenance or {},
+        }
+        (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        for name in NETWORKS:
+            state = {k: v.detach().contiguous().cpu() for k, v in getattr(model, name).state_dict().items()}
+            save_file(state, staging / f"{name}.safetensors")
+        (staging / "MODEL_CARD.md").write_text(card or f"# {folder.name}\n\nPreset `{model.config.preset}`. No card written yet.\n")
+        if folder.exists():
+            backup = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            folder.rename(backup)
+            staging.rename(folder)
+            shutil.rmtree(backup)
+        else:
+            staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_model_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
+    """(config, full model.json) of a model folder, with clear errors for foreign or unsafe folders."""
+    folder = Path(folder)
+    if folder.is_file():
+        kind = "a pickle checkpoint" if folder.suffix in PICKLE_SUFFIXES else "a file"
+        raise CheckpointError(f"{folder} is {kind}, not a model folder: a model is a folder with model.json and *.safetensors")
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder {folder} does not exist")
+    meta_file = folder / "model.json"
+    if not meta_file.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        hint = f" It holds pickle files ({', '.join(pickles)}), which are never loaded: convert them to safetensors." if pickles else ""
+        raise CheckpointError(f"{folder} has no model.json, so it is not an avatar-desktop model.{hint}")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{meta_file} is not valid JSON ({error}); the model folder is damaged") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_file} is not an avatar-desktop model description (format {FORMAT!r} expected)")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{folder} was written by a newer avatar-desktop (format {meta['format_version']}); upgrade to load it")
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{meta_file}: bad config: {error}") from None
+    return config, meta
+
+
+def load_model(name_or_dir: str | Path, *, device: str = "cpu") -> AvatarModel:
+    """Load a model folder (or a name on the search path) into an AvatarModel in eval mode."""
+    folder = resolve_model(name_or_dir)
+    config, _ = read_model_config(folder)
+    with torch.device("meta"):
+        model = AvatarModel(config)
+    for name in NETWORKS:
+        file = folder / f"{name}.safetensors"
+        if not file.is_file():
+            raise CheckpointError(f"{folder} is missing {file.name}: the model folder is incomplete")
+        try:
+            state = load_file(file, device=device)
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"{file} is not a readable safetensors file ({error})") from None
+        _check_state(getattr(model, name), state, file)
+        getattr(model, name).load_state_dict(state, strict=True, assign=True)
+    _materialise_buffers(model, device)
+    return model.eval()
+
+
+def _check_state(network: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs config {tuple(v.shape)}"
+        for k, v in expected.items() if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensors missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches (e.g. {'; '.join(mismatched[:3])})")
+    if problems:
+        raise CheckpointError(
+            f"{file} does not match the architecture in model.json: {'; '.join(problems)}. "
+            "The weights belong to another model or preset."
+        )
+
+
+def _materialise_buffers(model: AvatarModel, device: str) -> None:
+    """Rebuild the non-persistent buffers (mel filters, window) that meta-device construction left empty."""
+    model.audio_encoder.log_mel = LogMel(model.config.audio).to(device)
+    leftover = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
+    if leftover:
+        raise CheckpointError(f"internal error: tensors not restored from the checkpoint: {', '.join(leftover[:5])}")

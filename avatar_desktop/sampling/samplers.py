@@ -1,0 +1,62 @@
+"""Samplers with one signature (k-diffusion style):
+
+    sampler(denoiser, noise, sigmas, *, generator=None) -> x0
+
+`denoiser(x, sigma)` returns the clean estimate for latents `x` at noise level `sigma` (a 0-d tensor), with all
+conditioning bound in. `noise` is standard normal of the latent shape, e.g. (B, T, C, h, w); `sigmas` is the
+schedule from `sampling.schedules`. Samplers do not know about models, frames or audio.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+
+class Denoiser(Protocol):
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def sample_euler(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *, generator=None) -> torch.Tensor:
+    """Teacher sampler, Euler steps of the probability-flow ODE; sigmas (N + 1,) ending in 0. N evaluations."""
+    x = noise * sigmas[0]
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        slope = (x - denoiser(x, sigma)) / sigma
+        x = x + slope * (sigma_next - sigma)
+    return x
+
+
+@torch.no_grad()
+def sample_heun(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *, generator=None) -> torch.Tensor:
+    """Teacher sampler, Heun's 2nd order method (EDM Algorithm 1); sigmas (N + 1,) ending in 0. 2N - 1 evaluations."""
+    x = noise * sigmas[0]
+    for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
+        slope = (x - denoiser(x, sigma)) / sigma
+        x_euler = x + slope * (sigma_next - sigma)
+        if sigma_next > 0:
+            slope_next = (x_euler - denoiser(x_euler, sigma_next)) / sigma_next
+            x = x + (slope + slope_next) / 2 * (sigma_next - sigma)
+        else:
+            x = x_euler
+    return x
+
+
+@torch.no_grad()
+def sample_consistency(
+    denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *, generator=None, sigma_min: float = 0.002
+) -> torch.Tensor:
+    """Multistep consistency sampling; sigmas (K,) with K in 1..4, no trailing 0. K evaluations.
+
+    Each step maps to a clean estimate, then re-noises it to the next level with fresh noise from `generator`.
+    """
+    x0 = denoiser(noise * sigmas[0], sigmas[0])
+    for sigma in sigmas[1:]:
+        fresh = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x0 = denoiser(x0 + fresh * (sigma**2 - sigma_min**2).sqrt(), sigma)
+    return x0
+
+
+Sampler = Callable[..., torch.Tensor]
+SAMPLERS: dict[str, Sampler] = {"euler": sample_euler, "heun": sample_heun, "consistency": sample_consistency}

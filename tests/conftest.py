@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny seeded models on CPU (diffusers' get_dummy_components idea), portraits and audio files."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
+from avatar_desktop.models.presets import build_model, tiny_test_config
+from avatar_desktop.models.store import save_model
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none is available on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def tiny_model():
+    """A fresh tiny model (64x64 video, reference attention on) with seeded random weights."""
+    return build_model(tiny_test_config(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny seeded model saved as a model folder."""
+    return save_model(build_model(tiny_test_config(), seed=0), tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def portrait() -> np.ndarray:
+    return benchmark_portrait(160)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> Path:
+    """Write float samples in [-1, 1], shape (N,) or (N, channels), as 16-bit PCM."""
+    data = np.clip(samples, -1, 1)
+    if data.ndim == 1 and channels > 1:
+        data = np.repeat(data[:, None], channels, axis=1)
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(channels)
+        handle.setsampwidth(2)
+        handle.setframerate(rate)
+        handle.writeframes((data * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_wav(tmp_path_factory) -> Path:
+    """1.0 s of speech-like audio at 16 kHz mono."""
+    return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav", benchmark_audio(1.0), 16000)

@@ -1,0 +1,133 @@
+"""Shape contracts at every boundary of the networks, and the presets' architectures."""
+
+import pytest
+import torch
+
+from avatar_desktop.audio.features import LogMel, frame_windows, window_geometry
+from avatar_desktop.config import AudioConfig
+from avatar_desktop.models.denoiser import DenoiserInputs
+from avatar_desktop.models.presets import PRESETS, build_model, tiny_test_config
+from avatar_desktop.models.avatar import AvatarModel
+
+torch.set_grad_enabled(False)
+
+
+def _inputs(model, frames, batch=1):
+    channels, h, w = model.latent_shape
+    cfg = model.config
+    generator = torch.Generator().manual_seed(1)
+    reference = torch.randn(batch, channels, h, w, generator=generator)
+    return DenoiserInputs(
+        reference=reference,
+        motion=torch.randn(batch, cfg.denoiser.num_motion_frames, channels, h, w, generator=generator),
+        audio=torch.randn(batch, frames, cfg.audio.tokens_per_frame, cfg.audio.token_dim, generator=generator),
+        label=torch.tensor([0, 2][:batch]),
+        expression=torch.zeros(batch, cfg.denoiser.expression_dim),
+    )
+
+
+def test_autoencoder_shapes(tiny_model):
+    cfg = tiny_model.config.autoencoder
+    images = torch.rand(3, 3, cfg.image_size, cfg.image_size) * 2 - 1
+    latents = tiny_model.autoencoder.encode(images)
+    assert latents.shape == (3, *tiny_model.latent_shape)
+    assert tiny_model.autoencoder.decode(latents).shape == images.shape
+
+
+def test_tiny_cpu_preset_outputs_at_least_256_pixels():
+    cfg = PRESETS["tiny-cpu"]
+    assert cfg.autoencoder.image_size >= 256 and cfg.fps == 25
+    model = build_model("tiny-cpu")
+    latents = model.autoencoder.encode(torch.zeros(1, 3, 256, 256))
+    assert model.autoencoder.decode(latents).shape == (1, 3, 256, 256)
+
+
+def test_audio_windows_and_tokens(tiny_model):
+    cfg = tiny_model.config
+    per_frame, past, ahead = window_geometry(cfg.audio, cfg.fps)
+    assert per_frame == 640
+    audio = torch.randn(2, 10 * per_frame + ahead)
+    windows = frame_windows(audio, 0, 0, 10, cfg.audio, cfg.fps)
+    assert windows.shape == (2, 10, past + per_frame + ahead)
+    # frame 0's past lies before the stream: silence
+    assert torch.all(windows[:, 0, : past] == 0)
+    assert torch.equal(windows[:, 3, past : past + per_frame], audio[:, 3 * per_frame : 4 * per_frame])
+    tokens = tiny_model.audio_encoder(windows)
+    assert tokens.shape == (2, 10, cfg.audio.tokens_per_frame, cfg.audio.token_dim)
+
+
+def test_audio_tokens_do_not_depend_on_chunking(tiny_model):
+    cfg = tiny_model.config
+    audio = torch.randn(12 * 640 + 2000)
+    whole = tiny_model.audio_encoder(frame_windows(audio, 0, 0, 12, cfg.audio, cfg.fps))
+    first = tiny_model.audio_encoder(frame_windows(audio, 0, 0, 5, cfg.audio, cfg.fps))
+    # a later chunk given only a suffix of the stream, starting where its past window starts
+    start = 5 * 640 - 3200
+    rest = tiny_model.audio_encoder(frame_windows(audio[start:], start, 5, 7, cfg.audio, cfg.fps))
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), whole)
+
+
+def test_frame_windows_refuse_missing_audio():
+    cfg = AudioConfig()
+    with pytest.raises(ValueError, match="need audio up to sample"):
+        frame_windows(torch.zeros(640), 0, 0, 1, cfg, 25)
+    with pytest.raises(ValueError, match="needs it from"):
+        frame_windows(torch.zeros(20000), 6400, 10, 1, cfg, 25)
+
+
+def test_log_mel_shape():
+    mel = LogMel(AudioConfig(n_mels=40))(torch.randn(3, 16000))
+    assert mel.shape == (3, 40, 1 + (16000 - 512) // 160)
+
+
+@pytest.mark.parametrize("frames", [1, 2, 5, 16])
+def test_denoiser_keeps_chunk_shape(tiny_model, frames):
+    x = torch.randn(2, frames, *tiny_model.latent_shape)
+    out = tiny_model.denoise(x, torch.tensor(2.0), _inputs(tiny_model, frames, batch=2))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_denoiser_refuses_chunk_longer_than_trained(tiny_model):
+    frames = tiny_model.config.denoiser.max_chunk_frames + 1
+    with pytest.raises(ValueError, match="max_chunk_frames"):
+        tiny_model.denoise(torch.randn(1, frames, *tiny_model.latent_shape), torch.tensor(1.0), _inputs(tiny_model, frames))
+
+
+def test_conditioning_changes_the_output(tiny_model):
+    x = torch.randn(1, 3, *tiny_model.latent_shape)
+    base = _inputs(tiny_model, 3)
+    reference_out = tiny_model.denoise(x, torch.tensor(1.0), base)
+    for field, value in [
+        ("label", torch.tensor([1])),
+        ("expression", torch.full((1, 5), 0.8)),
+        ("audio", base.audio + 1),
+        ("motion", base.motion + 1),
+    ]:
+        changed = DenoiserInputs(**{**base.__dict__, field: value})
+        assert not torch.allclose(tiny_model.denoise(x, torch.tensor(1.0), changed), reference_out), field
+
+
+def test_reference_kv_cache_equals_recomputation(tiny_model):
+    inputs = _inputs(tiny_model, 4)
+    x = torch.randn(1, 4, *tiny_model.latent_shape)
+    recomputed = tiny_model.denoise(x, torch.tensor(1.5), inputs)
+    inputs.reference_kv = tiny_model.denoiser.reference_kv(inputs.reference)
+    assert len(inputs.reference_kv) == len(tiny_model.denoiser.spatial_layers())
+    cached = tiny_model.denoise(x, torch.tensor(1.5), inputs)
+    torch.testing.assert_close(cached, recomputed, rtol=0, atol=1e-6)
+    # the cache is really used: a cache from another portrait changes the output
+    inputs.reference_kv = tiny_model.denoiser.reference_kv(inputs.reference + 1)
+    assert not torch.allclose(tiny_model.denoise(x, torch.tensor(1.5), inputs), recomputed, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["llia-384", "llia-512"])
+def test_llia_presets_have_sd15_widths(name):
+    cfg = PRESETS[name]
+    assert cfg.denoiser.block_channels == (320, 640, 1280, 1280)
+    assert cfg.denoiser.cross_attention_dim == 768 and cfg.denoiser.reference_attention
+    assert cfg.autoencoder.image_size == int(name.split("-")[1]) and cfg.autoencoder.kind == "kl"
+    with torch.device("meta"):
+        model = AvatarModel(cfg)
+    denoiser_params = sum(p.numel() for p in model.denoiser.parameters())
+    assert 0.8e9 < denoiser_params < 3e9, denoiser_params  # SD1.5-class UNet plus reference network
+    assert model.denoiser.reference_net is not None
