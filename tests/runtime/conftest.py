@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from pulse_rig import PulseRig, pulseaudio_missing_reason, refresh_portaudio, speech_wav
+from pulse_rig import PulseRig, espeak_wav, pulseaudio_missing_reason, refresh_portaudio
 
 
 def _use_server(rig: PulseRig | None, saved: dict) -> None:
@@ -41,7 +41,7 @@ def pulse(tmp_path_factory):
 @pytest.fixture(scope="session")
 def speech(tmp_path_factory, pulse):
     """~3 s of espeak-ng speech with half a second of silence before it (WAV path)."""
-    return speech_wav(tmp_path_factory.mktemp("speech"), "[[_:_:]] Hello there. This is the avatar speaking now.")
+    return espeak_wav(tmp_path_factory.mktemp("speech"), "[[_:_:]] Hello there. This is the avatar speaking now.")
 
 
 class RecordingCamera:

@@ -77,7 +77,7 @@ def refresh_portaudio() -> None:
     sd._initialize()
 
 
-def speech_wav(folder: Path, text: str, name: str = "speech.wav") -> Path:
+def espeak_wav(folder: Path, text: str, name: str = "speech.wav") -> Path:
     """Synthesize `text` with espeak-ng into a WAV file (22.05 kHz mono)."""
     path = folder / name
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, timeout=60, capture_output=True)
