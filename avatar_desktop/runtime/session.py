@@ -43,14 +43,16 @@ from avatar_desktop.runtime.worker import ModelSpec, WorkerHandle, WorkerSpec, d
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How the session runs. frame_slots / max_frame_size: FrameRing capacity (frames; pixels per side);
-    worker_threads: torch threads in the worker (None: all cores but one); mic_stall_s: a microphone silent
-    (no callbacks) this long is reported gone and reopened every `mic_retry_s`."""
+    worker_threads: torch threads in the worker (None: all cores but one); standby_worker: keep a second worker
+    loaded and waiting, promoted at once when the active one dies (a fresh one needs seconds to import torch);
+    mic_stall_s: a microphone silent (no callbacks) this long is reported gone and reopened every `mic_retry_s`."""
 
     pacer: PacerConfig = PacerConfig()
     frame_slots: int = 32
     max_frame_size: int = 512
     audio_ring_seconds: float = 10.0
     worker_threads: int | None = None
+    standby_worker: bool = True
     restart_backoff_s: float = 0.5
     mic_stall_s: float = 1.5
     mic_retry_s: float = 2.0
@@ -98,6 +100,8 @@ class LiveSession:
         self.camera: VirtualCameraSink | None = None
         self.camera_error: str | None = None
         self.worker: WorkerHandle | None = None
+        self.standby: WorkerHandle | None = None
+        self.standby_ready = threading.Event()
         self.worker_ready = threading.Event()
         self.last_error: str | None = None
         self._audio: AudioRing | None = None
@@ -145,7 +149,7 @@ class LiveSession:
             except CameraUnavailableError as error:
                 self.camera_error = str(error)
                 self._event("camera", f"{error}; going on with the preview only", error=True)
-        self._spawn_worker()
+        self.worker = self._spawn_worker(active=True)
         clock = MicClock(self._audio)
         self._clock = clock
         canvas_config = self.config.camera or CameraConfig()
@@ -175,8 +179,9 @@ class LiveSession:
             self._sender.stop()
         for thread in self._threads:
             thread.join(5.0)
-        if self.worker is not None:
-            self.worker.stop()
+        for worker in (self.worker, self.standby):
+            if worker is not None:
+                worker.stop()
         for device in (self._mic, self._far, self._passthrough):
             if device is not None:
                 device.close()
@@ -203,12 +208,12 @@ class LiveSession:
             self._event("reference", f"portrait not changed: {error}", error=True)
             raise
         self.portrait = portrait
-        self.worker.send("set_reference", portrait)
+        self._broadcast("set_reference", portrait)
 
     def set_expression(self, expression: Mapping[str, float]) -> None:
         expression_vector(expression)
         self.expression = dict(expression)
-        self.worker.send("set_expression", self.expression)
+        self._broadcast("set_expression", self.expression)
 
     def set_state_override(self, state: State | None) -> None:
         """Force a state (wins over voice activity), or None to follow voice activity again."""
@@ -218,7 +223,7 @@ class LiveSession:
         """Switch models in the worker; if the new one fails to load the old one keeps running (see events)."""
         self.model = model
         self.worker_ready.clear()
-        self.worker.send("set_model", model)
+        self._broadcast("set_model", model)
 
     @property
     def events(self) -> list[dict]:
@@ -254,15 +259,21 @@ class LiveSession:
         if error:
             self.last_error = message
 
-    def _spawn_worker(self) -> None:
+    def _broadcast(self, name: str, value) -> None:
+        """A command for the active worker and the standby (which must be ready to take over as is)."""
+        for worker in (self.worker, self.standby):
+            if worker is not None:
+                worker.send(name, value)
+
+    def _spawn_worker(self, *, active: bool) -> WorkerHandle:
         runtime = self.config.runtime
         spec = WorkerSpec(
             model=self.model, audio_ring=self._audio.ring.name, frame_ring=self._frames.ring.name,
             portrait=self.portrait, engine=self.config.engine, expression=self.expression, state=int(self.state),
-            threads=runtime.worker_threads or default_threads(),
+            threads=runtime.worker_threads or default_threads(), active=active,
         )
-        self.worker_ready.clear()
-        self.worker = WorkerHandle(spec)
+        (self.worker_ready if active else self.standby_ready).clear()
+        return WorkerHandle(spec)
 
     def _on_tick(self, sent_at: float, fresh: bool, media_time: float) -> None:
         """Camera thread: count the tick; time the first frame that covers each pending speech onset."""
@@ -309,38 +320,69 @@ class LiveSession:
             if state != self.state:
                 self.state = state
                 self.stats.state_change(state.name.lower(), mic_reader.position / SAMPLE_RATE)
-                self.worker.send("set_state", int(state))
+                self._broadcast("set_state", int(state))
 
     def _supervise(self) -> None:
-        """Worker reports -> stats and events; a dead worker is restarted; a stalled mic is reopened."""
+        """Worker reports -> stats and events; a dead worker is replaced; a stalled mic is reopened."""
         backoff = self.config.runtime.restart_backoff_s
         while not self._stop.is_set():
             worker = self.worker
             report = worker.receive(0.05)
             if report is not None:
-                self._on_report(report)
-            if not worker.alive() and not self._stop.is_set():
-                while (last_words := worker.receive(0)) is not None:  # the dead worker's error report first
-                    self._on_report(last_words)
-                self.stats.worker_restarts += 1
-                uptime = time.monotonic() - worker.started_at
-                self._event("worker", f"worker {worker.pid} died ({describe_exit(worker.process.exitcode)}) "
-                                      f"after {uptime:.1f} s; restarting it, the camera keeps the last frame",
-                            error=True)
-                worker.stop(0.1)
-                backoff = self.config.runtime.restart_backoff_s if uptime > 30 else min(backoff * 2, 10.0)
-                if self._stop.wait(backoff if uptime < 30 else 0):
-                    break
-                self._spawn_worker()
+                self._on_report(report, worker)
+            standby = self.standby
+            while standby is not None and (report := standby.receive(0)) is not None:
+                self._on_report(report, standby)
+            if self._stop.is_set():
+                break
+            if not worker.alive():
+                backoff = self._replace_dead_worker(worker, backoff)
+            elif standby is not None and not standby.alive():
+                self._event("worker", f"standby worker {standby.pid} died ({describe_exit(standby.process.exitcode)})"
+                                      "; starting another", error=True)
+                standby.stop(0.1)
+                self.standby = None
+                self.standby_ready.clear()
+            elif standby is None and self.config.runtime.standby_worker and self.worker_ready.is_set():
+                self.standby = self._spawn_worker(active=False)
             self._watch_mic()
 
-    def _on_report(self, report: dict) -> None:
+    def _replace_dead_worker(self, worker: WorkerHandle, backoff: float) -> float:
+        """Promote the standby (or spawn a worker) in place of a dead one; returns the next backoff (s)."""
+        while (last_words := worker.receive(0)) is not None:  # the dead worker's error report first
+            self._on_report(last_words, worker)
+        self.stats.worker_restarts += 1
+        uptime = time.monotonic() - worker.started_at
+        worker.stop(0.1)
+        standby, self.standby = self.standby, None
+        self.standby_ready.clear()
+        if standby is not None and standby.alive():
+            self.worker_ready.clear()
+            self.worker = standby
+            standby.send("activate")
+            how = f"standby worker {standby.pid} took over"
+        else:
+            backoff = self.config.runtime.restart_backoff_s if uptime > 30 else min(backoff * 2, 10.0)
+            self._stop.wait(backoff)
+            self.worker = self._spawn_worker(active=True)
+            how = f"started worker {self.worker.pid}"
+        self._event("worker", f"worker {worker.pid} died ({describe_exit(worker.process.exitcode)}) after "
+                              f"{uptime:.1f} s; {how}, the camera keeps the last frame meanwhile", error=True)
+        return backoff
+
+    def _on_report(self, report: dict, worker: WorkerHandle) -> None:
         kind = report["kind"]
+        if worker is not self.worker:  # the standby: only its readiness and its own failures are news
+            if kind == "ready":
+                self.standby_ready.set()
+            elif kind == "error" and report["what"] == "worker":
+                self._event("worker", f"standby {report['message']}", error=True)
+            return
         if kind == "status":
             self.stats.worker_status(report)
         elif kind == "ready":
             self.worker_ready.set()
-            self._event("worker", f"worker {self.worker.pid} ready: model {report['model']} "
+            self._event("worker", f"worker {worker.pid} ready: model {report['model']} "
                                   f"({report['resolution']} px, loaded in {report['load_s']:.1f} s)")
         elif kind == "error":
             kind = report["what"] if report["what"] in ("model", "reference") else "worker"

@@ -3,12 +3,14 @@
 Commands (main -> worker, over a Pipe, as `(name, value)`):
     set_reference  uint8 (H, W, 3) RGB portrait      set_expression  {component: value}
     set_state      int State                          set_model       ModelSpec
-    stop           None
+    activate       None (a standby starts generating) stop            None
 Reports (worker -> main, dicts with a "kind"):
-    ready   {model, resolution, fps, lookahead_s, load_s}     error  {what, message}
+    ready   {model, resolution, fps, lookahead_s, load_s, active}  error  {what, message}
     status  {fps, latency_ms: [...], chunk_ms: [...], backlog_s, skips}   (every `status_interval_s`)
 
-The stream's frame 0 is the mic sample where the worker started reading, so a frame's media time is
+A standby worker (`active=False`) loads the model and prepares the portrait, then waits: promoted with `activate`
+when the active worker dies, it serves within a frame or two instead of the seconds a fresh process needs to
+import torch. The stream's frame 0 is the mic sample where the worker started reading, so a frame's media time is
 `(start sample) / 16000 + chunk timestamp`, on the same mic clock for every worker the session ever runs.
 """
 
@@ -59,6 +61,7 @@ class WorkerSpec:
     engine: EngineConfig = EngineConfig()
     expression: dict = field(default_factory=dict)
     state: int = int(State.IDLE)
+    active: bool = True
     threads: int = 1
     status_interval_s: float = 1.0
     max_backlog_s: float = 1.0
@@ -83,7 +86,10 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
         _Worker(spec, conn, audio, frames, MicClock(audio), AudioReader).run()
     except Exception as error:  # a bug or a device error: say what happened, then die (the session restarts us)
         last = traceback.format_exception_only(type(error), error)[-1].strip()
-        conn.send({"kind": "error", "what": "worker", "message": f"worker crashed: {last}"})
+        try:
+            conn.send({"kind": "error", "what": "worker", "message": f"worker crashed: {last}"})
+        except OSError:
+            pass
         raise
     finally:
         audio.ring.close()
@@ -98,6 +104,7 @@ class _Worker:
         self.portrait = spec.portrait
         self.expression = dict(spec.expression)
         self.state = State(spec.state)
+        self.active = spec.active
         self.running = True
         self._latency_ms: list[float] = []
         self._chunk_ms: list[float] = []
@@ -106,7 +113,10 @@ class _Worker:
         self._load(spec.model)
 
     def report(self, kind: str, **values) -> None:
-        self.conn.send({"kind": kind, **values})
+        try:
+            self.conn.send({"kind": kind, **values})
+        except OSError:  # the session's process is gone: stop
+            self.running = False
 
     def _load(self, model_spec: ModelSpec) -> None:
         """Load and prepare a model; on failure the previous one (if any) keeps running and the error is reported."""
@@ -121,11 +131,18 @@ class _Worker:
             self.report("error", what="model", message=f"model {model_spec.name!r} failed to load: {error}")
             return
         self.generator = generator
+        self.model_name = model_spec.name
+        self.load_s = time.monotonic() - started
+        if self.active:
+            self._restart_stream()
+        self._report_ready()
+
+    def _report_ready(self) -> None:
+        generator = self.generator
         self.report(
-            "ready", model=model_spec.name, resolution=generator.resolution, fps=generator.fps,
-            lookahead_s=generator.lookahead_s, load_s=time.monotonic() - started,
+            "ready", model=self.model_name, resolution=generator.resolution, fps=generator.fps,
+            lookahead_s=generator.lookahead_s, load_s=self.load_s, active=self.active,
         )
-        self._restart_stream()
 
     def _restart_stream(self) -> None:
         """Frame 0 of a new stream = the newest mic sample now."""
@@ -136,6 +153,11 @@ class _Worker:
     def _handle(self, name: str, value) -> None:
         if name == "stop":
             self.running = False
+        elif name == "activate":
+            self.active = True
+            if self.generator is not None:
+                self._restart_stream()
+                self._report_ready()
         elif name == "set_state":
             self.state = State(value)
         elif name == "set_expression":
@@ -153,7 +175,8 @@ class _Worker:
                 self.generator.prepare(self.portrait)
             else:
                 self.portrait = value
-            self._restart_stream()
+            if self.active:
+                self._restart_stream()
         elif name == "set_model":
             self._load(value)
         else:
@@ -162,12 +185,16 @@ class _Worker:
     def run(self) -> None:
         next_status = time.monotonic() + self.spec.status_interval_s
         while self.running:
-            idle = self.generator is None or not self._generate()
-            if self.conn.poll(0.005 if idle else 0):
-                while self.running and self.conn.poll():
-                    self._handle(*self.conn.recv())
+            idle = not self.active or self.generator is None or not self._generate()
+            try:
+                if self.conn.poll(0.005 if idle else 0):
+                    while self.running and self.conn.poll():
+                        self._handle(*self.conn.recv())
+            except (EOFError, OSError):  # the session's process is gone: nobody to generate for
+                return
             if time.monotonic() >= next_status:
-                self._report_status()
+                if self.active:
+                    self._report_status()
                 next_status += self.spec.status_interval_s
 
     def _generate(self) -> bool:
