@@ -10,7 +10,9 @@ import threading
 from pathlib import Path
 
 from avatar_desktop.cli import command
+from avatar_desktop.commands.model_args import add_model_arguments
 from avatar_desktop.config import EngineConfig, State, parse_expression
+from avatar_desktop.errors import AvatarError
 
 
 def device_arg(text: str) -> str | int:
@@ -20,8 +22,7 @@ def device_arg(text: str) -> str | int:
 
 def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--portrait", required=True, type=Path, help="portrait image (PNG/JPEG)")
-    p.add_argument("--model", default="tiny-cpu", help="model folder or name under models/ (default: tiny-cpu)")
-    p.add_argument("--random-weights", action="store_true", help="--model names a preset; random weights (benchmarks)")
+    add_model_arguments(p)
     p.add_argument("--mic", type=device_arg, default=None, help="input device index or name (default: system default)")
     p.add_argument("--far-end", type=device_arg, default=None,
                    help="second input carrying the other side of the call (a loopback/monitor device): -> listening")
@@ -44,8 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.audio.capture import CaptureConfig
     from avatar_desktop.engine.portrait import load_portrait
     from avatar_desktop.output.camera import CameraConfig
-    from avatar_desktop.runtime.session import LiveSession, SessionConfig
-    from avatar_desktop.runtime.worker import ModelSpec
+    from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
 
     try:
         expression = parse_expression(args.expression)
@@ -60,13 +60,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
     config = SessionConfig(
-        model=ModelSpec(args.model, random_weights=args.random_weights),
+        model=_model_spec(args),
         engine=EngineConfig(device=args.device, precision=args.precision),
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
         camera=camera,
         expression=expression,
         audio_out=args.audio_out,
+        runtime=RuntimeConfig(worker_threads=args.threads),
     )
     sinks = []
     if args.record is not None:
@@ -100,6 +101,20 @@ def _run(args: argparse.Namespace) -> int:
             args.stats_json.parent.mkdir(parents=True, exist_ok=True)
             args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
     return 0
+
+
+def _model_spec(args: argparse.Namespace):
+    """--model NAME_OR_DIR, or --preset NAME --random-weights (the worker loads it, in its own process)."""
+    from avatar_desktop.models.presets import PRESETS
+    from avatar_desktop.runtime.worker import ModelSpec
+
+    if not (args.preset or args.random_weights):
+        return ModelSpec(args.model or "default")
+    if args.model or not (args.preset and args.random_weights):
+        raise AvatarError("give either --model, or --preset NAME with --random-weights")
+    if args.preset not in PRESETS:
+        raise AvatarError(f"unknown preset {args.preset!r}: available presets are {', '.join(PRESETS)}")
+    return ModelSpec(args.preset, random_weights=True)
 
 
 def _print_summary(stats: dict) -> None:

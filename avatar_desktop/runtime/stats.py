@@ -62,11 +62,16 @@ class SessionStats:
         self.state_change_count = 0
         self.worker_restarts = 0
         self.worker_fps: float | None = None
+        self.worker_skips = 0
+        self.audio_ring_overruns = 0
+        self._first_tick: float | None = None
         self.events: deque[dict] = deque(maxlen=500)
 
     def tick(self, sent_at: float, fresh: bool) -> None:
         with self._lock:
             self.ticks += 1
+            if self._first_tick is None:
+                self._first_tick = sent_at
             if self._last_tick is not None:
                 self.tick_interval_ms.add([(sent_at - self._last_tick) * 1000])
             self._last_tick = sent_at
@@ -96,6 +101,8 @@ class SessionStats:
             self.generation_latency_ms.add(report["latency_ms"])
             self.chunk_compute_ms.add(report["chunk_ms"])
             self.worker_fps = report["fps"]
+            self.worker_skips += report["skips"]
+            self.audio_ring_overruns += report["overruns"]
 
     def mic_to_camera(self, latency_ms: float) -> None:
         with self._lock:
@@ -111,7 +118,9 @@ class SessionStats:
             mic = np.array(self.mic_to_camera_ms) if self.mic_to_camera_ms else None
             return {
                 "seconds": round(elapsed, 3),
-                "delivered_fps": round(self.ticks / elapsed, 3) if elapsed > 0 else None,
+                "delivered_fps": (
+                    round((self.ticks - 1) / (self._last_tick - self._first_tick), 3) if self.ticks > 1 else None
+                ),
                 "frames_sent": self.ticks,
                 "new_frames": self.fresh,
                 "new_frames_fps": round(self.fresh / since_first, 3) if since_first else None,
@@ -121,6 +130,8 @@ class SessionStats:
                 "generation_latency_ms": self.generation_latency_ms.summary(),
                 "chunk_compute_ms": self.chunk_compute_ms.summary(),
                 "worker_fps": self.worker_fps,
+                "worker_skips": self.worker_skips,
+                "audio_ring_overruns": self.audio_ring_overruns,
                 "mic_to_camera_ms": {
                     "what": "speech onset at the mic (first loud sample after silence) -> camera send time of the"
                     " first frame whose media time covers it",

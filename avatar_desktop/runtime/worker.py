@@ -6,7 +6,7 @@ Commands (main -> worker, over a Pipe, as `(name, value)`):
     activate       None (a standby starts generating) stop            None
 Reports (worker -> main, dicts with a "kind"):
     ready   {model, resolution, fps, lookahead_s, load_s, active}  error  {what, message}
-    status  {fps, latency_ms: [...], chunk_ms: [...], backlog_s, skips}   (every `status_interval_s`)
+    status  {fps, latency_ms: [...], chunk_ms: [...], skips, overruns}   (each since the previous status)
 
 A standby worker (`active=False`) loads the model and prepares the portrait, then waits: promoted with `activate`
 when the active worker dies, it serves within a frame or two instead of the seconds a fresh process needs to
@@ -109,7 +109,8 @@ class _Worker:
         self._latency_ms: list[float] = []
         self._chunk_ms: list[float] = []
         self._frames_made = 0
-        self._skips = 0
+        self._skips = 0  # times the worker fell `max_backlog_s` behind and skipped to the newest audio
+        self._overruns = 0  # times the AudioRing lapped the worker (audio lost before it was read)
         self._load(spec.model)
 
     def report(self, kind: str, **values) -> None:
@@ -203,6 +204,7 @@ class _Worker:
         backlog_s = (self.audio.end_sample() - self.reader.position) / SAMPLE_RATE
         pending_s = (self.reader.position - self.stream_start) / SAMPLE_RATE - self.generator.frame_index / self.generator.fps
         if self.reader.samples_lost or pending_s + backlog_s > self.spec.max_backlog_s:
+            self._overruns += self.reader.samples_lost > 0
             self._skips += 1
             self._restart_stream()
             return True
@@ -227,9 +229,9 @@ class _Worker:
     def _report_status(self) -> None:
         self.report(
             "status", fps=self._frames_made / self.spec.status_interval_s, latency_ms=self._latency_ms,
-            chunk_ms=self._chunk_ms, skips=self._skips,
+            chunk_ms=self._chunk_ms, skips=self._skips, overruns=self._overruns,
         )
-        self._latency_ms, self._chunk_ms, self._frames_made = [], [], 0
+        self._latency_ms, self._chunk_ms, self._frames_made, self._skips, self._overruns = [], [], 0, 0, 0
 
 
 class WorkerHandle:
