@@ -72,7 +72,11 @@ def default_threads() -> int:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of the spawned process."""
+    import signal
+
     import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the session stops us
 
     torch.set_num_threads(spec.threads)
     from avatar_desktop.runtime.clock import MicClock
