@@ -15,8 +15,8 @@ in order for aligned 8-byte words, which is all the seqlock needs.
 
 Segment names are `avd-<pid>-<token>-<role>`, unique per session. Where segments are files (Linux /dev/shm) the
 owner holds a shared `flock` on its segments while it lives; the kernel drops it when the owner dies, however it
-dies, so `clean_stale_segments` knows a crashed session's leftovers from a live session's segments (even one in
-another PID namespace, where the pid in the name means nothing).
+dies. `clean_stale_segments` removes a segment only when nobody holds it and no process has its pid, so neither a
+live session in another PID namespace (it holds the lock) nor one whose pid was reused is touched.
 """
 
 from __future__ import annotations
@@ -84,8 +84,20 @@ def _hold_lock(name: str) -> int | None:
     return fd
 
 
+def _pid_alive(pid_text: str) -> bool:
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, not ours to signal
+        return True
+    return True
+
+
 def clean_stale_segments(shm_dir: Path = SHM_DIR, *, min_age_s: float = 10.0) -> list[str]:
-    """Unlink ring segments nobody holds (left by a crashed run); returns the names removed.
+    """Unlink ring segments nobody holds and whose owner pid is gone (left by a crashed run); returns their names.
 
     A segment younger than `min_age_s` is left alone: its owner may not have locked it yet. Only systems with a
     listable shared-memory folder (Linux) have such leftovers; on Windows a segment dies with its last handle, and
@@ -95,6 +107,8 @@ def clean_stale_segments(shm_dir: Path = SHM_DIR, *, min_age_s: float = 10.0) ->
         return []
     removed = []
     for path in shm_dir.glob(f"{SEGMENT_PREFIX}*"):
+        if _pid_alive(path.name[len(SEGMENT_PREFIX) :].split("-", 1)[0]):
+            continue
         try:
             if time.time() - path.stat().st_mtime < min_age_s:
                 continue

@@ -134,6 +134,11 @@ def test_only_segments_nobody_holds_are_cleaned():
         removed = clean_stale_segments(min_age_s=0)
         assert stale.name in removed and not stale.exists()
         assert Path("/dev/shm", mine.name).exists()  # we hold it: kept
+        held_elsewhere = Path("/dev/shm", "avd-999998-0ddba11-frames")  # a live session in another pid namespace
+        held = SlotRing.create(held_elsewhere.name, n_slots=2, slot_bytes=8)
+        assert held_elsewhere.name not in clean_stale_segments(min_age_s=0)
+        held.close()
+        held.unlink()
     finally:
         stale.unlink(missing_ok=True)
         mine.close()
