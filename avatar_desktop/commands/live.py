@@ -1,0 +1,138 @@
+"""`avatar-desktop live`: a headless live session (microphone -> avatar -> virtual camera) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from avatar_desktop.cli import command
+from avatar_desktop.commands.model_args import add_model_arguments
+from avatar_desktop.config import EngineConfig, State, parse_expression
+from avatar_desktop.errors import AvatarError
+
+
+def device_arg(text: str) -> str | int:
+    """A sounddevice index ('3') or (part of) a device name."""
+    return int(text) if text.isdigit() else text
+
+
+def _add(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--portrait", required=True, type=Path, help="portrait image (PNG/JPEG)")
+    add_model_arguments(p)
+    p.add_argument("--mic", type=device_arg, default=None, help="input device index or name (default: system default)")
+    p.add_argument("--far-end", type=device_arg, default=None,
+                   help="second input carrying the other side of the call (a loopback/monitor device): -> listening")
+    p.add_argument("--audio-out", type=device_arg, default=None,
+                   help="output device (a virtual cable) that gets the mic delayed like the video, for lip sync")
+    p.add_argument("--camera", choices=("auto", "off"), default="auto", help="virtual camera (default: auto)")
+    p.add_argument("--camera-backend", default=None, help="pyvirtualcam backend name (default: the first that works)")
+    p.add_argument("--camera-device", default=None, help="camera device, e.g. /dev/video4 (default: any)")
+    p.add_argument("--mirror", action="store_true", help="mirror the camera image left-right")
+    p.add_argument("--expression", default="", help="e.g. smile=0.5,brow=-0.2 (components in [-1, 1])")
+    p.add_argument("--state", default=None, help="force a state (speaking, listening, idle) instead of voice activity")
+    p.add_argument("--device", default="cpu", help="torch device for the generator (default: cpu)")
+    p.add_argument("--precision", default="auto", help="precision backend (default: auto)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="frames per generated chunk (default: the model's plan); shorter chunks, lower latency")
+    p.add_argument("--record", type=Path, default=None, help="also record the camera output to this video file")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--stats-json", type=Path, default=None, help="write the session's stats here when it stops")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from avatar_desktop.audio.capture import CaptureConfig
+    from avatar_desktop.engine.portrait import load_portrait
+    from avatar_desktop.output.camera import CameraConfig
+    from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
+
+    try:
+        expression = parse_expression(args.expression)
+        override = State.parse(args.state) if args.state else None
+    except ValueError as error:
+        print(f"avatar-desktop live: {error}", file=sys.stderr)
+        return 2
+    if args.seconds is not None and args.seconds <= 0:
+        print(f"avatar-desktop live: --seconds must be > 0, got {args.seconds}", file=sys.stderr)
+        return 2
+    if args.chunk is not None and args.chunk < 1:
+        print(f"avatar-desktop live: --chunk must be >= 1 frame, got {args.chunk}", file=sys.stderr)
+        return 2
+    camera = None
+    if args.camera == "auto":
+        camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
+    config = SessionConfig(
+        model=_model_spec(args),
+        engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk),
+        mic=CaptureConfig(device=args.mic),
+        far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
+        camera=camera,
+        expression=expression,
+        audio_out=args.audio_out,
+        runtime=RuntimeConfig(worker_threads=args.threads),
+    )
+    sinks = []
+    if args.record is not None:
+        from avatar_desktop.output.video_file import VideoFileSink
+
+        sinks.append(VideoFileSink(args.record, fps=(camera or CameraConfig()).fps))
+    done = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+    session = LiveSession(load_portrait(args.portrait), config, sinks=sinks)
+    try:
+        session.start()
+        session.set_state_override(override)
+        print(f"live: mic {session.status()['mic']!r}, camera {session.status()['camera'] or 'off (preview only)'}; "
+              "Ctrl-C stops", file=sys.stderr)
+        reported = 0
+        while not done.wait(min(1.0, args.seconds or 1.0)):
+            for event in session.events[reported:]:
+                print(f"live [{event['t']:7.1f} s] {event['kind']}: {event['message']}", file=sys.stderr)
+            reported = len(session.events)
+            if args.seconds is not None and session.stats.snapshot()["seconds"] >= args.seconds:
+                break
+    except KeyboardInterrupt:
+        print("live: stopping", file=sys.stderr)
+    finally:
+        snapshot = session.snapshot() if session.started else None
+        session.stop()
+        signal.signal(signal.SIGTERM, previous)
+    if snapshot is not None:
+        _print_summary(snapshot)
+        if args.stats_json is not None:
+            args.stats_json.parent.mkdir(parents=True, exist_ok=True)
+            args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
+    return 0
+
+
+def _model_spec(args: argparse.Namespace):
+    """--model NAME_OR_DIR, or --preset NAME --random-weights (the worker loads it, in its own process)."""
+    from avatar_desktop.models.presets import PRESETS
+    from avatar_desktop.runtime.worker import ModelSpec
+
+    if not (args.preset or args.random_weights):
+        return ModelSpec(args.model or "default")
+    if args.model or not (args.preset and args.random_weights):
+        raise AvatarError("give either --model, or --preset NAME with --random-weights")
+    if args.preset not in PRESETS:
+        raise AvatarError(f"unknown preset {args.preset!r}: available presets are {', '.join(PRESETS)}")
+    return ModelSpec(args.preset, random_weights=True)
+
+
+def _print_summary(stats: dict) -> None:
+    latency = stats["generation_latency_ms"]
+    mic = stats["mic_to_camera_ms"]
+    print(
+        f"live: {stats['seconds']:.1f} s, {stats['delivered_fps']} fps delivered, "
+        f"{stats['repeated_frames']} repeated ({stats['repeated_ratio']}), generation latency p50 {latency['p50']} ms "
+        f"p95 {latency['p95']} ms, mic-to-camera p50 {mic['p50']} ms over {mic['count']} onsets, "
+        f"{stats['state_change_count']} state changes, {stats['audio_overflows']} audio overflows, "
+        f"{stats['worker_restarts']} worker restarts",
+        file=sys.stderr,
+    )
+
+
+command("live", "Headless live session: microphone -> avatar -> virtual camera")((_add, _run))

@@ -1,0 +1,71 @@
+"""End to end on the PulseAudio rig: speech -> live session (real worker, tiny seeded model) -> recording camera."""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar_desktop.audio.vad import VadConfig
+from avatar_desktop.output.camera import CameraConfig
+from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
+from avatar_desktop.runtime.worker import ModelSpec
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def session_config(model_dir: Path, **overrides) -> SessionConfig:
+    """A session on the tiny seeded model in `model_dir`, the recording camera, one worker thread, no standby."""
+    values = dict(
+        model=ModelSpec(str(model_dir)),
+        camera=CameraConfig(backend="recording"),
+        vad=VadConfig(hangover_ms=600),
+        runtime=RuntimeConfig(worker_threads=1, standby_worker=False),  # the crash test turns the standby on
+    )
+    values.update(overrides)
+    return SessionConfig(**values)
+
+
+def shm_segments(pid: int | None = None) -> set[str]:
+    """Ring segments of process `pid` (default: this one; other people's sessions may run on this machine)."""
+    return {path.name for path in Path("/dev/shm").glob(f"avd-{pid or os.getpid()}-*")}
+
+
+@pytest.mark.slow
+def test_speech_drives_states_and_the_camera_runs_at_25_fps(pulse, speech, recording_camera, tiny_model_dir, portrait):
+    before = shm_segments()
+    session = LiveSession(portrait, session_config(tiny_model_dir))
+    with session:
+        assert session.worker_ready.wait(60), session.events
+        camera = recording_camera.instances[0]
+        assert (camera.width, camera.height, camera.fps) == (1280, 720, 25)
+        start = len(camera.times)
+        assert wait_until(lambda: session.state.name == "IDLE", 5)
+        player = pulse.play(speech)
+        assert wait_until(lambda: session.state.name == "SPEAKING", 8), session.stats.snapshot()["state_changes"]
+        player.wait(20)
+        assert wait_until(lambda: session.state.name == "IDLE", 3), session.stats.snapshot()["state_changes"]
+        assert camera.wait_frames(start + 15 * 25 + 1, 30)
+        stats = session.snapshot()
+    times = np.array(camera.times[start : start + 15 * 25 + 1])
+    fps = (times.size - 1) / (times[-1] - times[0])
+    print(f"camera fps over 15 s: {fps:.3f}; tick intervals {stats['tick_interval_ms']}; late ticks "
+          f"{stats['camera_late_ticks']}; mic-to-camera latency: {stats['mic_to_camera_ms']}")
+    assert abs(fps - 25) <= 0.5, fps
+    assert np.all(np.diff(times) > 0)
+    states = [change["state"] for change in stats["state_changes"]]
+    assert "speaking" in states and states[-1] == "idle"
+    assert stats["mic_to_camera_ms"]["count"] >= 1
+    assert 0 < stats["mic_to_camera_ms"]["p50"] < 2000
+    assert stats["generation_latency_ms"]["count"] > 0
+    assert stats["worker_restarts"] == 0
+    assert shm_segments() <= before  # nothing of this session is left in /dev/shm
+    assert camera.closed
