@@ -2,3 +2,4 @@
 
 from avatar_desktop.commands import bench, render  # noqa: F401
 from avatar_desktop.commands import doctor, live  # noqa: F401
+from avatar_desktop.commands import gui  # noqa: F401
