@@ -77,7 +77,7 @@ class AutoencoderConfig:
     latent_channels: int = 8
     downscale: int = 8
     encoder_channels: tuple[int, ...] = (32, 64, 128)
-    decoder_channels: tuple[int, ...] = (64, 48, 24)
+    decoder_channels: tuple[int, ...] = (64, 32, 16)
     scaling_factor: float = 1.0
     diffusers_config: dict[str, Any] = field(default_factory=dict)
 
@@ -105,7 +105,7 @@ class DenoiserConfig:
     """The chunk denoiser: a UNet over (B, T, C, h, w) with audio cross-attention and temporal layers."""
 
     patch_size: int = 2
-    block_channels: tuple[int, ...] = (64, 128, 192)
+    block_channels: tuple[int, ...] = (64, 128, 160)
     layers_per_block: int = 1
     attention_levels: tuple[bool, ...] = (False, True, True)
     temporal_levels: tuple[bool, ...] = (False, True, True)

@@ -47,10 +47,10 @@ class LogMel(nn.Module):
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(
             waveform.float(), self.n_fft, hop_length=self.hop, win_length=self.window,
-            window=self.hann, center=False, return_complex=True,
-        )  # (N, n_fft // 2 + 1, frames)
+            window=self.hann.float(), center=False, return_complex=True,
+        )  # (N, n_fft // 2 + 1, frames), always computed in float32
         power = spec.real**2 + spec.imag**2
-        return torch.log(self.filters @ power + 1e-6)
+        return torch.log(self.filters.float() @ power + 1e-6)
 
 
 def window_geometry(cfg: AudioConfig, fps: int) -> tuple[int, int, int]:

@@ -73,7 +73,7 @@ def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 
     if chunk is None:
         raise RuntimeError("internal error: the first chunk's audio was handed over but no chunk came out")
 
-    generator.step(audio[first_samples:], State.SPEAKING)  # appends only: the first chunk was just generated
+    generator.push_audio(audio[first_samples:])
     chunk_times, chunk_frames, stage_totals = [], [], dict.fromkeys(chunk.stage_ms, 0.0)
     while True:
         clock = time.perf_counter()

@@ -39,6 +39,8 @@ class Chunk:
 
 
 class StreamingGenerator:
+    """Generates one stream at a time. The model given is cast and laid out in place for the precision backend."""
+
     def __init__(self, model: AvatarModel, config: EngineConfig = EngineConfig()):
         self.config = config
         self.device = torch.device(config.device)
@@ -67,7 +69,7 @@ class StreamingGenerator:
             self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
             self._sampler = sampler
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
-        self._generator = torch.Generator(self.device)
+        self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
         self._reference: torch.Tensor | None = None  # (1, C, h, w)
         self._reference_kv = None
@@ -127,11 +129,8 @@ class StreamingGenerator:
         """
         if self._reference is None:
             raise RuntimeError("call prepare(portrait) before step()")
-        if audio is not None and len(audio):
-            samples = np.asarray(audio, dtype=np.float32)
-            if samples.ndim != 1:
-                raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
-            self._audio = np.concatenate([self._audio, samples])
+        if audio is not None:
+            self.push_audio(audio)
         if expression is not None:
             self.set_expression(expression)
         label = State(label)
@@ -148,6 +147,14 @@ class StreamingGenerator:
                 return None
         self.planner.commit()
         return self._generate(length, label)
+
+    def push_audio(self, audio: np.ndarray) -> None:
+        """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
+        samples = np.asarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
+        if len(samples):
+            self._audio = np.concatenate([self._audio, samples])
 
     def _state_changed(self, label: State) -> bool:
         return self._last_label is not None and label != self._last_label
@@ -218,7 +225,7 @@ class StreamingGenerator:
         return latents
 
     def _randn(self, shape) -> torch.Tensor:
-        return torch.randn(shape, generator=self._generator, device=self.device, dtype=torch.float32).to(self.dtype)
+        return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)
 
     def _encode_reference(self):
         reference = self.model.autoencoder.encode(self._portrait)

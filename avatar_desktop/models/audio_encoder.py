@@ -36,7 +36,8 @@ class AudioEncoder(nn.Module):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         batch, frames, width = windows.shape
-        mel = self.log_mel(windows.reshape(batch * frames, width))  # (B*T, n_mels, F)
+        mel = self.log_mel(windows.reshape(batch * frames, width))  # (B*T, n_mels, F), float32
+        mel = mel.to(self.proj.weight.dtype)
         features = self.pool(self.convs(mel)).transpose(1, 2)  # (B*T, tokens, channels)
         tokens = self.proj(features) + self.slot_embedding
         return tokens.reshape(batch, frames, self.cfg.tokens_per_frame, self.cfg.token_dim)

@@ -146,7 +146,7 @@ class ReferenceNet(nn.Module):
             )
             channels = width
             if i + 1 < len(cfg.block_channels):
-                self.downs.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1]))
+                self.downs.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1], name="op"))
                 channels = cfg.block_channels[i + 1]
 
     def forward(self, reference: torch.Tensor) -> list[torch.Tensor]:
@@ -175,6 +175,12 @@ class ChunkDenoiser(nn.Module):
         super().__init__()
         if not (len(cfg.block_channels) == len(cfg.attention_levels) == len(cfg.temporal_levels)):
             raise ValueError("block_channels, attention_levels and temporal_levels must have the same length")
+        uneven = [c for c in cfg.block_channels if c % cfg.attention_head_dim or c % cfg.norm_groups]
+        if uneven:
+            raise ValueError(
+                f"block_channels {uneven} must be multiples of attention_head_dim={cfg.attention_head_dim} "
+                f"and norm_groups={cfg.norm_groups}"
+            )
         self.cfg = cfg
         self.latent_channels = latent_channels
         ch0 = cfg.block_channels[0]
@@ -196,7 +202,7 @@ class ChunkDenoiser(nn.Module):
             ))
             channels = width
             if i + 1 < len(cfg.block_channels):
-                self.downsamplers.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1]))
+                self.downsamplers.append(Downsample2D(width, use_conv=True, out_channels=cfg.block_channels[i + 1], name="op"))
                 channels = cfg.block_channels[i + 1]
         self.mid = _Layer(channels, channels, temb, cfg, True, True)
         self.mid_resnet = ResnetBlock2D(in_channels=channels, out_channels=channels, temb_channels=temb, groups=cfg.norm_groups)

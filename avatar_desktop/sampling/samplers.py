@@ -49,11 +49,12 @@ def sample_consistency(
 ) -> torch.Tensor:
     """Multistep consistency sampling; sigmas (K,) with K in 1..4, no trailing 0. K evaluations.
 
-    Each step maps to a clean estimate, then re-noises it to the next level with fresh noise from `generator`.
+    Each step maps to a clean estimate, then re-noises it to the next level with fresh noise from `generator`
+    (a CPU generator: the noise is drawn on the CPU and moved, so a seed means the same on every device).
     """
     x0 = denoiser(noise * sigmas[0], sigmas[0])
     for sigma in sigmas[1:]:
-        fresh = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        fresh = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
         x0 = denoiser(x0 + fresh * (sigma**2 - sigma_min**2).sqrt(), sigma)
     return x0
 

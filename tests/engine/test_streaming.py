@@ -1,0 +1,172 @@
+"""StreamingGenerator: chunking, timestamps, motion continuity, states, step counts, precision."""
+
+import numpy as np
+import pytest
+
+from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.engine.bench import benchmark_audio
+from avatar_desktop.engine.streaming import StreamingGenerator
+
+SAMPLES_PER_FRAME = 640
+
+
+def _generator(model, portrait, **engine):
+    generator = StreamingGenerator(model, EngineConfig(**engine))
+    generator.prepare(portrait)
+    return generator
+
+
+def _drain(generator, label=State.SPEAKING, end_of_stream=False):
+    chunks = []
+    while (chunk := generator.step(None, label, end_of_stream=end_of_stream)) is not None:
+        chunks.append(chunk)
+    return chunks
+
+
+@pytest.mark.parametrize("split", [[16, 8], [1, 2, 4, 4, 4, 4, 4, 1], [1] * 24, [3, 5, 7, 9], [12, 12]])
+def test_any_split_of_24_frames_gives_24_contiguous_frames(tiny_model, portrait, split):
+    generator = _generator(tiny_model, portrait, fixed_chunk=None)
+    audio = benchmark_audio(24 / 25)
+    frames, timestamps = [], []
+    for length in split:
+        generator.planner.fixed = length  # this chunk's length
+        chunk = generator.step(audio if not frames else None, State.SPEAKING, end_of_stream=True)
+        assert chunk.frames.shape == (length, 64, 64, 3) and chunk.frames.dtype == np.uint8
+        assert chunk.start_frame == len(frames)
+        frames += list(chunk.frames)
+        timestamps += list(chunk.timestamps)
+    assert len(frames) == 24
+    assert generator.step(None, end_of_stream=True) is None
+    np.testing.assert_allclose(timestamps, np.arange(24) / 25)
+
+
+def test_audio_arriving_in_pieces_gives_the_same_video_as_all_at_once(tiny_model, portrait):
+    audio = benchmark_audio(1.2)
+    whole = _generator(tiny_model, portrait)
+    whole.push_audio(audio)
+    reference = np.concatenate([c.frames for c in _drain(whole)])
+
+    streamed = _generator(tiny_model, portrait)
+    pieces, rng = [], np.random.default_rng(0)
+    position = 0
+    while position < len(audio):
+        size = int(rng.integers(50, 3000))
+        chunk = streamed.step(audio[position : position + size])
+        position += size
+        pieces += ([chunk] if chunk is not None else []) + _drain(streamed)
+    got = np.concatenate([c.frames for c in pieces])
+    assert len(got) == len(reference) == (len(audio) - streamed.lookahead_s * 16000) // SAMPLES_PER_FRAME
+    np.testing.assert_array_equal(got, reference)
+
+
+def test_no_chunk_until_its_audio_and_lookahead_arrived(tiny_model, portrait):
+    generator = _generator(tiny_model, portrait)
+    lookahead = round(generator.lookahead_s * 16000)
+    assert generator.step(np.zeros(SAMPLES_PER_FRAME + lookahead - 1, np.float32)) is None
+    chunk = generator.step(np.zeros(1, np.float32))
+    assert chunk is not None and len(chunk.frames) == tiny_model.config.chunks.first
+
+
+def test_chunk_plan_short_first_short_after_state_change(tiny_model, portrait):
+    plan = tiny_model.config.chunks
+    generator = _generator(tiny_model, portrait)
+    generator.push_audio(benchmark_audio(3.0))
+    lengths = [len(generator.step(None, State.SPEAKING).frames) for _ in range(3)]
+    lengths.append(len(generator.step(None, State.LISTENING).frames))
+    lengths.append(len(generator.step(None, State.LISTENING).frames))
+    assert lengths == [plan.first, plan.steady, plan.steady, plan.after_state_change, plan.steady]
+    assert plan.first < plan.steady and plan.after_state_change < plan.steady
+
+
+def test_end_of_stream_frame_count_rounds_the_audio_duration(tiny_model, portrait):
+    generator = _generator(tiny_model, portrait)
+    generator.push_audio(benchmark_audio(0.95))  # 23.75 frames -> 24
+    assert sum(len(c.frames) for c in _drain(generator, end_of_stream=True)) == 24
+
+
+def test_motion_frames_carry_across_chunks(tiny_model, portrait):
+    """The second chunk depends on what the first chunk generated (through its motion frames)."""
+    audio = benchmark_audio(0.6)
+    first = _generator(tiny_model, portrait, seed=1)
+    first.push_audio(audio)
+    chunks_a = _drain(first)
+    other = _generator(tiny_model, portrait, seed=1)
+    other.push_audio(audio)
+    chunk = other.step(None)
+    other._motion = other._motion + 0.5  # as if the previous chunk had generated something else
+    chunks_b = [chunk] + _drain(other)
+    np.testing.assert_array_equal(chunks_a[0].frames, chunks_b[0].frames)
+    assert not np.array_equal(chunks_a[1].frames, chunks_b[1].frames)
+
+
+def test_reset_restarts_the_stream_reproducibly(tiny_model, portrait):
+    generator = _generator(tiny_model, portrait, seed=3)
+    generator.push_audio(benchmark_audio(0.5))
+    first = _drain(generator)
+    generator.reset()
+    generator.push_audio(benchmark_audio(0.5))
+    again = _drain(generator)
+    assert [c.start_frame for c in again] == [c.start_frame for c in first]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.frames, b.frames)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+def test_consistency_step_counts_run(tiny_model, portrait, steps):
+    generator = _generator(tiny_model, portrait, steps=steps)
+    assert generator.steps == steps
+    generator.push_audio(benchmark_audio(0.3))
+    assert len(_drain(generator)) > 0
+
+
+def test_teacher_sampler_and_uncached_reference_run(tiny_model, portrait):
+    generator = _generator(tiny_model, portrait, sampler="heun", steps=3, cache_reference=False, fixed_chunk=4)
+    generator.push_audio(benchmark_audio(0.4))
+    chunks = _drain(generator, end_of_stream=True)
+    assert [len(c.frames) for c in chunks] == [4, 4, 2]
+
+
+def test_uncached_reference_gives_the_same_frames(tiny_model, portrait):
+    audio = benchmark_audio(0.4)
+    results = []
+    for cache in (True, False):
+        generator = _generator(tiny_model, portrait, cache_reference=cache, seed=5)
+        generator.push_audio(audio)
+        results.append(np.concatenate([c.frames for c in _drain(generator, end_of_stream=True)]))
+    assert np.abs(results[0].astype(int) - results[1].astype(int)).max() <= 1
+
+
+def test_expression_and_state_change_the_frames(tiny_model, portrait):
+    audio = benchmark_audio(0.3)
+
+    def frames(label=State.SPEAKING, expression=None):
+        generator = _generator(tiny_model, portrait, seed=2)
+        generator.push_audio(audio)
+        generator.set_expression(expression or {})
+        return np.concatenate([c.frames for c in _drain(generator, label)])
+
+    neutral = frames()
+    assert not np.array_equal(neutral, frames(expression={"smile": 1.0}))
+    assert not np.array_equal(neutral, frames(label=State.IDLE))
+
+
+def test_bf16_backend_matches_fp32(tiny_model, portrait):
+    audio = benchmark_audio(0.2)
+    outputs = []
+    for precision in ("fp32", "bf16"):
+        generator = StreamingGenerator(tiny_model, EngineConfig(precision=precision, seed=4))
+        generator.prepare(portrait, warmup=False)
+        generator.push_audio(audio)
+        outputs.append(np.concatenate([c.frames for c in _drain(generator, end_of_stream=True)]).astype(float))
+    assert np.abs(outputs[0] - outputs[1]).mean() < 6  # of 255: bf16 keeps 8 bits of mantissa
+
+
+def test_bad_inputs_are_refused(tiny_model, portrait):
+    generator = StreamingGenerator(tiny_model)
+    with pytest.raises(RuntimeError, match="prepare"):
+        generator.step(np.zeros(100, np.float32))
+    generator.prepare(portrait, warmup=False)
+    with pytest.raises(ValueError, match="mono"):
+        generator.push_audio(np.zeros((100, 2), np.float32))
+    with pytest.raises(ValueError, match="unknown precision"):
+        StreamingGenerator(tiny_model, EngineConfig(precision="fp8"))
