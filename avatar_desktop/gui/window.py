@@ -64,6 +64,7 @@ class MainWindow(QMainWindow):
         self.controller = SessionController(parent=self)
         self.banners: dict[str, Banner] = {}
         self.portrait_image: np.ndarray | None = None
+        self.running_wanted = False  # the user wants a live session (Start, or autostart), until Stop
         self.choices = model_choices()
         self._build()
         self._connect()
@@ -179,7 +180,7 @@ class MainWindow(QMainWindow):
         c.busy_changed.connect(self._show_busy)
         c.session_stopped.connect(lambda: self.status_label.setText("Stopped"))
         self.start_button.clicked.connect(self.start_session)
-        self.stop_button.clicked.connect(c.stop)
+        self.stop_button.clicked.connect(self.stop_session)
         self.state_panel.override_chosen.connect(c.set_state_override)
         self.expression_panel.expression_changed.connect(self._expression_changed)
         self.expression_panel.save_button.clicked.connect(self._ask_preset_name)
@@ -207,14 +208,19 @@ class MainWindow(QMainWindow):
         )
 
     def start_session(self, what: str = "Starting the live session") -> None:
+        self.running_wanted = True
         if self.portrait_image is None:
             self.show_problem(Problem("portrait", "Choose a portrait to animate: Open…, or drop an image here."))
             return
         self.controller.start(self.portrait_image, self.session_config(), what)
 
+    def stop_session(self) -> None:
+        self.running_wanted = False
+        self.controller.stop()
+
     def restart_session(self, what: str) -> None:
-        """Apply changed devices or model: a new session, started in the background."""
-        if self.controller.session is not None:
+        """Apply changed devices or model: a new session, started in the background (unless the user stopped)."""
+        if self.running_wanted:
             self.start_session(what)
 
     # ------------------------------------------------------------------ portrait
@@ -239,7 +245,7 @@ class MainWindow(QMainWindow):
     def _portrait_loaded(self, path: str, image: np.ndarray) -> None:
         self._set_portrait(path, image)
         self.clear_problem("portrait")
-        if self.controller.session is None and not self.controller.model_loading:
+        if self.running_wanted and self.controller.session is None and not self.controller.model_loading:
             self.start_session()
 
     def _set_portrait(self, path: str, image: np.ndarray) -> None:
