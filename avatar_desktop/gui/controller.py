@@ -23,6 +23,7 @@ from avatar_desktop.config import State
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
+from avatar_desktop.runtime.worker import ModelSpec
 
 PREVIEW_WIDTH = 640
 """Pixels. The preview sink scales the camera canvas down to this width (aspect kept) before copying it."""
@@ -168,6 +169,13 @@ class SessionController(QObject):
         if self.session is not None:
             self.session.set_state_override(state)
 
+    def set_model(self, model: ModelSpec) -> None:
+        """Switch the running session's model; the worker loads it while the old one keeps generating."""
+        if self.session is not None:
+            self.model_loading = True
+            self._set_busy(f"Loading model {model.name}")
+            self.session.set_model(model)
+
     def set_portrait(self, path: str, on_loaded: Callable[[np.ndarray], None]) -> None:
         """Decode the portrait in the background; `on_loaded(image)` on success, a 'portrait' problem otherwise."""
         def work():
@@ -264,7 +272,7 @@ class SessionController(QObject):
             self.state = status["state"]
             self.state_changed.emit(self.state)
         stats = session.stats.snapshot()
-        self.status_changed.emit({**status, "worker_fps": stats["worker_fps"],
+        self.status_changed.emit({**status, "worker_fps": stats["worker_fps"], "camera_fps": stats["delivered_fps"],
                                   "latency_p50_ms": stats["generation_latency_ms"]["p50"],
                                   "new_frames": stats["new_frames"], "worker_restarts": stats["worker_restarts"],
                                   "model": session.model.name, "polled_at": time.monotonic()})

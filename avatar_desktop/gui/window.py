@@ -307,7 +307,7 @@ class MainWindow(QMainWindow):
 
     def _model_chosen(self, index: int) -> None:
         self._use_model(self.choices[index])
-        self.restart_session(f"Loading model {self.model_choice.spec.name}")
+        self.controller.set_model(self.model_choice.spec)
 
     def _fill_devices(self) -> None:
         inputs, outputs, problem = audio_devices()
@@ -409,8 +409,8 @@ class MainWindow(QMainWindow):
             parts.append(f"last warning: {status['last_error']}")
         self.status_label.setText(" · ".join(parts))
         self.preview.set_overlay(
-            f"{fps or 0:.1f} fps · latency {latency or 0:.0f} ms · delay {status['target_delay_ms'] or 0:.0f} ms"
-            f" · {status['state']}")
+            f"camera {status['camera_fps'] or 0:.1f} fps · avatar {fps or 0:.1f} fps · latency {latency or 0:.0f} ms"
+            f" · delay {status['target_delay_ms'] or 0:.0f} ms · {status['state']}")
 
     # ------------------------------------------------------------------ closing
     def save_settings(self) -> None:

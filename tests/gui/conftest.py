@@ -31,7 +31,8 @@ RecordingCamera = runtime_rig.RecordingCamera
 
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory):
-    """A model folder on the search path ($AVATAR_DESKTOP_MODELS) holding `tiny`, and an empty user data home.
+    """A model folder on the search path ($AVATAR_DESKTOP_MODELS) holding `tiny` and a damaged `broken`, and an
+    empty user data home.
 
     `tiny` is the tiny test model with seeded random weights, made expression-sensitive: random weights decode
     nearly the same image whatever the conditioning, so the input convolution is zeroed and the expression
@@ -48,6 +49,8 @@ def model_dirs(tmp_path_factory):
         denoiser.conv_out.weight.mul_(30)
         denoiser.conv_out.bias.mul_(30)
     save_model(model, root / "tiny")
+    (root / "broken").mkdir()
+    (root / "broken" / "model.json").write_text("{ this is not JSON")
     saved = {key: os.environ.get(key) for key in (MODELS_ENV, "XDG_DATA_HOME")}
     os.environ[MODELS_ENV] = str(root)
     os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))

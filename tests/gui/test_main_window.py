@@ -11,6 +11,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
+from pytestqt.exceptions import TimeoutError
 
 from avatar_desktop.gui.settings import SettingsStore
 from avatar_desktop.gui.window import MainWindow
@@ -159,6 +160,25 @@ def test_dropping_an_image_changes_the_portrait(ready, qtbot, portrait_files, tm
     assert ready.settings.portrait == str(red.resolve())  # the old portrait stays
 
 
+def choose_model(window: MainWindow, key: str) -> None:
+    window.model_box.setCurrentIndex([choice.key for choice in window.choices].index(key))
+
+
+def test_a_model_that_fails_to_load_shows_the_banner_and_the_old_one_goes_on(ready, qtbot):
+    choose_model(ready, "model:broken")
+    assert ready.busy_label.text() == "Loading model broken…"
+    qtbot.waitUntil(lambda: "model" in ready.banners, timeout=30_000)
+    banner = ready.banners["model"]
+    assert "broken" in banner.message and "not valid JSON" in banner.message and "Traceback" not in banner.message
+    assert banner.action_button.text() == "Choose model"
+    assert ready.busy_label.text() == ""
+    frames = generated(ready)
+    qtbot.waitUntil(lambda: generated(ready) > frames + 10, timeout=10_000)  # the old model keeps generating
+    choose_model(ready, "model:tiny")
+    qtbot.waitUntil(lambda: "model" not in ready.banners and ready.busy_label.text() == "", timeout=60_000)
+    assert ready.controller.session.model.name == "tiny"
+
+
 def test_a_killed_worker_shows_the_restart_and_the_preview_resumes(ready, qtbot):
     session = ready.controller.session
     old_pid = session.worker.pid
@@ -167,7 +187,10 @@ def test_a_killed_worker_shows_the_restart_and_the_preview_resumes(ready, qtbot)
     assert "SIGKILL" in failed.args[0]
     banner = ready.banners["worker"]
     assert "restarted" in banner.message and "Traceback" not in banner.message
-    qtbot.waitUntil(lambda: session.worker.pid != old_pid and session.worker_ready.is_set(), timeout=30_000)
+    try:
+        qtbot.waitUntil(lambda: session.worker.pid != old_pid and session.worker_ready.is_set(), timeout=60_000)
+    except TimeoutError:
+        raise AssertionError(f"no worker took over: {session.events}") from None
     frames, shown = generated(ready), ready.preview.frames_shown
     qtbot.waitUntil(lambda: generated(ready) > frames + 10 and ready.preview.frames_shown > shown + 10,
                     timeout=20_000)
