@@ -65,6 +65,13 @@ def main() -> int:
     from pulse_rig import PulseRig, refresh_portaudio
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+
+    def pump(seconds: float) -> None:
+        """Run Qt's event loop (what app.exec() does) for `seconds`."""
+        loop = QEventLoop()
+        QTimer.singleShot(round(seconds * 1000), loop.quit)
+        loop.exec()
+
     results = []
     with tempfile.TemporaryDirectory(prefix="avatar-overhead-") as folder:
         folder = Path(folder)
@@ -74,29 +81,28 @@ def main() -> int:
         portrait = folder / "portrait.png"
         cv2.imwrite(str(portrait), benchmark_portrait(256)[:, :, ::-1])
         try:
-            for round_index in range(args.rounds):
-                store = SettingsStore(folder / f"settings-{round_index}.ini")
+            def headless(store: SettingsStore) -> dict:
                 window = MainWindow(store=store, portrait=str(portrait), model=args.model, autostart=False)
                 config = window.session_config()
                 window.close()
                 with LiveSession(window.portrait_image, config) as session:
-                    results.append({"run": "headless", **measure(session, args.seconds, time.sleep)})
-                print(json.dumps(results[-1]), flush=True)
+                    return measure(session, args.seconds, time.sleep)
 
+            def windowed(store: SettingsStore) -> dict:
                 window = MainWindow(store=store, portrait=str(portrait), model=args.model)
                 window.show()
-
-                def pump(seconds: float) -> None:
-                    """Run Qt's event loop (what app.exec() does) for `seconds`."""
-                    loop = QEventLoop()
-                    QTimer.singleShot(round(seconds * 1000), loop.quit)
-                    loop.exec()
-
                 while window.controller.session is None:
                     pump(0.05)
-                results.append({"run": "window", **measure(window.controller.session, args.seconds, pump)})
-                print(json.dumps(results[-1]), flush=True)
-                window.close()
+                try:
+                    return measure(window.controller.session, args.seconds, pump)
+                finally:
+                    window.close()
+
+            for round_index in range(args.rounds):  # alternate the order: the machine's load drifts
+                runs = (("headless", headless), ("window", windowed))
+                for name, run in runs if round_index % 2 == 0 else runs[::-1]:
+                    results.append({"run": name, **run(SettingsStore(folder / f"settings-{round_index}.ini"))})
+                    print(json.dumps(results[-1]), flush=True)
         finally:
             rig.stop()
     mean = {run: sum(r["generated_fps"] for r in results if r["run"] == run) / args.rounds

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import cv2
@@ -19,9 +19,11 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
+from avatar_desktop.audio.capture import AudioDeviceError
 from avatar_desktop.config import State
 from avatar_desktop.engine.portrait import load_portrait
-from avatar_desktop.errors import AvatarError
+from avatar_desktop.errors import AvatarError, CheckpointError, InputFileError
+from avatar_desktop.output.camera import CameraUnavailableError
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
 from avatar_desktop.runtime.worker import ModelSpec
 
@@ -88,6 +90,18 @@ def problem_from_event(event: dict) -> Problem | None:
     return None
 
 
+def problem_from_error(error: Exception) -> Problem:
+    """A failed background job as a Problem: the errors users can fix by kind, anything else as 'session'."""
+    kinds = ((AudioDeviceError, "mic"), (InputFileError, "portrait"), (CheckpointError, "model"),
+             (CameraUnavailableError, "camera"))
+    for error_type, kind in kinds:
+        if isinstance(error, error_type):
+            return Problem(kind, str(error))
+    if isinstance(error, AvatarError):
+        return Problem("session", str(error))
+    return Problem("session", f"the live session could not start or stop ({type(error).__name__}: {error})")
+
+
 class SessionController(QObject):
     """Owns at most one LiveSession. Signals arrive on the main thread.
 
@@ -134,7 +148,7 @@ class SessionController(QObject):
     def start(self, portrait: np.ndarray, config: SessionConfig, what: str = "Starting the live session") -> None:
         """Stop the running session (if any) and start a new one, in the background."""
         old, self.session = self.session, None
-        config = _with_expression(config, self.expression)
+        config = replace(config, expression=dict(self.expression))
 
         def work():
             self._job_session = None
@@ -217,12 +231,7 @@ class SessionController(QObject):
             on_done(result)
             return
         self.model_loading = False
-        if isinstance(error, AvatarError):
-            kind = {"AudioDeviceError": "mic", "InputFileError": "portrait", "CheckpointError": "model",
-                    "CameraUnavailableError": "camera"}.get(type(error).__name__, "session")
-            self.problem_found.emit(Problem(kind, str(error)))
-        else:
-            self.problem_found.emit(Problem("session", f"{type(error).__name__}: {error}"))
+        self.problem_found.emit(problem_from_error(error))
 
     def _started(self, session: LiveSession) -> None:
         self.session = session
@@ -276,9 +285,3 @@ class SessionController(QObject):
                                   "latency_p50_ms": stats["generation_latency_ms"]["p50"],
                                   "new_frames": stats["new_frames"], "worker_restarts": stats["worker_restarts"],
                                   "model": session.model.name, "polled_at": time.monotonic()})
-
-
-def _with_expression(config: SessionConfig, expression: dict[str, float]) -> SessionConfig:
-    from dataclasses import replace
-
-    return replace(config, expression=dict(expression))

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMainWindow,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -91,11 +92,16 @@ class MainWindow(QMainWindow):
         self.stop_button = QPushButton("Stop")
         self.busy_label = QLabel("")
         self.busy_label.setObjectName("busy")
+        self.busy_bar = QProgressBar()  # indeterminate: shown while something runs in the background
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(160)
+        self.busy_bar.hide()
         self.banner_area = QVBoxLayout()
         self.state_panel = StatePanel()
         controls = QHBoxLayout()
         controls.addWidget(self.start_button)
         controls.addWidget(self.stop_button)
+        controls.addWidget(self.busy_bar)
         controls.addWidget(self.busy_label, 1)
         left = QVBoxLayout()
         left.addLayout(self.banner_area)
@@ -307,7 +313,10 @@ class MainWindow(QMainWindow):
 
     def _model_chosen(self, index: int) -> None:
         self._use_model(self.choices[index])
-        self.controller.set_model(self.model_choice.spec)
+        if self.controller.session is not None:
+            self.controller.set_model(self.model_choice.spec)
+        else:  # starting, or stopped: the next session uses it
+            self.restart_session(f"Loading model {self.model_choice.spec.name}")
 
     def _fill_devices(self) -> None:
         inputs, outputs, problem = audio_devices()
@@ -396,6 +405,7 @@ class MainWindow(QMainWindow):
 
     def _show_busy(self, text: str) -> None:
         self.busy_label.setText(f"{text}…" if text else "")
+        self.busy_bar.setVisible(bool(text))
 
     def _show_status(self, status: dict) -> None:
         fps = status["worker_fps"]

@@ -160,6 +160,18 @@ def test_dropping_an_image_changes_the_portrait(ready, qtbot, portrait_files, tm
     assert ready.settings.portrait == str(red.resolve())  # the old portrait stays
 
 
+def test_a_device_change_restarts_the_session_in_the_background(ready, qtbot):
+    old = ready.controller.session
+    ready.mirror_check.setChecked(True)  # a new camera canvas: the session restarts on the job thread
+    assert ready.busy_label.text() == "Switching devices…" and ready.busy_bar.isVisible()
+    assert ready.controller.session is None  # the old one is being stopped; the window went on at once
+    qtbot.waitUntil(lambda: ready.controller.session not in (None, old), timeout=60_000)
+    assert ready.controller.session.config.camera.mirror and ready.settings.mirror
+    qtbot.waitUntil(lambda: ready.busy_label.text() == "" and not ready.busy_bar.isVisible(), timeout=90_000)
+    frames = generated(ready)
+    qtbot.waitUntil(lambda: generated(ready) > frames + 10, timeout=20_000)
+
+
 def choose_model(window: MainWindow, key: str) -> None:
     window.model_box.setCurrentIndex([choice.key for choice in window.choices].index(key))
 
