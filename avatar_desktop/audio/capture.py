@@ -56,7 +56,8 @@ def resolve_device(device: str | int | None, kind: str) -> dict:
 
 
 class MicCapture:
-    """Records one input device into `ring` (16 kHz mono) until `close()`.
+    """Records one input device into `ring` (16 kHz mono) until `close()`; the ring's slots should be made for
+    `block_ms` blocks (AudioRing.create(block_samples=...)), or it holds less time than it was made for.
 
     Counters: `overflows` (blocks PortAudio reported as input overflow), `callbacks`; `last_callback` is the
     monotonic time of the newest block, so a supervisor can tell when a device stopped delivering.
@@ -124,7 +125,7 @@ class MicCapture:
 
     def _pump_loop(self) -> None:
         """Resample device-rate blocks into the 16 kHz ring, keeping each block's capture time."""
-        while not self._stop.wait(0.005):
+        while not self._stop.wait(self.config.block_ms / 1000):  # one block per write: the ring's slot size
             raw = self._raw_reader.read()
             if raw.size:
                 self.ring.write(self._resampler.process(raw), self.last_callback)

@@ -8,6 +8,7 @@ last few seconds) plus a margin: it rises at once when frames come later than th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -99,6 +100,15 @@ class Pacer:
             self.delay_s = max(target, self.delay_s - (monotonic - last) * self.config.fall_ms_per_s / 1000)
 
 
+def _raise_thread_priority(nice: int = -10) -> None:
+    """Ask the OS to run this thread before ordinary work (Linux: per-thread nice value). Without the privilege
+    (an ordinary user may only lower priority) it stays as it is: on a machine that is not overloaded that is fine."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError):  # not Linux, or not allowed
+        pass
+
+
 class Sink(Protocol):
     name: str
 
@@ -138,6 +148,7 @@ class CameraSender(threading.Thread):
         self.late_ticks = 0
 
     def run(self) -> None:
+        _raise_thread_priority()
         image = self.canvas.compose(self._placeholder)
         start = time.monotonic()
         tick = 0
@@ -146,7 +157,7 @@ class CameraSender(threading.Thread):
             wait = deadline - time.monotonic()
             if wait > 0 and self._stop_event.wait(wait):
                 break
-            if time.monotonic() - deadline > 0.5:  # stalled (machine suspended?): restart the schedule
+            if time.monotonic() - deadline > 1.0:  # stalled (machine suspended?): restart the schedule
                 self.late_ticks += 1
                 start, tick = time.monotonic(), 0
             fresh = self.pacer.pick(time.monotonic())

@@ -13,8 +13,10 @@ returned. The writer never waits for readers; each reader keeps its own cursor, 
 passthrough) may follow one writer. CPython's stores are done in program order and x86/ARM64 keep them visible
 in order for aligned 8-byte words, which is all the seqlock needs.
 
-Segment names are `avd-<pid>-<token>-<role>`: unique per session, and `clean_stale_segments` can tell from the
-pid whether the owner is gone.
+Segment names are `avd-<pid>-<token>-<role>`, unique per session. Where segments are files (Linux /dev/shm) the
+owner holds a shared `flock` on its segments while it lives; the kernel drops it when the owner dies, however it
+dies. `clean_stale_segments` removes a segment only when nobody holds it and no process has its pid, so neither a
+live session in another PID namespace (it holds the lock) nor one whose pid was reused is touched.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from dataclasses import dataclass
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path
@@ -29,6 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from avatar_desktop.errors import AvatarError
+
+try:
+    import fcntl
+except ImportError:  # Windows: segments die with their last handle, nothing to lock or clean
+    fcntl = None
 
 SEGMENT_PREFIX = "avd-"
 _MAGIC = 0x41564452494E4731  # "AVDRING1"
@@ -63,33 +71,59 @@ def new_session_token() -> str:
     return secrets.token_hex(4)
 
 
-def _pid_alive(pid: int) -> bool:
+SHM_DIR = Path("/dev/shm")
+
+
+def _hold_lock(name: str) -> int | None:
+    """Take a shared flock on segment `name` for as long as this process lives; the fd, or None (no /dev/shm)."""
     try:
-        os.kill(pid, 0)
+        fd = os.open(SHM_DIR / name, os.O_RDONLY)
+    except OSError:
+        return None
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def _pid_alive(pid_text: str) -> bool:
+    if not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except OSError:  # exists, not ours to signal
         return True
     return True
 
 
-def clean_stale_segments(shm_dir: Path = Path("/dev/shm")) -> list[str]:
-    """Unlink ring segments whose owning process is gone (left by a crashed run); returns the names removed.
+def clean_stale_segments(shm_dir: Path = SHM_DIR, *, min_age_s: float = 10.0) -> list[str]:
+    """Unlink ring segments nobody holds and whose owner pid is gone (left by a crashed run); returns their names.
 
-    Only POSIX systems with a listable shared-memory folder (Linux) have such leftovers; on Windows a segment dies
-    with its last handle, and macOS cannot list them, so there this does nothing.
+    A segment younger than `min_age_s` is left alone: its owner may not have locked it yet. Only systems with a
+    listable shared-memory folder (Linux) have such leftovers; on Windows a segment dies with its last handle, and
+    macOS cannot list them, so there this does nothing.
     """
-    if not shm_dir.is_dir():
+    if fcntl is None or not shm_dir.is_dir():
         return []
     removed = []
     for path in shm_dir.glob(f"{SEGMENT_PREFIX}*"):
-        pid_text = path.name[len(SEGMENT_PREFIX) :].split("-", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            try:
-                path.unlink()
-                removed.append(path.name)
-            except OSError:
-                pass
+        if _pid_alive(path.name[len(SEGMENT_PREFIX) :].split("-", 1)[0]):
+            continue
+        try:
+            if time.time() - path.stat().st_mtime < min_age_s:
+                continue
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # its owner is alive
+            continue
+        else:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -134,6 +168,7 @@ class SlotRing:
     def __init__(self, shm: shared_memory.SharedMemory, *, owner: bool):
         self._shm = shm
         self.owner = owner
+        self._lock_fd = _hold_lock(shm.name) if owner and fcntl is not None and not isinstance(shm, _LocalMemory) else None
         header = np.ndarray((_HEADER_WORDS,), np.int64, shm.buf, 0)
         if header[0] != _MAGIC:
             raise RingError(f"shared-memory segment {shm.name!r} is not an avatar-desktop ring")
@@ -227,6 +262,9 @@ class SlotRing:
     def close(self) -> None:
         self._header = self._ints = self._floats = self._payload = None  # drop views before closing the mapping
         self._shm.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def unlink(self) -> None:
         """Remove the segment (owner only); safe to call twice."""
@@ -252,9 +290,11 @@ class AudioRing:
         self._samples_written = self._last_end()
 
     @classmethod
-    def create(cls, name: str | None, *, seconds: float = 10.0, block_samples: int = 1024, sample_rate: int = 16000):
+    def create(cls, name: str | None, *, seconds: float = 10.0, block_samples: int = 320, sample_rate: int = 16000):
+        """A ring holding at least `seconds` of audio written in blocks of `block_samples` (the capture's block);
+        slots take up to 4 blocks, so that a writer with larger blocks loses nothing either."""
         n_slots = max(4, int(np.ceil(seconds * sample_rate / block_samples)))
-        return cls(SlotRing.create(name, n_slots=n_slots, slot_bytes=4 * block_samples))
+        return cls(SlotRing.create(name, n_slots=n_slots, slot_bytes=4 * 4 * block_samples))
 
     @classmethod
     def attach(cls, name: str) -> "AudioRing":

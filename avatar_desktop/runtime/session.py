@@ -54,7 +54,7 @@ class RuntimeConfig:
     worker_threads: int | None = None
     standby_worker: bool = True
     restart_backoff_s: float = 0.5
-    mic_stall_s: float = 1.5
+    mic_stall_s: float = 3.0
     mic_retry_s: float = 2.0
 
 
@@ -72,6 +72,11 @@ class SessionConfig:
     runtime: RuntimeConfig = RuntimeConfig()
     expression: Mapping[str, float] = field(default_factory=dict)
     audio_out: str | int | None = None
+
+
+def _block(capture: CaptureConfig) -> int:
+    """Samples per capture block at 16 kHz."""
+    return round(capture.block_ms * SAMPLE_RATE / 1000)
 
 
 class LiveSession:
@@ -135,13 +140,15 @@ class LiveSession:
         for name in clean_stale_segments():
             self._event("cleanup", f"removed shared memory {name} left by a crashed session")
         token = new_session_token()
-        self._audio = AudioRing.create(segment_name(token, "audio"), seconds=runtime.audio_ring_seconds)
+        self._audio = AudioRing.create(
+            segment_name(token, "audio"), seconds=runtime.audio_ring_seconds, block_samples=_block(self.config.mic)
+        )
         self._frames = FrameRing.create(
             segment_name(token, "frames"), n_slots=runtime.frame_slots, max_size=runtime.max_frame_size
         )
         self._mic = MicCapture(self._audio, self.config.mic).start()
         if self.config.far_end is not None:
-            self._far_ring = AudioRing.create(None, seconds=2.0)
+            self._far_ring = AudioRing.create(None, seconds=2.0, block_samples=_block(self.config.far_end))
             self._far = MicCapture(self._far_ring, self.config.far_end).start()
         if self.config.camera is not None:
             try:

@@ -26,24 +26,22 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from avatar_desktop.config import SAMPLE_RATE, EngineConfig, ModelConfig, State
+from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to run: a model folder or a name under models/, or with `random_weights` the preset `name`
-    or the architecture `config` with seeded random weights (benchmarks and tests: speed does not depend on the
-    values)."""
+    """Which model to run: a model folder or a name under models/, or with `random_weights` the preset `name` with
+    seeded random weights (benchmarks: speed does not depend on the values)."""
 
     name: str
     random_weights: bool = False
-    config: ModelConfig | None = None
 
     def load(self):
         if self.random_weights:
             from avatar_desktop.models.presets import build_model
 
-            return build_model(self.config or self.name, seed=0)
+            return build_model(self.name, seed=0)
         from avatar_desktop.models.store import load_model
 
         return load_model(self.name)
@@ -74,7 +72,11 @@ def default_threads() -> int:
 
 def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of the spawned process."""
+    import signal
+
     import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the session stops us
 
     torch.set_num_threads(spec.threads)
     from avatar_desktop.runtime.clock import MicClock

@@ -38,6 +38,16 @@ def pulse(tmp_path_factory):
     _use_server(None, saved)
 
 
+@pytest.fixture
+def private_pulse(pulse, tmp_path):
+    """A PulseAudio server of this test alone (it may stop and restart it); the shared one is back afterwards."""
+    rig = PulseRig(tmp_path / "pulse")
+    _use_server(rig, {})
+    yield rig
+    rig.stop()
+    _use_server(pulse, {})
+
+
 @pytest.fixture(scope="session")
 def speech(tmp_path_factory, pulse):
     """~3 s of espeak-ng speech with half a second of silence before it (WAV path)."""

@@ -88,7 +88,7 @@ def _name(pid: int) -> str:
 
 
 def _summarise(rows) -> None:
-    rows = [r for r in rows if r[1] > 0]  # samples after the session ended read 0
+    rows = [r for r in rows if r[1] > 0][:-1]  # the last sample is taken while the session shuts down
     steady = [r for r in rows if r[0] >= 60] or rows
     if not steady:
         return

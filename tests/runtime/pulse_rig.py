@@ -43,8 +43,13 @@ class PulseRig:
         config.write_text(_CONFIG)
         self.env = {**os.environ, "XDG_RUNTIME_DIR": str(self.runtime_dir), "HOME": str(folder)}
         self.env.pop("PULSE_SERVER", None)
+        self._config = config
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, after `stop()`: same socket, so clients can reconnect)."""
         subprocess.run(
-            ["pulseaudio", "-D", "-n", "-F", str(config), "--exit-idle-time=-1", "--disallow-exit=false"],
+            ["pulseaudio", "-D", "-n", "-F", str(self._config), "--exit-idle-time=-1", "--disallow-exit=false"],
             env=self.env, check=True, timeout=30, capture_output=True,
         )
         self.pactl("load-module", "module-remap-source", "master=vsink.monitor", "source_name=vmic")

@@ -16,10 +16,10 @@ import pytest
 from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.errors import InputFileError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, VirtualCameraSink, driver_advice
-from avatar_desktop.runtime.session import LiveSession
+from avatar_desktop.runtime.session import LiveSession, RuntimeConfig
 from avatar_desktop.runtime.worker import ModelSpec
 
-from test_live_session import TINY, session_config, shm_segments, wait_until
+from test_live_session import session_config, shm_segments, wait_until
 
 
 class PreviewSink:
@@ -44,9 +44,9 @@ def fresh_frames(session) -> int:
 
 
 @pytest.mark.slow
-def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recording_camera, portrait):
+def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recording_camera, tiny_model_dir, portrait):
     before = shm_segments()
-    with LiveSession(portrait, session_config()) as session:
+    with LiveSession(portrait, session_config(tiny_model_dir)) as session:
         assert session.worker_ready.wait(60), session.events
         assert session.standby_ready.wait(60), session.events
         assert wait_until(lambda: fresh_frames(session) > 10, 20)
@@ -71,11 +71,10 @@ def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recordi
 
 _CRASHING_SESSION = textwrap.dedent("""
     import sys, time
-    from avatar_desktop.models.presets import tiny_test_config
     from avatar_desktop.runtime.session import LiveSession, SessionConfig
     from avatar_desktop.runtime.worker import ModelSpec
     from avatar_desktop.engine.bench import benchmark_portrait
-    config = SessionConfig(model=ModelSpec("t", random_weights=True, config=tiny_test_config()), camera=None)
+    config = SessionConfig(model=ModelSpec(sys.argv[1]), camera=None)
     session = LiveSession(benchmark_portrait(96), config).start()
     session.worker_ready.wait(60)
     print(session.worker.pid, flush=True)
@@ -84,24 +83,25 @@ _CRASHING_SESSION = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_a_crashed_session_leaves_no_shared_memory(pulse):
-    proc = subprocess.Popen([sys.executable, "-c", _CRASHING_SESSION], stdout=subprocess.PIPE, text=True)
+def test_a_crashed_session_leaves_no_shared_memory(pulse, tiny_model_dir):
+    proc = subprocess.Popen([sys.executable, "-c", _CRASHING_SESSION, str(tiny_model_dir)], stdout=subprocess.PIPE,
+                            text=True)
     worker_pid = int(proc.stdout.readline())
-    mine = {name for name in shm_segments() if name.startswith(f"avd-{proc.pid}-")}
+    mine = shm_segments(proc.pid)
     assert len(mine) == 2
     proc.kill()
     proc.wait(10)
     # the worker notices its session is gone and exits; the resource tracker then unlinks the segments
     assert wait_until(lambda: not Path(f"/proc/{worker_pid}").exists(), 10)
-    assert wait_until(lambda: not (mine & shm_segments()), 10), mine & shm_segments()
+    assert wait_until(lambda: not shm_segments(proc.pid), 10), shm_segments(proc.pid)
 
 
-def test_stale_segment_from_an_earlier_crash_is_cleaned_at_start(pulse, portrait):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = Path("/dev/shm", f"avd-{int(dead.stdout)}-0badc0de-frames")
+def test_stale_segment_from_an_earlier_crash_is_cleaned_at_start(pulse, tiny_model_dir, portrait):
+    stale = Path("/dev/shm", "avd-999999-0badc0de-frames")  # a crashed session's, a minute old, nobody holds it
     stale.write_bytes(b"\0" * 128)
+    os.utime(stale, (time.time() - 60, time.time() - 60))
     try:
-        session = LiveSession(portrait, session_config(camera=None))
+        session = LiveSession(portrait, session_config(tiny_model_dir, camera=None))
         with session:
             assert not stale.exists()
             assert any(stale.name in e["message"] and e["kind"] == "cleanup" for e in session.events)
@@ -109,17 +109,33 @@ def test_stale_segment_from_an_earlier_crash_is_cleaned_at_start(pulse, portrait
         stale.unlink(missing_ok=True)
 
 
-def test_missing_microphone_fails_clearly_and_leaks_nothing(pulse, portrait):
+def test_missing_microphone_fails_clearly_and_leaks_nothing(pulse, tiny_model_dir, portrait):
     before = shm_segments()
     with pytest.raises(AudioDeviceError, match="no input device 'no-such-mic'"):
-        LiveSession(portrait, session_config(mic=CaptureConfig(device="no-such-mic"), camera=None)).start()
+        LiveSession(portrait, session_config(tiny_model_dir, mic=CaptureConfig(device="no-such-mic"), camera=None)).start()
     assert shm_segments() <= before
 
 
-def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, portrait):
+@pytest.mark.slow
+def test_microphone_that_disappears_is_reported_and_reopened(private_pulse, recording_camera, tiny_model_dir, portrait):
+    config = session_config(tiny_model_dir, runtime=RuntimeConfig(worker_threads=1, standby_worker=False, mic_retry_s=0.5))
+    with LiveSession(portrait, config) as session:
+        assert session.worker_ready.wait(60), session.events
+        camera = recording_camera.instances[0]
+        private_pulse.stop()  # the sound server (and with it the microphone) is gone
+        gone_at = len(camera.times)
+        assert wait_until(lambda: "stopped delivering audio" in (session.status()["last_error"] or ""), 10)
+        assert camera.wait_frames(gone_at + 50, 5)  # the camera goes on meanwhile
+        private_pulse.start()
+        assert wait_until(lambda: any("is back" in e["message"] for e in session.events), 15), session.events
+        frames = fresh_frames(session)
+        assert wait_until(lambda: fresh_frames(session) > frames + 10, 15)  # generating from the mic again
+
+
+def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, tiny_model_dir, portrait):
     recording_camera.fail_with = "device /dev/video9 is busy"
     preview = PreviewSink()
-    with LiveSession(portrait, session_config(), sinks=[preview]) as session:
+    with LiveSession(portrait, session_config(tiny_model_dir), sinks=[preview]) as session:
         assert preview.event.wait(10)
         status = session.status()
         assert status["camera"] is None
@@ -127,21 +143,21 @@ def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, portrai
         assert wait_until(lambda: preview.count > 10, 5)
 
 
-def test_no_camera_driver_says_what_to_install(pulse, portrait):
+def test_no_camera_driver_says_what_to_install(pulse, tiny_model_dir, portrait):
     with pytest.raises(CameraUnavailableError, match="v4l2loopback.*exclusive_caps=1"):
         VirtualCameraSink(CameraConfig())  # this machine has no /dev/video device
     assert "OBS" in driver_advice("Windows") and "OBS" in driver_advice("Darwin")
     preview = PreviewSink()
-    with LiveSession(portrait, session_config(camera=CameraConfig()), sinks=[preview]) as session:
+    with LiveSession(portrait, session_config(tiny_model_dir, camera=CameraConfig()), sinks=[preview]) as session:
         assert preview.event.wait(10)
         assert "modprobe v4l2loopback" in session.status()["camera_error"]
 
 
 @pytest.mark.slow
-def test_unreadable_portrait_while_live_keeps_the_old_one(pulse, recording_camera, portrait, tmp_path):
+def test_unreadable_portrait_while_live_keeps_the_old_one(pulse, recording_camera, tiny_model_dir, portrait, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
-    with LiveSession(portrait, session_config()) as session:
+    with LiveSession(portrait, session_config(tiny_model_dir)) as session:
         assert session.worker_ready.wait(60), session.events
         old = session.portrait
         with pytest.raises(InputFileError, match="not a readable image"):
@@ -154,16 +170,16 @@ def test_unreadable_portrait_while_live_keeps_the_old_one(pulse, recording_camer
 
 
 @pytest.mark.slow
-def test_model_that_fails_to_load_keeps_the_session_up(pulse, recording_camera, portrait, tmp_path):
+def test_model_that_fails_to_load_keeps_the_session_up(pulse, recording_camera, tiny_model_dir, portrait, tmp_path):
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "model.json").write_text("{not json")
-    with LiveSession(portrait, session_config(model=ModelSpec(str(broken)))) as session:
+    with LiveSession(portrait, session_config(tiny_model_dir, model=ModelSpec(str(broken)))) as session:
         assert wait_until(lambda: "failed to load" in (session.status()["last_error"] or ""), 60), session.events
         camera = recording_camera.instances[0]
         sent = len(camera.times)
         assert camera.wait_frames(sent + 10, 5)  # the portrait is shown meanwhile
         assert session.worker.alive()
-        session.set_model(TINY)
+        session.set_model(ModelSpec(str(tiny_model_dir)))
         assert session.worker_ready.wait(60), session.events
         assert wait_until(lambda: fresh_frames(session) > 5, 10)

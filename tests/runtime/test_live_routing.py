@@ -26,8 +26,8 @@ def test_delay_line_reads_by_sample_index_with_silence_where_nothing_is():
 
 
 @pytest.mark.slow
-def test_far_end_speech_means_listening_and_the_override_wins(pulse, speech, recording_camera, portrait):
-    with LiveSession(portrait, session_config(far_end=CaptureConfig())) as session:
+def test_far_end_speech_means_listening_and_the_override_wins(pulse, speech, recording_camera, tiny_model_dir, portrait):
+    with LiveSession(portrait, session_config(tiny_model_dir, far_end=CaptureConfig())) as session:
         pulse.move_newest("source-output", "vfar.monitor")  # the far-end stream was opened last
         assert session.worker_ready.wait(60), session.events
         pulse.play(speech, device="vfar").wait(20)
@@ -41,13 +41,13 @@ def test_far_end_speech_means_listening_and_the_override_wins(pulse, speech, rec
 
 
 @pytest.mark.slow
-def test_passthrough_delays_the_voice_like_the_video(pulse, speech, recording_camera, portrait):
+def test_passthrough_delays_the_voice_like_the_video(pulse, speech, recording_camera, tiny_model_dir, portrait):
     # PortAudio opens ALSA's `pulse` device, i.e. the default sink: make that the cable for this test (moving the
     # stream does not last: the ALSA plugin reconnects it after an underrun)
     pulse.pactl("set-default-sink", "vcable")
     mic, cable = SourceRecorder(pulse, "vmic"), SourceRecorder(pulse, "vcable.monitor")
     try:
-        with LiveSession(portrait, session_config(audio_out="pulse")) as session:
+        with LiveSession(portrait, session_config(tiny_model_dir, audio_out="pulse")) as session:
             assert session.worker_ready.wait(60), session.events
             assert wait_until(lambda: session.stats.snapshot()["new_frames"] > 25, 20)
             delays = []

@@ -1,8 +1,6 @@
 """Shared-memory rings: round trips, overruns, torn reads, cross-process use and segment cleanup."""
 
 import multiprocessing as mp
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +35,14 @@ def names():
 def test_audio_round_trip_keeps_sample_positions(names):
     ring = AudioRing.create(names("audio"), seconds=1.0, block_samples=256)
     reader = AudioReader(ring)
-    signal = np.arange(1000, dtype=np.float32)
-    ring.write(signal[:300], now=1.0)  # split into 256 + 44
-    ring.write(signal[300:], now=2.0)
+    signal = np.arange(1200, dtype=np.float32)
+    ring.write(signal[:1100], now=1.0)  # split: a slot takes 4 * 256 samples
+    ring.write(signal[1100:], now=2.0)
     got = reader.read()
     np.testing.assert_array_equal(got, signal)
-    assert reader.position == 1000 and reader.samples_lost == 0
-    assert ring.newest().t0 == 2.0 and ring.end_sample() == 1000
+    assert reader.position == 1200 and reader.samples_lost == 0
+    assert ring.ring.count == 3  # 1024 + 76, then 100
+    assert ring.newest().t0 == 2.0 and ring.end_sample() == 1200
     ring.ring.close()
     ring.ring.unlink()
 
@@ -126,15 +125,20 @@ def test_attach_to_missing_or_foreign_segment_says_so(names):
     foreign.unlink()
 
 
-def test_stale_segment_of_a_dead_process_is_cleaned():
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = Path("/dev/shm", f"avd-{int(dead.stdout)}-deadbeef-audio")
+def test_only_segments_nobody_holds_are_cleaned():
+    stale = Path("/dev/shm", "avd-999999-deadbeef-audio")  # left by a run whose process and tracker both died
     stale.write_bytes(b"\0" * 64)
     mine = SlotRing.create(segment_name(new_session_token(), "live"), n_slots=2, slot_bytes=8)
     try:
-        removed = clean_stale_segments()
+        assert stale.name not in clean_stale_segments()  # too young: its owner might be about to lock it
+        removed = clean_stale_segments(min_age_s=0)
         assert stale.name in removed and not stale.exists()
-        assert Path("/dev/shm", mine.name).exists()  # our own process is alive: kept
+        assert Path("/dev/shm", mine.name).exists()  # we hold it: kept
+        held_elsewhere = Path("/dev/shm", "avd-999998-0ddba11-frames")  # a live session in another pid namespace
+        held = SlotRing.create(held_elsewhere.name, n_slots=2, slot_bytes=8)
+        assert held_elsewhere.name not in clean_stale_segments(min_age_s=0)
+        held.close()
+        held.unlink()
     finally:
         stale.unlink(missing_ok=True)
         mine.close()
