@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -27,6 +28,8 @@ from avatar_desktop.output.camera import CameraUnavailableError
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
 from avatar_desktop.runtime.worker import ModelSpec
 
+FPS_WINDOW_S = 3.0
+"""Seconds. The avatar fps shown is the generated frames over this window of status polls."""
 PREVIEW_WIDTH = 640
 """Pixels. The preview sink scales the camera canvas down to this width (aspect kept) before copying it."""
 
@@ -136,6 +139,7 @@ class SessionController(QObject):
         self._busy_text = ""
         self._seen_frame = 0
         self._seen_event = -1.0
+        self._frame_counts: deque[tuple[float, int]] = deque()  # (poll time, generated frames) of the last polls
         self._job_done.connect(self._finish_job)
         self._preview_timer = QTimer(self, interval=round(1000 / preview_hz))
         self._preview_timer.timeout.connect(self._poll_preview)
@@ -236,6 +240,7 @@ class SessionController(QObject):
     def _started(self, session: LiveSession) -> None:
         self.session = session
         self._seen_event = -1.0
+        self._frame_counts.clear()
         self.problem_solved.emit("session")
         self.problem_solved.emit("mic")
         if session.camera_error is None:
@@ -281,7 +286,13 @@ class SessionController(QObject):
             self.state = status["state"]
             self.state_changed.emit(self.state)
         stats = session.stats.snapshot()
-        self.status_changed.emit({**status, "worker_fps": stats["worker_fps"], "camera_fps": stats["delivered_fps"],
+        now = time.monotonic()
+        self._frame_counts.append((now, stats["new_frames"]))
+        while now - self._frame_counts[0][0] > FPS_WINDOW_S:
+            self._frame_counts.popleft()
+        (first_t, first_n), (last_t, last_n) = self._frame_counts[0], self._frame_counts[-1]
+        avatar_fps = (last_n - first_n) / (last_t - first_t) if last_t > first_t else None
+        self.status_changed.emit({**status, "avatar_fps": avatar_fps, "camera_fps": stats["delivered_fps"],
                                   "latency_p50_ms": stats["generation_latency_ms"]["p50"],
                                   "new_frames": stats["new_frames"], "worker_restarts": stats["worker_restarts"],
-                                  "model": session.model.name, "polled_at": time.monotonic()})
+                                  "model": session.model.name})

@@ -408,7 +408,7 @@ class MainWindow(QMainWindow):
         self.busy_bar.setVisible(bool(text))
 
     def _show_status(self, status: dict) -> None:
-        fps = status["worker_fps"]
+        fps = status["avatar_fps"]
         latency = status["latency_p50_ms"]
         parts = [f"worker {status['worker_pid']} {'running' if status['worker_alive'] else 'down'}",
                  f"model {status['model']}", f"mic {status['mic']}",
