@@ -7,6 +7,7 @@ unreadable file, a file from another version, or a value of the wrong type falls
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ def _check(name: str, value: Any, default: Any) -> Any:
         return value[:MAX_RECENT_PORTRAITS]
     if type(value) is not type(default):
         raise ValueError(f"expected {type(default).__name__}, got {type(value).__name__}")
+    if name == "geometry":
+        base64.b64decode(value, validate=True)  # binascii.Error is a ValueError
     if name == "camera_resolution" and value not in RESOLUTIONS:
         raise ValueError(f"{value!r} is not one of {', '.join(RESOLUTIONS)}")
     return value

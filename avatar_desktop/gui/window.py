@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 from avatar_desktop.audio.capture import CaptureConfig
 from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.portrait import load_portrait
-from avatar_desktop.errors import InputFileError
+from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.gui.catalog import (
     PORTRAIT_SUFFIXES,
     ModelChoice,
@@ -289,7 +289,7 @@ class MainWindow(QMainWindow):
     def _fill_model_picker(self, wanted: str) -> None:
         try:
             choice = model_choice_for(wanted, self.choices)
-        except Exception as error:  # a damaged folder named on the command line
+        except (AvatarError, ValueError) as error:  # a damaged model folder named on the command line
             choice = model_choice_for("", self.choices)
             self.show_problem(Problem("model", f"model {wanted!r} cannot be used ({error}); using {choice.key}"))
         if choice not in self.choices:

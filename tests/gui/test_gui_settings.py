@@ -52,7 +52,8 @@ def test_settings_survive_a_restart_of_the_window(qtbot, model_dirs, portrait_fi
     (b"\x00\xff\xfe garbage [[[ = \n\x89PNG", "from another version"),
     (b"[General]\nversion=0\nmirror=true\n", "from another version (0"),
     (f"[General]\nversion={SETTINGS_VERSION}\nmirror=\"\\\"yes\\\"\"\nexpression=\"{{\\\"smile\\\": 9}}\"\n"
-     "camera_resolution=\"\\\"1x1\\\"\"\n".encode(), "camera_resolution, mirror, expression"),
+     "camera_resolution=\"\\\"1x1\\\"\"\ngeometry=\"\\\"@@@\\\"\"\n".encode(),
+     "geometry, camera_resolution, mirror, expression"),
 ])
 def test_a_corrupt_or_old_settings_file_falls_back_to_defaults_and_says_so(qtbot, model_dirs, portrait_files,
                                                                            tmp_path, content, says):
