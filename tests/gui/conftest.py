@@ -36,8 +36,8 @@ def model_dirs(tmp_path_factory):
 
     `tiny` is the tiny test model with seeded random weights, made expression-sensitive: random weights decode
     nearly the same image whatever the conditioning, so the input convolution is zeroed and the expression
-    embedding and output convolution scaled up; a slider's effect then shows in the frames (tens of grey
-    levels against about 2 from frame to frame)."""
+    embedding and output convolution scaled up; a slider's or a state's effect then shows in the frames (tens of
+    grey levels against about 2 from frame to frame)."""
     root = tmp_path_factory.mktemp("models")
     model = build_model(tiny_test_config(), seed=0)
     with torch.no_grad():

@@ -100,26 +100,36 @@ def test_moving_a_slider_changes_the_frames_the_worker_makes(ready, qtbot, frame
     assert ready.settings.expression == {}
 
 
-def test_state_buttons_and_shortcuts_switch_the_state_the_worker_uses(ready, qtbot):
+def test_state_buttons_and_shortcuts_switch_the_state_the_worker_uses(ready, qtbot, frame_log):
+    """The test model's state embedding shows in the frames (tens of grey levels between states)."""
     session = ready.controller.session
     ready.activateWindow()
     qtbot.waitUntil(lambda: QApplication.activeWindow() is ready, timeout=5_000)
+    qtbot.waitUntil(lambda: session.status()["state"] == "idle" and len(frame_log) >= 10, timeout=10_000)
+    idle = np.mean(frame_log[-5:], axis=0)
 
-    def state_is(name: str):
-        return lambda: (session.status()["state"] == name and ready.controller.state == name
-                        and session.stats.snapshot()["state_changes"][-1]["state"] == name
-                        and f"<b>{name}</b>" in ready.state_panel.indicator.text())
+    def switched(name: str, away_from: list[np.ndarray]):
+        """The session, the indicator and the newest frame all show state `name`."""
+        def check() -> bool:
+            shown = (session.status()["state"] == name and ready.controller.state == name
+                     and session.stats.snapshot()["state_changes"][-1]["state"] == name
+                     and f"<b>{name}</b>" in ready.state_panel.indicator.text())
+            return shown and all(float(np.abs(frame_log[-1] - ref).mean()) > 5 for ref in away_from)
+        return check
 
     ready.state_panel.buttons["Speaking"].click()
-    qtbot.waitUntil(state_is("speaking"), timeout=5_000)
+    qtbot.waitUntil(switched("speaking", [idle]), timeout=10_000)
     assert "forced" in ready.state_panel.indicator.text()
+    speaking = frame_log[-1]
     qtbot.keyClick(ready, Qt.Key.Key_3, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(state_is("listening"), timeout=5_000)
+    qtbot.waitUntil(switched("listening", [idle, speaking]), timeout=10_000)
     assert ready.state_panel.buttons["Listening"].isChecked()
+    listening = frame_log[-1]
     qtbot.keyClick(ready, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(state_is("speaking"), timeout=5_000)
+    qtbot.waitUntil(switched("speaking", [idle, listening]), timeout=10_000)
     qtbot.keyClick(ready, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)  # Auto: the mic is silent -> idle
-    qtbot.waitUntil(state_is("idle"), timeout=5_000)
+    qtbot.waitUntil(switched("idle", [speaking, listening]), timeout=10_000)
+    qtbot.waitUntil(lambda: float(np.abs(frame_log[-1] - idle).mean()) < 4, timeout=10_000)
     assert "(auto)" in ready.state_panel.indicator.text()
 
 
