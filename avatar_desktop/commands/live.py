@@ -36,6 +36,8 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", default=None, help="force a state (speaking, listening, idle) instead of voice activity")
     p.add_argument("--device", default="cpu", help="torch device for the generator (default: cpu)")
     p.add_argument("--precision", default="auto", help="precision backend (default: auto)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="frames per generated chunk (default: the model's plan); shorter chunks, lower latency")
     p.add_argument("--record", type=Path, default=None, help="also record the camera output to this video file")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--stats-json", type=Path, default=None, help="write the session's stats here when it stops")
@@ -56,12 +58,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         print(f"avatar-desktop live: --seconds must be > 0, got {args.seconds}", file=sys.stderr)
         return 2
+    if args.chunk is not None and args.chunk < 1:
+        print(f"avatar-desktop live: --chunk must be >= 1 frame, got {args.chunk}", file=sys.stderr)
+        return 2
     camera = None
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
     config = SessionConfig(
         model=_model_spec(args),
-        engine=EngineConfig(device=args.device, precision=args.precision),
+        engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk),
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
         camera=camera,

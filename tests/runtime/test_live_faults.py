@@ -46,7 +46,8 @@ def fresh_frames(session) -> int:
 @pytest.mark.slow
 def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recording_camera, tiny_model_dir, portrait):
     before = shm_segments()
-    with LiveSession(portrait, session_config(tiny_model_dir)) as session:
+    runtime = RuntimeConfig(worker_threads=1, standby_worker=True)
+    with LiveSession(portrait, session_config(tiny_model_dir, runtime=runtime)) as session:
         assert session.worker_ready.wait(60), session.events
         assert session.standby_ready.wait(60), session.events
         assert wait_until(lambda: fresh_frames(session) > 10, 20)
@@ -71,10 +72,10 @@ def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recordi
 
 _CRASHING_SESSION = textwrap.dedent("""
     import sys, time
-    from avatar_desktop.runtime.session import LiveSession, SessionConfig
+    from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
     from avatar_desktop.runtime.worker import ModelSpec
     from avatar_desktop.engine.bench import benchmark_portrait
-    config = SessionConfig(model=ModelSpec(sys.argv[1]), camera=None)
+    config = SessionConfig(model=ModelSpec(sys.argv[1]), camera=None, runtime=RuntimeConfig(standby_worker=False))
     session = LiveSession(benchmark_portrait(96), config).start()
     session.worker_ready.wait(60)
     print(session.worker.pid, flush=True)

@@ -23,12 +23,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
 
 
 def session_config(model_dir: Path, **overrides) -> SessionConfig:
-    """A session on the tiny seeded model in `model_dir`, the recording camera and one worker thread."""
+    """A session on the tiny seeded model in `model_dir`, the recording camera, one worker thread, no standby."""
     values = dict(
         model=ModelSpec(str(model_dir)),
         camera=CameraConfig(backend="recording"),
         vad=VadConfig(hangover_ms=600),
-        runtime=RuntimeConfig(worker_threads=1),
+        runtime=RuntimeConfig(worker_threads=1, standby_worker=False),  # the crash test turns the standby on
     )
     values.update(overrides)
     return SessionConfig(**values)
