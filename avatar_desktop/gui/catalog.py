@@ -50,7 +50,7 @@ def model_choices() -> list[ModelChoice]:
 
 def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
     """The choice for a settings key, a model name or a model folder; else the best one found: the model named
-    'default', then any trained model, then the first preset."""
+    'default', then any trained model whose model.json reads, then the first preset."""
     by_key = {choice.key: choice for choice in choices}
     for candidate in (key, f"model:{key}"):
         if candidate in by_key:
@@ -61,8 +61,8 @@ def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
 
         config, _ = read_model_config(folder)
         return ModelChoice(f"model:{folder}", f"{folder.name}  ({folder})", ModelSpec(str(folder)), True, config)
-    trained = [choice for choice in choices if choice.trained]
-    return by_key.get("model:default") or (trained or choices)[0]
+    readable = [choice for choice in choices if choice.trained and choice.config is not None]
+    return by_key.get("model:default") or (readable or choices)[0]
 
 
 def bundled_portrait() -> Path | None:

@@ -40,6 +40,7 @@ from avatar_desktop.gui.catalog import (
 from avatar_desktop.gui.controller import Problem, SessionController
 from avatar_desktop.gui.settings import RESOLUTIONS, SettingsStore
 from avatar_desktop.gui.widgets import Banner, ExpressionPanel, PreviewWidget, StatePanel
+from avatar_desktop.models.store import model_search_path
 from avatar_desktop.output.camera import CameraConfig, driver_advice
 from avatar_desktop.runtime.session import RuntimeConfig, SessionConfig
 
@@ -291,7 +292,12 @@ class MainWindow(QMainWindow):
             choice = model_choice_for(wanted, self.choices)
         except (AvatarError, ValueError) as error:  # a damaged model folder named on the command line
             choice = model_choice_for("", self.choices)
-            self.show_problem(Problem("model", f"model {wanted!r} cannot be used ({error}); using {choice.key}"))
+            self.show_problem(Problem("model_choice", f"model {wanted!r} cannot be used ({error}); using {choice.key}"))
+        else:
+            if wanted and choice.key not in (wanted, f"model:{wanted}"):
+                self.show_problem(Problem("model_choice", (
+                    f"model {wanted!r} was not found (in models/ or {model_search_path()[-2]}); using "
+                    f"{choice.key.split(':', 1)[1]} instead. Choose another one, or put the model folder there.")))
         if choice not in self.choices:
             self.choices.insert(0, choice)
         self.model_box.blockSignals(True)
@@ -378,6 +384,7 @@ class MainWindow(QMainWindow):
             "session": ("Retry", self.start_session),
             "portrait": ("Open…", self._open_dialog),
             "model": ("Choose model", self.model_box.showPopup),
+            "model_choice": ("Choose model", self.model_box.showPopup),
         }
         message = problem.message
         if problem.kind == "camera" and "install" not in message and "busy" not in message:

@@ -67,3 +67,12 @@ def test_no_portrait_and_no_trained_model_say_so(qtbot, model_dirs, tmp_path, mo
     assert "Choose a portrait" in window.banners["portrait"].message
     window.model_box.setCurrentIndex([c.key for c in window.choices].index("model:tiny"))
     assert "untrained" not in window.banners
+
+
+def test_a_model_that_is_not_there_says_which_one_runs_instead(qtbot, model_dirs, portrait_files, tmp_path):
+    window = MainWindow(store=SettingsStore(tmp_path / "s.ini"), portrait=str(portrait_files[0]),
+                        model="my-finetune", autostart=False)
+    qtbot.addWidget(window)
+    message = window.banners["model_choice"].message
+    assert "'my-finetune' was not found" in message and "using tiny instead" in message
+    assert window.model_choice.key == "model:tiny"
