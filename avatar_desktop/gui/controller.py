@@ -135,6 +135,7 @@ class SessionController(QObject):
         self.state = ""
         self.model_loading = False
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gui-jobs")
+        self._closed = False
         self._pending = 0
         self._busy_text = ""
         self._seen_frame = 0
@@ -204,14 +205,23 @@ class SessionController(QObject):
 
         self._run("Preparing the portrait", work, on_loaded)
 
-    def shutdown(self, timeout: float = 15.0) -> None:
-        """Stop timers and the session and wait for them (the window is closing)."""
+    def shutdown(self) -> None:
+        """Stop the timers and the newest session, a session still starting included, and wait (window closing).
+        Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
         self._preview_timer.stop()
         self._status_timer.stop()
-        old, self.session = self.session, None
-        if old is not None:
-            self._jobs.submit(old.stop)
-        self._jobs.shutdown(wait=True, cancel_futures=False)
+        self.session = None
+
+        def stop_newest():
+            if self._job_session is not None:
+                self._job_session.stop()
+                self._job_session = None
+
+        self._jobs.submit(stop_newest)  # runs after any pending job, so it sees the session that job started
+        self._jobs.shutdown(wait=True)
 
     # ------------------------------------------------------------------ background jobs
     def _run(self, what: str, work: Callable, on_done: Callable) -> None:

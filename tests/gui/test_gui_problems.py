@@ -3,6 +3,8 @@ microphone, no portrait, an untrained model. Real sessions on the PulseAudio rig
 
 from __future__ import annotations
 
+import multiprocessing
+
 import pytest
 
 from avatar_desktop.gui.settings import Settings, SettingsStore
@@ -76,3 +78,14 @@ def test_a_model_that_is_not_there_says_which_one_runs_instead(qtbot, model_dirs
     message = window.banners["model_choice"].message
     assert "'my-finetune' was not found" in message and "using tiny instead" in message
     assert window.model_choice.key == "model:tiny"
+
+
+def test_closing_while_the_session_starts_stops_it(qtbot, pulse, recording_backend, model_dirs, portrait_files,
+                                                    tmp_path):
+    window = MainWindow(store=SettingsStore(tmp_path / "s.ini"), portrait=str(portrait_files[0]), model="tiny",
+                        runtime=ONE_WORKER, autostart=False)
+    qtbot.addWidget(window)
+    window.start_session()
+    window.close()  # the start job is queued or running: closing waits for it, then stops what it started
+    assert window.controller.session is None
+    assert not [p for p in multiprocessing.active_children() if p.name == "avatar-worker"]
