@@ -129,7 +129,8 @@ class SessionController(QObject):
         super().__init__(parent)
         self.preview = PreviewSink()
         self.session: LiveSession | None = None
-        self._job_session: LiveSession | None = None  # the newest session as the job thread sees it (job thread only)
+        self._job_session: LiveSession | None = None  # the newest session started (job thread only)
+        self._generation = 0  # counts start/stop requests (main thread): a start that was overtaken is ignored
         self.expression: dict[str, float] = {}
         self.override: State | None = None
         self.state = ""
@@ -151,14 +152,12 @@ class SessionController(QObject):
 
     # ------------------------------------------------------------------ commands (main thread)
     def start(self, portrait: np.ndarray, config: SessionConfig, what: str = "Starting the live session") -> None:
-        """Stop the running session (if any) and start a new one, in the background."""
-        old, self.session = self.session, None
+        """Stop the running session (or the one still starting) and start a new one, in the background."""
+        self.session = None
         config = replace(config, expression=dict(self.expression))
 
         def work():
-            self._job_session = None
-            if old is not None:
-                old.stop()
+            self._stop_newest()
             session = LiveSession(portrait, config, sinks=[self.preview])
             session.start()
             session.set_state_override(self.override)
@@ -166,17 +165,15 @@ class SessionController(QObject):
             return session
 
         self.model_loading = True
-        self._run(what, work, self._started)
+        self._generation += 1
+        generation = self._generation
+        self._run(what, work, lambda session: self._started(session, generation))
 
     def stop(self) -> None:
-        old, self.session = self.session, None
+        self.session = None
+        self._generation += 1
         self.model_loading = False
-        if old is not None:
-            def work():
-                self._job_session = None
-                old.stop()
-
-            self._run("Stopping the live session", work, lambda _: self.session_stopped.emit())
+        self._run("Stopping the live session", self._stop_newest, lambda _: self.session_stopped.emit())
 
     def set_expression(self, expression: dict[str, float]) -> None:
         self.expression = dict(expression)
@@ -214,13 +211,7 @@ class SessionController(QObject):
         self._preview_timer.stop()
         self._status_timer.stop()
         self.session = None
-
-        def stop_newest():
-            if self._job_session is not None:
-                self._job_session.stop()
-                self._job_session = None
-
-        self._jobs.submit(stop_newest)  # runs after any pending job, so it sees the session that job started
+        self._jobs.submit(self._stop_newest)  # runs after any pending job, so it sees the session that job started
         self._jobs.shutdown(wait=True)
 
     # ------------------------------------------------------------------ background jobs
@@ -247,8 +238,18 @@ class SessionController(QObject):
         self.model_loading = False
         self.problem_found.emit(problem_from_error(error))
 
-    def _started(self, session: LiveSession) -> None:
+    def _stop_newest(self) -> None:
+        """Job thread: stop the newest session started (jobs run in order, so it is the one to replace)."""
+        session, self._job_session = self._job_session, None
+        if session is not None:
+            session.stop()
+
+    def _started(self, session: LiveSession, generation: int) -> None:
+        if generation != self._generation:  # a later start or stop was asked for: its job replaces this session
+            return
         self.session = session
+        session.set_expression(self.expression)  # what the user did while it started
+        session.set_state_override(self.override)
         self._seen_event = -1.0
         self._frame_counts.clear()
         self.problem_solved.emit("session")

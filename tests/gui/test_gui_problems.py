@@ -89,3 +89,24 @@ def test_closing_while_the_session_starts_stops_it(qtbot, pulse, recording_backe
     window.close()  # the start job is queued or running: closing waits for it, then stops what it started
     assert window.controller.session is None
     assert not [p for p in multiprocessing.active_children() if p.name == "avatar-worker"]
+
+
+def test_quick_successive_changes_leave_one_session(qtbot, pulse, recording_backend, model_dirs, portrait_files,
+                                                    tmp_path):
+    window = MainWindow(store=SettingsStore(tmp_path / "s.ini"), portrait=str(portrait_files[0]), model="tiny",
+                        runtime=ONE_WORKER)
+    qtbot.addWidget(window)
+    window.start_session()  # and autostart queued another
+    window.mirror_check.setChecked(True)  # while the first session is still starting
+    window.expression_panel.sliders["smile"].setValue(50)
+    window.mirror_check.setChecked(False)
+    qtbot.waitUntil(lambda: window.busy_label.text() == "" and window.controller.session is not None, timeout=90_000)
+    session = window.controller.session
+    assert not session.config.camera.mirror and session.expression == {"smile": 0.5}
+
+    def workers() -> list[int]:
+        return [p.pid for p in multiprocessing.active_children() if p.name == "avatar-worker"]
+
+    qtbot.waitUntil(lambda: workers() == [session.worker.pid], timeout=20_000)  # the overtaken ones were stopped
+    window.close()
+    assert workers() == []
