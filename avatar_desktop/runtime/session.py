@@ -98,6 +98,7 @@ class LiveSession:
         self.stats = SessionStats(config.camera.fps if config.camera else 25)
         self._extra_sinks = list(sinks)
         self._stop = threading.Event()
+        self._spawn_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._onsets: deque[int] = deque()
         self._override: State | None = None
@@ -157,10 +158,9 @@ class LiveSession:
                 self.camera_error = str(error)
                 self._event("camera", f"{error}; going on with the preview only", error=True)
         self.worker = self._spawn_worker(active=True)
-        clock = MicClock(self._audio)
-        self._clock = clock
+        self._clock = MicClock(self._audio)
         canvas_config = self.config.camera or CameraConfig()
-        self.pacer = Pacer(self._frames, clock, runtime.pacer)
+        self.pacer = Pacer(self._frames, self._clock, runtime.pacer)
         sinks = ([self.camera] if self.camera else []) + self._extra_sinks
         self._sender = CameraSender(
             self.pacer, Canvas(canvas_config), sinks, fps=canvas_config.fps, placeholder=self.portrait,
@@ -181,7 +181,8 @@ class LiveSession:
 
     def stop(self) -> None:
         """Stop everything and release every resource; safe to call twice and after a failed start."""
-        self._stop.set()
+        with self._spawn_lock:  # no worker is spawned from here on
+            self._stop.set()
         if self._sender is not None:
             self._sender.stop()
         for thread in self._threads:
@@ -189,15 +190,18 @@ class LiveSession:
         for worker in (self.worker, self.standby):
             if worker is not None:
                 worker.stop()
+        self.standby = None
         for device in (self._mic, self._far, self._passthrough):
             if device is not None:
                 device.close()
+        self._mic = self._far = self._passthrough = None
         for sink in ([self.camera] if self.camera else []) + self._extra_sinks:
             try:
                 sink.close()
             except Exception as error:  # closing a camera that already failed: nothing else to release
                 self._event("camera", f"closing {getattr(sink, 'name', sink)} failed: {error}", error=True)
         self.camera = None
+        self._extra_sinks = []
         for ring in (self._audio, self._frames):
             if ring is not None:
                 ring.ring.close()
@@ -351,11 +355,15 @@ class LiveSession:
                 self.standby = None
                 self.standby_ready.clear()
             elif standby is None and self.config.runtime.standby_worker and self.worker_ready.is_set():
-                self.standby = self._spawn_worker(active=False)
+                with self._spawn_lock:
+                    if not self._stop.is_set():
+                        self.standby = self._spawn_worker(active=False)
             self._watch_mic()
 
     def _replace_dead_worker(self, worker: WorkerHandle, backoff: float) -> float:
         """Promote the standby (or spawn a worker) in place of a dead one; returns the next backoff (s)."""
+        if self._stop.is_set():  # it was stopped, not killed
+            return backoff
         while (last_words := worker.receive(0)) is not None:  # the dead worker's error report first
             self._on_report(last_words, worker)
         self.stats.worker_restarts += 1
@@ -370,8 +378,12 @@ class LiveSession:
             how = f"standby worker {standby.pid} took over"
         else:
             backoff = self.config.runtime.restart_backoff_s if uptime > 30 else min(backoff * 2, 10.0)
-            self._stop.wait(backoff)
-            self.worker = self._spawn_worker(active=True)
+            if self._stop.wait(backoff):
+                return backoff
+            with self._spawn_lock:
+                if self._stop.is_set():
+                    return backoff
+                self.worker = self._spawn_worker(active=True)
             how = f"started worker {self.worker.pid}"
         self._event("worker", f"worker {worker.pid} died ({describe_exit(worker.process.exitcode)}) after "
                               f"{uptime:.1f} s; {how}, the camera keeps the last frame meanwhile", error=True)

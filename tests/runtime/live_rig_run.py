@@ -4,13 +4,14 @@
         --seconds 60
 
 Writes DIR/stats.json (the session's `--stats-json`) and DIR/memory.csv (seconds, RSS MiB of the session process,
-RSS MiB of its worker processes), and prints a memory summary. Not a test: benchmarks are recorded in
+RSS MiB of its worker processes, CPU % of each since the previous sample), and prints a summary. Not a test: benchmarks are recorded in
 docs/PERFORMANCE.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,15 @@ def rss_mib(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` (s)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
 
 
 def children(pid: int) -> list[int]:
@@ -59,7 +69,8 @@ def main() -> int:
             command = [str(Path(sys.executable).parent / "avatar-desktop"), "live", "--portrait", str(portrait),
                        "--stats-json", str(args.out / "stats.json"), *live_args]
             session = subprocess.Popen(command, env=env)
-            memory = [("seconds", "session_mib", "workers_mib")]
+            memory = [("seconds", "session_mib", "workers_mib", "session_cpu_pct", "workers_cpu_pct")]
+            last_cpu = (0.0, 0.0, time.monotonic())
             started = time.monotonic()
             next_turn = started + 8.0  # let the worker load first
             next_sample = started
@@ -69,8 +80,14 @@ def main() -> int:
                     rig.play(wav)
                     next_turn = now + args.talk_s + args.pause_s
                 if now >= next_sample:
-                    workers = sum(rss_mib(c) for c in children(session.pid) if "python" in _name(c))
-                    memory.append((round(now - started, 1), round(rss_mib(session.pid), 1), round(workers, 1)))
+                    kids = [c for c in children(session.pid) if "python" in _name(c)]
+                    cpu = (cpu_seconds(session.pid), sum(cpu_seconds(c) for c in kids), now)
+                    span = max(cpu[2] - last_cpu[2], 1e-6)
+                    memory.append((
+                        round(now - started, 1), round(rss_mib(session.pid), 1), round(sum(rss_mib(c) for c in kids), 1),
+                        round((cpu[0] - last_cpu[0]) / span * 100), round(max(0.0, cpu[1] - last_cpu[1]) / span * 100),
+                    ))
+                    last_cpu = cpu
                     next_sample += args.sample_s
                 time.sleep(0.2)
             (args.out / "memory.csv").write_text("\n".join(",".join(map(str, row)) for row in memory) + "\n")
@@ -94,7 +111,9 @@ def _summarise(rows) -> None:
         return
     total = [r[1] + r[2] for r in steady]
     print(f"memory after the first minute: session+workers {min(total):.0f}..{max(total):.0f} MiB "
-          f"({(max(total) - min(total)) / min(total) * 100:.1f}% spread)")
+          f"({(max(total) - min(total)) / min(total) * 100:.1f}% spread); CPU: session "
+          f"{sum(r[3] for r in steady) / len(steady):.0f}%, workers {sum(r[4] for r in steady) / len(steady):.0f}% "
+          "(100% = one core)")
 
 
 if __name__ == "__main__":
