@@ -64,7 +64,7 @@ def main() -> int:
     from avatar_desktop.runtime.session import LiveSession
     from pulse_rig import PulseRig, refresh_portaudio
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(sys.argv[:1])  # noqa: F841  (kept alive for the whole run)
 
     def pump(seconds: float) -> None:
         """Run Qt's event loop (what app.exec() does) for `seconds`."""
