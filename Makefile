@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Machines without an NVIDIA driver get the pinned CPU wheel (a plain `torch` would pull gigabytes of CUDA).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: run test setup demo bench clean
+.PHONY: run test setup bench clean
 
 $(BIN)/avatar-desktop: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,9 +17,6 @@ setup: $(BIN)/avatar-desktop
 
 run: setup
 	$(BIN)/avatar-desktop
-
-demo: setup
-	$(BIN)/avatar-desktop demo
 
 test: setup
 	$(BIN)/python -m pytest -q

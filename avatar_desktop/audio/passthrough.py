@@ -53,7 +53,8 @@ class DelayLine:
 
 
 class Passthrough:
-    """Plays `line` to output `device` at 16 kHz, `delay_s()` behind the newest mic sample.
+    """Plays `line` to output `device` at 16 kHz, `delay_s()` behind the newest mic sample, as heard: the output's
+    own latency (PortAudio's DAC time of each block) is taken off the delay.
 
     The output callback only copies. Its cursor advances with the output device's clock; when it drifts more than
     `resync_ms` from `end - delay` (clock drift, or the delay changed), it jumps, and `resyncs` counts it.
@@ -79,10 +80,13 @@ class Passthrough:
         except sd.PortAudioError as error:
             raise AudioDeviceError(f"cannot open output device {self.device_name!r} at 16 kHz: {error}") from None
 
-    def _callback(self, outdata: np.ndarray, frames: int, _time, status) -> None:
+    def _callback(self, outdata: np.ndarray, frames: int, times, status) -> None:
         if status.output_underflow:
             self.underflows += 1
-        target = self.line.end - int(self.delay_s() * SAMPLE_RATE) - frames
+        lead = times.outputBufferDacTime - times.currentTime  # s until this block is heard
+        if not 0.0 <= lead < 1.0:  # the host API does not report it
+            lead = frames / SAMPLE_RATE
+        target = self.line.end - int((self.delay_s() - lead) * SAMPLE_RATE)
         if self._cursor is None or abs(self._cursor - target) > self._resync:
             self.resyncs += self._cursor is not None
             self._cursor = target

@@ -3,7 +3,7 @@ peak memory and a per-stage breakdown, for one model under one engine configurat
 
 from __future__ import annotations
 
-import resource
+import sys
 import time
 from dataclasses import replace
 
@@ -17,9 +17,10 @@ from avatar_desktop.models.avatar import AvatarModel
 
 
 def naive_config(config: EngineConfig, model: AvatarModel) -> EngineConfig:
-    """The slow baseline for the same weights: teacher sampler, no reference caches, fp32, one chunk length."""
+    """The slow baseline for the same weights: teacher sampler (the checkpoint's teacher_steps unless `config.steps`
+    says otherwise), no reference caches, fp32, one chunk length."""
     return replace(
-        config, precision="fp32", sampler="heun", steps=None, cache_reference=False, fixed_chunk=model.config.chunks.steady
+        config, precision="fp32", sampler="heun", cache_reference=False, fixed_chunk=model.config.chunks.steady
     )
 
 
@@ -45,10 +46,16 @@ def benchmark_audio(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * voiced * envelope + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def _peak_memory_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated by torch, or the process's peak resident set on the CPU (None where unknown)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
 def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 10.0) -> dict:
@@ -87,6 +94,7 @@ def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 
             stage_totals[stage] += ms
     frames = sum(chunk_frames)
     per_frame = np.repeat(np.array(chunk_times) / np.array(chunk_frames), chunk_frames)
+    peak_mb = _peak_memory_mb(device)
     mc = model.config
     return {
         "preset": mc.preset,
@@ -106,6 +114,6 @@ def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 
         "first_frame_ms": round(first_frame_ms, 1),
         "p50_frame_ms": round(float(np.percentile(per_frame, 50)), 2),
         "p99_frame_ms": round(float(np.percentile(per_frame, 99)), 2),
-        "peak_mem_mb": round(_peak_memory_mb(device), 1),
+        "peak_mem_mb": None if peak_mb is None else round(peak_mb, 1),
         "stages_ms_per_frame": {stage: round(total / frames, 2) for stage, total in stage_totals.items()},
     }

@@ -55,17 +55,12 @@ def _llia(image_size: int) -> ModelConfig:
     )
 
 
-PRESETS: dict[str, ModelConfig] = {
-    "tiny-cpu": ModelConfig(),
-    "llia-384": _llia(384),
-    "llia-512": _llia(512),
-}
 
 
 def tiny_test_config() -> ModelConfig:
-    """A very small configuration for fast tests (64x64 video, reference attention on)."""
+    """A very small configuration for fast tests and smoke runs (64x64 video, reference attention on)."""
     return ModelConfig(
-        preset="test",
+        preset="tiny-test",
         autoencoder=AutoencoderConfig(image_size=64, latent_channels=4, encoder_channels=(8, 16, 16), decoder_channels=(16, 16, 8)),
         audio=AudioConfig(n_mels=16, channels=16, token_dim=16, tokens_per_frame=2),
         denoiser=DenoiserConfig(
@@ -80,6 +75,14 @@ def tiny_test_config() -> ModelConfig:
             max_chunk_frames=16,
         ),
     )
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "tiny-cpu": ModelConfig(),
+    "llia-384": _llia(384),
+    "llia-512": _llia(512),
+    "tiny-test": tiny_test_config(),
+}
 
 
 def preset_config(name: str) -> ModelConfig:

@@ -20,7 +20,12 @@ TINY_KL = {
     "layers_per_block": 1,
 }
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference_only():
+    with torch.no_grad():
+        yield
 
 
 def test_kl_variant_encodes_and_decodes_with_scaling():

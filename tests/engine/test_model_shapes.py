@@ -9,7 +9,12 @@ from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import PRESETS, build_model, tiny_test_config
 from avatar_desktop.models.avatar import AvatarModel
 
-torch.set_grad_enabled(False)
+
+
+@pytest.fixture(autouse=True)
+def _inference_only():
+    with torch.no_grad():
+        yield
 
 
 def _inputs(model, frames, batch=1):

@@ -70,7 +70,7 @@ def test_empty_audio_is_a_clear_error(tmp_path, portrait_png, tiny_model_dir, ca
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--preset", "huge", "--random-weights"], "unknown preset 'huge': available presets are tiny-cpu, llia-384, llia-512"),
+        (["--preset", "huge", "--random-weights"], "unknown preset 'huge': available presets are tiny-cpu, llia-384, llia-512, tiny-test"),
         (["--model", "nonexistent-model"], "no model named 'nonexistent-model' (available:"),
         (["--preset", "tiny-cpu"], "add --random-weights"),
         (["--state", "sleeping"], "unknown state 'sleeping'"),
@@ -142,9 +142,10 @@ def test_bench_json_reports_every_field(tiny_model_dir, capsys):
 
 
 def test_bench_naive_uses_the_teacher_without_caches(tiny_model_dir, capsys):
-    assert main(["bench", "--model", str(tiny_model_dir), "--seconds", "1", "--naive", "--json"]) == 0
+    assert main(["bench", "--model", str(tiny_model_dir), "--seconds", "1", "--naive", "--steps", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["sampler"] == "heun" and result["steps"] == 25 and not result["cached_reference"]
+    assert result["sampler"] == "heun" and result["steps"] == 3 and not result["cached_reference"]
+    assert result["denoiser_evaluations_per_chunk"] == 5
     assert result["dtype"] == "float32" and result["chunk_plan"]["steady"] == 4
 
 

@@ -12,7 +12,7 @@ SAMPLES_PER_FRAME = 640
 
 def _generator(model, portrait, **engine):
     generator = StreamingGenerator(model, EngineConfig(**engine))
-    generator.prepare(portrait)
+    generator.prepare(portrait, warmup=False)
     return generator
 
 
@@ -159,6 +159,17 @@ def test_bf16_backend_matches_fp32(tiny_model, portrait):
         generator.push_audio(audio)
         outputs.append(np.concatenate([c.frames for c in _drain(generator, end_of_stream=True)]).astype(float))
     assert np.abs(outputs[0] - outputs[1]).mean() < 6  # of 255: bf16 keeps 8 bits of mantissa
+
+
+def test_warm_up_leaves_a_fresh_stream(tiny_model, portrait):
+    generator = StreamingGenerator(tiny_model, EngineConfig(seed=6))
+    generator.prepare(portrait, warmup=True)
+    assert generator.frame_index == 0 and generator.samples_received == 0
+    generator.push_audio(benchmark_audio(0.3))
+    warmed = np.concatenate([c.frames for c in _drain(generator)])
+    cold = _generator(tiny_model, portrait, seed=6)
+    cold.push_audio(benchmark_audio(0.3))
+    np.testing.assert_array_equal(np.concatenate([c.frames for c in _drain(cold)]), warmed)
 
 
 def test_bad_inputs_are_refused(tiny_model, portrait):

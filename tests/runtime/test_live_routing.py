@@ -65,4 +65,4 @@ def test_passthrough_delays_the_voice_like_the_video(pulse, speech, recording_ca
     measured = cable.onset_times()[0] - mic.onset_times()[0]
     low, high = min(delays), max(delays)
     print(f"passthrough: voice {measured * 1000:.0f} ms behind the mic; video delay {low * 1000:.0f}..{high * 1000:.0f} ms")
-    assert low - 0.03 < measured < high + 0.25  # + the sound server's output buffering
+    assert low - 0.03 < measured < high + 0.15  # + the listener's 10 ms poll and scheduling on a busy machine

@@ -1,0 +1,56 @@
+"""`avatar-desktop eval`: score a model (or a baseline) against ground-truth clips; JSON and a plot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from avatar_desktop.cli import command
+
+
+def _add(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="model name or folder; or a baseline: 'ground-truth' (perfect) or 'static' (no motion)")
+    parser.add_argument("--data", type=Path, required=True, help="data set folder (made by `avatar-desktop dataset`)")
+    parser.add_argument("--clips", type=int, default=4, help="clips to evaluate (held-out clips first)")
+    parser.add_argument("--seed", type=int, default=0, help="clip order and the engine's noise")
+    parser.add_argument("--minutes", type=float, default=0.0,
+                        help="also stream this many minutes and compare the first minute with the last (0: skip)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG: mouth opening over time, generated vs truth")
+
+
+def _format(report: dict, indent: str = "") -> list[str]:
+    lines = []
+    for key, value in report.items():
+        if isinstance(value, dict):
+            lines += [f"{indent}{key}:"] + _format(value, indent + "  ")
+        elif isinstance(value, float):
+            lines.append(f"{indent}{key}: {value:.4g}")
+        else:
+            lines.append(f"{indent}{key}: {value}")
+    return lines
+
+
+def _run(args: argparse.Namespace) -> int:
+    from avatar_desktop.config import EngineConfig
+    from avatar_desktop.eval.report import EvaluationError, evaluate, frame_source, plot_trace
+
+    if args.clips < 1:
+        raise EvaluationError(f"--clips must be at least 1, got {args.clips}")
+    if args.minutes < 0:
+        raise EvaluationError(f"--minutes must not be negative, got {args.minutes}")
+    source = frame_source(args.model, EngineConfig(device=args.device, precision=args.precision, seed=args.seed))
+    result = evaluate(args.data, source, clips=args.clips, seed=args.seed, minutes=args.minutes)
+    if args.plot is not None:
+        plot_trace(result["trace"], args.plot)
+    report = result["report"]
+    print(json.dumps(report) if args.json else "\n".join(_format(report)))
+    return 0
+
+
+command("eval", "Score a model against ground-truth clips: lip sync, appearance, temporal, states, expression")(
+    (_add, _run))

@@ -1,0 +1,33 @@
+"""`avatar-desktop train autoencoder|teacher|distill --config FILE --data DIR --out DIR [--resume]`.
+
+Runs as one process, or under `torchrun --nproc-per-node N -m avatar_desktop train ...` (DDP).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from avatar_desktop.cli import command
+from avatar_desktop.training.config import RECIPES, load_recipe
+
+
+def _add(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stage", choices=list(RECIPES), help="which network to train")
+    parser.add_argument("--config", required=True, type=Path, help="recipe TOML (see configs/)")
+    parser.add_argument("--data", required=True, type=Path, help="data set folder with manifest.json")
+    parser.add_argument("--out", required=True, type=Path, help="run folder: model/, checkpoint/, loss.csv, loss.png")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from avatar_desktop.training.stages import STAGES
+
+    loaded = load_recipe(args.stage, args.config)
+    rows = STAGES[args.stage](loaded, args.data, args.out, args.resume)
+    if rows:
+        print(f"{args.stage}: step {rows[-1][0]}, loss {rows[-1][1]:.5f}; model in {args.out / 'model'}")
+    return 0
+
+
+command("train", "Train the autoencoder, the teacher, or distil the few-step student")((_add, _run))

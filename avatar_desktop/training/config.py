@@ -1,0 +1,116 @@
+"""Training recipes: one typed dataclass per stage, read from a TOML file (configs/*.toml).
+
+Unknown keys are refused with their name and place. Paths inside a recipe (`init`) are relative to the recipe file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from avatar_desktop.config import _from_dict
+from avatar_desktop.errors import AvatarError
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """steps: optimiser steps; batch_size: the global batch (split across DDP ranks); save_every: steps between
+    resumable checkpoints; seed: data order, noise and initialisation."""
+
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    warmup_steps: int = 100
+    save_every: int = 200
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class AutoencoderRecipe:
+    """Autoencoder of `preset`: L1 + multi-scale image-gradient L1 (sharp edges, no perceptual network needed)."""
+
+    preset: str = "tiny-cpu"
+    run: RunConfig = RunConfig()
+    gradient_weight: float = 0.5
+    pool_clips: int = 16
+    refresh_every: int = 50
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    """Chunk lengths: L_max until `fixed_until` steps, then sampled; `short_share` of batches use 1..4 frames."""
+
+    max_frames: int = 8
+    fixed_until: int = 0
+    short_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """EDM teacher on cached latents. init: a model folder whose autoencoder is trained (the autoencoder stage's
+    output); noise levels log-normal(p_mean, p_std); motion frames noised with sigma ~ U(0, motion_noise_max)."""
+
+    init: str = ""
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()
+    p_mean: float = -0.8
+    p_std: float = 1.4
+    motion_noise_max: float = 0.3
+    audio_dropout: float = 0.05
+    teacher_steps: int = 25
+
+
+@dataclass(frozen=True)
+class DistillRecipe:
+    """Consistency distillation (Song et al. 2023) of the teacher in `init` into a `student_steps`-step student.
+
+    The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
+    neighbouring levels; the target network is an EMA of the student with `ema_decay`.
+    """
+
+    init: str = ""
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()
+    student_steps: int = 2
+    discretisation: int = 18
+    ema_decay: float = 0.995
+    motion_noise_max: float = 0.3
+
+
+RECIPES = {"autoencoder": AutoencoderRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe}
+
+
+@dataclass(frozen=True)
+class LoadedRecipe:
+    stage: str
+    recipe: AutoencoderRecipe | TeacherRecipe | DistillRecipe
+    source: Path
+    text: str = field(repr=False, default="")
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the recipe, relative to the recipe file's folder."""
+        path = Path(relative)
+        return path if path.is_absolute() else (self.source.parent / path).resolve()
+
+
+def load_recipe(stage: str, path: str | Path) -> LoadedRecipe:
+    """Read the TOML recipe of `stage` ('autoencoder', 'teacher' or 'distill')."""
+    path = Path(path)
+    if stage not in RECIPES:
+        raise AvatarError(f"unknown training stage {stage!r}: expected one of {', '.join(RECIPES)}")
+    if not path.is_file():
+        raise AvatarError(f"recipe {path} does not exist (see configs/ for examples)")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+        recipe = _from_dict(RECIPES[stage], data, stage)
+    except tomllib.TOMLDecodeError as error:
+        raise AvatarError(f"recipe {path} is not valid TOML: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise AvatarError(f"recipe {path}: {error}") from None
+    if stage != "autoencoder" and not recipe.init:
+        raise AvatarError(f"recipe {path}: set `init` to the model folder of the previous stage")
+    return LoadedRecipe(stage, recipe, path, text)

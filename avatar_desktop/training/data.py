@@ -1,0 +1,135 @@
+"""Training data from a data set folder (docs/DATA.md): frames for the autoencoder, cached latents for diffusion.
+
+The latent cache is the one-off pass that lets diffusion training read tensors, not videos: per clip one
+safetensors file with latents (T, C, h, w) float16, audio (N,) float32, state (T,) and expression (T, E).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from avatar_desktop.audio.features import frame_windows, window_geometry
+from avatar_desktop.config import AudioConfig
+from avatar_desktop.data.clips import load_clip, load_manifest
+from avatar_desktop.errors import AvatarError
+
+
+def training_clips(root: Path, split: str = "train") -> list[Path]:
+    """Folders of the clips of `split` in the data set at `root` (AvatarError when there are none)."""
+    manifest = load_manifest(root)
+    clips = [root / entry["path"] for entry in manifest.get("clips", []) if entry.get("split", "train") == split]
+    if not clips:
+        raise AvatarError(f"{root}: the manifest lists no {split!r} clips; build more data with `avatar-desktop dataset`")
+    return clips
+
+
+def images_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+class FramePool:
+    """Decoded frames of `size` random training clips held in memory; one clip is swapped every `refresh_every` draws."""
+
+    def __init__(self, clips: list[Path], size: int, refresh_every: int, generator: torch.Generator):
+        self.clips = clips
+        self.refresh_every = refresh_every
+        picks = torch.randperm(len(clips), generator=generator)[:size].tolist()
+        self.pool = [load_clip(clips[i]).frames for i in picks]
+        self.draws = 0
+
+    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """(batch, 3, H, W) in [-1, 1]: random frames of random pooled clips, randomly mirrored."""
+        self.draws += 1
+        if self.draws % self.refresh_every == 0 and len(self.clips) > len(self.pool):
+            slot = int(torch.randint(len(self.pool), (1,), generator=generator))
+            self.pool[slot] = load_clip(self.clips[int(torch.randint(len(self.clips), (1,), generator=generator))]).frames
+        clip_ids = torch.randint(len(self.pool), (batch,), generator=generator).tolist()
+        frames = np.stack([self.pool[c][int(torch.randint(len(self.pool[c]), (1,), generator=generator))] for c in clip_ids])
+        images = images_to_tensor(frames)
+        flip = torch.rand(batch, generator=generator) < 0.5
+        images[flip] = images[flip].flip(-1)
+        return images
+
+
+@dataclass
+class CachedClip:
+    latents: torch.Tensor  # (T, C, h, w) float32
+    audio: torch.Tensor  # (N,) float32, 16 kHz
+    state: torch.Tensor  # (T,) int64
+    expression: torch.Tensor  # (T, E) float32, unknown values as 0
+
+
+def autoencoder_key(autoencoder: torch.nn.Module) -> str:
+    """A short hash of the autoencoder's weights: a cache made by other weights is never reused."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(autoencoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def cache_latents(root: Path, autoencoder: torch.nn.Module, *, split: str = "train", batch: int = 16) -> list[CachedClip]:
+    """Encode every clip of `split` once (kept in `root/cache/<autoencoder key>/`) and load the cache."""
+    folder = root / "cache" / autoencoder_key(autoencoder)
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = training_clips(root, split)
+    cached = []
+    for path in tqdm(clips, desc="latent cache", unit="clip", disable=None):
+        file = folder / f"{path.name}.safetensors"
+        if not file.is_file():
+            clip = load_clip(path)
+            latents = torch.cat([autoencoder.encode(images_to_tensor(clip.frames[i : i + batch])) for i in range(0, len(clip.frames), batch)])
+            expression = np.nan_to_num(clip.record["expression"].astype(np.float32))
+            tensors = {
+                "latents": latents.half().contiguous(),
+                "audio": torch.from_numpy(clip.audio.astype(np.float32)),
+                "state": torch.from_numpy(clip.record["state"].astype(np.int64)),
+                "expression": torch.from_numpy(expression),
+            }
+            temp = file.with_suffix(".tmp")
+            save_file(tensors, temp)
+            temp.replace(file)
+        tensors = load_file(file)
+        cached.append(CachedClip(tensors["latents"].float(), tensors["audio"], tensors["state"], tensors["expression"]))
+    return cached
+
+
+def sample_chunks(
+    clips: list[CachedClip], batch: int, frames: int, motion_frames: int, audio: AudioConfig, fps: int,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """A batch of training chunks, drawn as inference sees them.
+
+    x0 (B, T, C, h, w) clean latents; reference (B, C, h, w) another frame of the same clip; motion (B, M, C, h, w)
+    the frames before the chunk (the reference repeated where the clip has none, as at the start of a stream);
+    windows (B, T, W) audio windows; label (B,) the state at the chunk's first frame; expression (B, E).
+    """
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("x0", "reference", "motion", "windows", "label", "expression")}
+    for _ in range(batch):
+        clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
+        length = clip.latents.shape[0]
+        if length < frames:
+            raise AvatarError(f"a clip of {length} frames is shorter than the chunk length {frames}; use longer clips")
+        start = int(torch.randint(length - frames + 1, (1,), generator=generator))
+        reference = clip.latents[int(torch.randint(length, (1,), generator=generator))]
+        before = clip.latents[max(0, start - motion_frames) : start]
+        pad = reference[None].expand(motion_frames - len(before), *reference.shape)
+        out["x0"].append(clip.latents[start : start + frames])
+        out["reference"].append(reference)
+        out["motion"].append(torch.cat([pad, before]))
+        per_frame, _, lookahead = window_geometry(audio, fps)
+        missing = (start + frames) * per_frame + lookahead - len(clip.audio)
+        waveform = torch.nn.functional.pad(clip.audio, (0, max(0, missing)))  # silence past the end, as at inference
+        out["windows"].append(frame_windows(waveform, 0, start, frames, audio, fps)[0])
+        out["label"].append(clip.state[start])
+        out["expression"].append(clip.expression[start])
+    return {k: torch.stack(v) for k, v in out.items()}

@@ -1,0 +1,265 @@
+"""The three training stages as objectives (nn.Modules whose forward returns the batch loss) and their drivers.
+
+autoencoder: L1 + multi-scale gradient loss on frames.
+teacher:     EDM denoising loss (Karras et al. 2022) on chunks of cached latents, with the variable-length
+             curriculum, noise-augmented motion frames and audio dropout.
+distill:     consistency distillation (Song et al. 2023): the student at level sigma_{n+1} matches the EMA target at
+             sigma_n after one Heun step of the teacher's ODE between the two levels.
+Every stage writes `out/model` (a model folder the engine loads), `out/checkpoint`, `out/loss.csv`, `out/loss.png`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from avatar_desktop.config import ModelConfig, SamplingConfig
+from avatar_desktop.errors import AvatarError
+from avatar_desktop.models.avatar import AvatarModel
+from avatar_desktop.models.denoiser import DenoiserInputs
+from avatar_desktop.models.presets import build_model, preset_config
+from avatar_desktop.models.store import load_model, save_model
+from avatar_desktop.sampling.schedules import karras_sigmas
+from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
+from avatar_desktop.training.data import FramePool, cache_latents, sample_chunks, training_clips
+from avatar_desktop.training.loop import Distributed, train
+
+# ----------------------------------------------------------------------------- autoencoder
+
+
+def image_gradient_loss(prediction: torch.Tensor, target: torch.Tensor, scales: int = 3) -> torch.Tensor:
+    """Mean L1 distance of horizontal and vertical finite differences at `scales` resolutions (B, 3, H, W)."""
+    total = prediction.new_zeros(())
+    for _ in range(scales):
+        for dim in (-1, -2):
+            total = total + (prediction.diff(dim=dim) - target.diff(dim=dim)).abs().mean()
+        prediction, target = F.avg_pool2d(prediction, 2), F.avg_pool2d(target, 2)
+    return total / scales
+
+
+class AutoencoderObjective(nn.Module):
+    def __init__(self, model: AvatarModel, gradient_weight: float):
+        super().__init__()
+        self.model = model
+        self.gradient_weight = gradient_weight
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        images = batch["images"]  # (B, 3, H, W) in [-1, 1]
+        ae = self.model.autoencoder
+        reconstruction = ae.decode(ae.encode(images))
+        return (reconstruction - images).abs().mean() + self.gradient_weight * image_gradient_loss(reconstruction, images)
+
+
+# ----------------------------------------------------------------------------- diffusion
+
+
+def chunk_length(step: int, curriculum: CurriculumConfig, generator: torch.Generator) -> int:
+    """L_max while step < fixed_until; then 1..4 with probability short_share, else 5..L_max (uniform within each)."""
+    longest = curriculum.max_frames
+    if step < curriculum.fixed_until or longest <= 1:
+        return longest
+    if longest <= 4 or float(torch.rand(1, generator=generator)) < curriculum.short_share:
+        return int(torch.randint(1, min(4, longest) + 1, (1,), generator=generator))
+    return int(torch.randint(5, longest + 1, (1,), generator=generator))
+
+
+def conditioning(model: AvatarModel, batch: dict[str, torch.Tensor], motion: torch.Tensor) -> DenoiserInputs:
+    windows = batch["windows"] * batch["keep_audio"][:, None, None]
+    return DenoiserInputs(
+        reference=batch["reference"], motion=motion, audio=model.audio_encoder(windows),
+        label=batch["label"], expression=batch["expression"],
+    )
+
+
+def _noised_motion(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return batch["motion"] + batch["motion_sigma"][:, None, None, None, None] * batch["motion_noise"]
+
+
+class TeacherObjective(nn.Module):
+    """EDM loss: lambda(sigma) ||D(x0 + sigma n, sigma) - x0||^2 with lambda = (sigma^2 + sd^2) / (sigma sd)^2."""
+
+    def __init__(self, model: AvatarModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x0, sigma = batch["x0"], batch["sigma"]
+        cond = conditioning(self.model, batch, _noised_motion(batch))
+        denoised = self.model.denoise(x0 + sigma[:, None, None, None, None] * batch["noise"], sigma, cond)
+        sd = self.model.config.sampling.sigma_data
+        weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
+        return (weight * ((denoised - x0) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+
+
+class DistillObjective(nn.Module):
+    """Consistency distillation loss ||f_student(x_{n+1}, s_{n+1}) - f_target(x_hat_n, s_n)||^2."""
+
+    def __init__(self, student: AvatarModel, teacher: AvatarModel, target: AvatarModel, sigmas: torch.Tensor):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher  # frozen
+        self.target = target  # EMA of the student, frozen
+        self.register_buffer("sigmas", sigmas, persistent=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x0, index = batch["x0"], batch["level"]
+        s_next, s_now = self.sigmas[index + 1], self.sigmas[index]
+        x_next = x0 + s_next[:, None, None, None, None] * batch["noise"]
+        motion = _noised_motion(batch)
+        with torch.no_grad():
+            cond = conditioning(self.teacher, batch, motion)
+            x_now = _heun_step(self.teacher, x_next, s_next, s_now, cond)
+            target = self.target.denoise(x_now, s_now, conditioning(self.target, batch, motion))
+        prediction = self.student.denoise(x_next, s_next, conditioning(self.student, batch, motion))
+        return ((prediction - target) ** 2).mean()
+
+
+def _heun_step(model: AvatarModel, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, cond) -> torch.Tensor:
+    """One Heun step of the probability-flow ODE from sigma to sigma_next (> 0), per sample. x (B, T, C, h, w)."""
+    s, s_next = sigma[:, None, None, None, None], sigma_next[:, None, None, None, None]
+    slope = (x - model.denoise(x, sigma, cond)) / s
+    x_euler = x + (s_next - s) * slope
+    slope_next = (x_euler - model.denoise(x_euler, sigma_next, cond)) / s_next
+    return x + (s_next - s) * (slope + slope_next) / 2
+
+
+# ----------------------------------------------------------------------------- drivers
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module.eval()
+
+
+def _diffusion_batch(step: int, generator: torch.Generator, clips, model_config: ModelConfig, run: RunConfig,
+                     curriculum: CurriculumConfig, motion_noise_max: float, audio_dropout: float) -> dict[str, Any]:
+    frames = chunk_length(step, curriculum, generator)
+    batch = sample_chunks(clips, run.batch_size, frames, model_config.denoiser.num_motion_frames,
+                          model_config.audio, model_config.fps, generator)
+    size = run.batch_size
+    batch["noise"] = torch.randn(batch["x0"].shape, generator=generator)
+    batch["motion_sigma"] = torch.rand(size, generator=generator) * motion_noise_max
+    batch["motion_noise"] = torch.randn(batch["motion"].shape, generator=generator)
+    batch["keep_audio"] = (torch.rand(size, generator=generator) >= audio_dropout).float()
+    return batch
+
+
+def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    try:
+        preset_config(recipe.preset)
+    except ValueError as error:
+        raise AvatarError(f"{loaded.source}: {error}") from None
+    model = build_model(recipe.preset, seed=recipe.run.seed).train()
+    pool_generator = torch.Generator().manual_seed(recipe.run.seed + 1)
+    pool = FramePool(training_clips(data), recipe.pool_clips, recipe.refresh_every, pool_generator)
+    objective = AutoencoderObjective(model, recipe.gradient_weight)
+
+    def export(step: int) -> None:
+        save_model(model, out / "model", provenance=_provenance(loaded, data, step))
+
+    return train(
+        objective, lambda step, g: {"images": pool.sample(recipe.run.batch_size, g)},
+        run=recipe.run, out=out, title="autoencoder", resume=resume, on_save=export,
+        parameters=model.autoencoder.parameters(),
+    )
+
+
+def _load_previous_stage(loaded: LoadedRecipe) -> AvatarModel:
+    folder = loaded.resolve(loaded.recipe.init)
+    return load_model(folder)
+
+
+def train_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    previous = _load_previous_stage(loaded)
+    _check_curriculum(recipe.curriculum, previous.config)
+    sampling = dataclasses.replace(previous.config.sampling, parameterization="edm", sampler="heun",
+                                   teacher_steps=recipe.teacher_steps)
+    fresh = build_model(dataclasses.replace(previous.config, sampling=sampling), seed=recipe.run.seed)
+    fresh.autoencoder.load_state_dict(previous.autoencoder.state_dict())
+    _freeze(fresh.autoencoder)
+    clips = _latent_cache(data, fresh)
+    objective = TeacherObjective(fresh.train())
+    fresh.autoencoder.eval()
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
+        sample = _diffusion_batch(step, generator, clips, fresh.config, recipe.run, recipe.curriculum,
+                                  recipe.motion_noise_max, recipe.audio_dropout)
+        sample["sigma"] = torch.exp(recipe.p_mean + recipe.p_std * torch.randn(recipe.run.batch_size, generator=generator))
+        return sample
+
+    def export(step: int) -> None:
+        save_model(fresh, out / "model", provenance=_provenance(loaded, data, step))
+
+    return train(objective, batch, run=recipe.run, out=out, title="teacher", resume=resume, on_save=export)
+
+
+def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    teacher = _freeze(_load_previous_stage(loaded))
+    if teacher.config.sampling.parameterization != "edm":
+        raise AvatarError(f"distill: {recipe.init} is not a teacher (its parameterization is "
+                          f"{teacher.config.sampling.parameterization!r}, expected 'edm')")
+    _check_curriculum(recipe.curriculum, teacher.config)
+    sampling = dataclasses.replace(teacher.config.sampling, parameterization="consistency", sampler="consistency",
+                                   steps=recipe.student_steps)
+    student = copy.deepcopy(teacher)
+    student.config = dataclasses.replace(teacher.config, sampling=sampling)
+    for name in ("audio_encoder", "denoiser"):
+        getattr(student, name).requires_grad_(True)
+    student.train()
+    student.autoencoder.eval()
+    target = _freeze(copy.deepcopy(student))
+    sigmas = karras_sigmas(recipe.discretisation, teacher.config.sampling)[:-1].flip(0)  # ascending, sigma_min first
+    clips = _latent_cache(data, teacher)
+    objective = DistillObjective(student, teacher, target, sigmas)
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
+        sample = _diffusion_batch(step, generator, clips, teacher.config, recipe.run, recipe.curriculum,
+                                  recipe.motion_noise_max, 0.0)
+        sample["level"] = torch.randint(len(sigmas) - 1, (recipe.run.batch_size,), generator=generator)
+        return sample
+
+    trained = [p for p in student.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def update_target(step: int) -> None:
+        for ema, live in zip(target.parameters(), student.parameters()):
+            ema.lerp_(live, 1 - recipe.ema_decay)
+
+    def export(step: int) -> None:
+        save_model(student, out / "model", provenance=_provenance(loaded, data, step))
+
+    return train(objective, batch, run=recipe.run, out=out, title="distill", resume=resume,
+                 after_step=update_target, on_save=export, parameters=trained)
+
+
+def _check_curriculum(curriculum: CurriculumConfig, config: ModelConfig) -> None:
+    if curriculum.max_frames > config.denoiser.max_chunk_frames:
+        raise AvatarError(f"curriculum.max_frames={curriculum.max_frames} exceeds the model's max_chunk_frames="
+                          f"{config.denoiser.max_chunk_frames}")
+
+
+def _latent_cache(data: Path, model: AvatarModel):
+    ranks = Distributed.from_environment()
+    if ranks.world > 1 and not ranks.is_main:
+        torch.distributed.barrier()  # rank 0 writes the cache first
+    clips = cache_latents(data, model.autoencoder)
+    if ranks.world > 1 and ranks.is_main:
+        torch.distributed.barrier()
+    return clips
+
+
+def _provenance(loaded: LoadedRecipe, data: Path, step: int) -> dict[str, Any]:
+    return {"stage": loaded.stage, "steps": step, "data": data.name, "recipe": loaded.text}
+
+
+STAGES = {"autoencoder": train_autoencoder, "teacher": train_teacher, "distill": train_distill}

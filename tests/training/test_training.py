@@ -1,0 +1,159 @@
+"""Training stages on a tiny synthetic data set: losses fall, runs resume exactly, DDP matches one process."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from avatar_desktop.cli import main
+from avatar_desktop.config import EngineConfig
+from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
+from avatar_desktop.engine.streaming import StreamingGenerator
+from avatar_desktop.models.store import load_model
+from avatar_desktop.training.config import CurriculumConfig
+from avatar_desktop.training.stages import chunk_length
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """3 synthetic characters x 1 clip x 2 s at 64x64 (2 train clips, 1 held out), made by `dataset synth`."""
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    assert main(["dataset", "synth", "--out", str(out), "--identities", "3", "--clips-per-identity", "1",
+                 "--seconds", "2", "--size", "64", "--seed", "0", "--no-progress"]) == 0
+    return out
+
+
+def _recipe(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def _losses(run: Path) -> list[float]:
+    with (run / "loss.csv").open() as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+def _train(stage: str, config: Path, data: Path, out: Path, *extra: str) -> int:
+    return main(["train", stage, "--config", str(config), "--data", str(data), "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def autoencoder_run(dataset, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ae")
+    recipe = _recipe(folder, "ae", 'preset = "tiny-test"\npool_clips = 2\n[run]\nsteps = 40\nbatch_size = 4\nlr = 2e-3\n'
+                                   'warmup_steps = 1\nsave_every = 20\n')
+    assert _train("autoencoder", recipe, dataset, folder / "run") == 0
+    return folder / "run"
+
+
+def _teacher_recipe(folder: Path, init: Path, steps: int, save_every: int, batch: int = 4) -> Path:
+    return _recipe(folder, f"teacher{steps}", f'init = "{init}"\n[curriculum]\nmax_frames = 4\nfixed_until = 2\n'
+                   f"[run]\nsteps = {steps}\nbatch_size = {batch}\nwarmup_steps = 1\nsave_every = {save_every}\nseed = 3\n")
+
+
+def test_autoencoder_loss_falls_and_the_model_folder_loads(autoencoder_run):
+    losses = _losses(autoencoder_run)
+    assert len(losses) == 40
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert (autoencoder_run / "loss.png").is_file()
+    model = load_model(autoencoder_run / "model")
+    assert model.config.preset == "tiny-test"
+
+
+def test_teacher_then_student_run_in_the_engine(autoencoder_run, dataset, tmp_path):
+    teacher_recipe = _teacher_recipe(tmp_path, autoencoder_run / "model", steps=4, save_every=4)
+    assert _train("teacher", teacher_recipe, dataset, tmp_path / "teacher") == 0
+    teacher = load_model(tmp_path / "teacher" / "model")
+    assert teacher.config.sampling.parameterization == "edm"
+    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 3\n'
+                      "[curriculum]\nmax_frames = 4\n[run]\nsteps = 3\nbatch_size = 2\nsave_every = 3\n")
+    assert _train("distill", distill, dataset, tmp_path / "student") == 0
+    student = load_model(tmp_path / "student" / "model")
+    assert (student.config.sampling.parameterization, student.config.sampling.steps) == ("consistency", 3)
+    generator = StreamingGenerator(student, EngineConfig())
+    generator.prepare(benchmark_portrait(96))
+    generator.push_audio(benchmark_audio(0.4))
+    frames = 0
+    while (chunk := generator.step(None, end_of_stream=True)) is not None:
+        frames += len(chunk.frames)
+    assert frames == 10 and generator.steps == 3
+
+
+def test_resume_continues_the_loss_curve_exactly(autoencoder_run, dataset, tmp_path):
+    init = autoencoder_run / "model"
+    assert _train("teacher", _teacher_recipe(tmp_path, init, steps=6, save_every=3), dataset, tmp_path / "straight") == 0
+    assert _train("teacher", _teacher_recipe(tmp_path, init, steps=3, save_every=3), dataset, tmp_path / "split") == 0
+    assert _train("teacher", _teacher_recipe(tmp_path, init, steps=6, save_every=3), dataset, tmp_path / "split", "--resume") == 0
+    assert _losses(tmp_path / "split") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-5)
+    straight = load_file(tmp_path / "straight" / "checkpoint" / "weights.safetensors")
+    resumed = load_file(tmp_path / "split" / "checkpoint" / "weights.safetensors")
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], rtol=1e-5, atol=1e-6)
+
+
+def test_an_interrupted_run_keeps_its_last_checkpoint(autoencoder_run, dataset, tmp_path):
+    """Starting over without --resume is refused, so a finished checkpoint is never overwritten by accident."""
+    recipe = _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=1)
+    assert _train("teacher", recipe, dataset, tmp_path / "run") == 0
+    assert _train("teacher", recipe, dataset, tmp_path / "run") == 2
+    assert len(_losses(tmp_path / "run")) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process(autoencoder_run, dataset, tmp_path):
+    recipe = _teacher_recipe(tmp_path, autoencoder_run / "model", steps=3, save_every=3, batch=4)
+    assert _train("teacher", recipe, dataset, tmp_path / "single") == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "avatar_desktop", "train", "teacher", "--config", str(recipe), "--data", str(dataset),
+               "--out", str(tmp_path / "ddp")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "single"), rel=1e-4)
+
+
+def test_curriculum_fixed_then_variable_with_short_chunks():
+    curriculum = CurriculumConfig(max_frames=8, fixed_until=100, short_share=0.5)
+    generator = torch.Generator().manual_seed(0)
+    assert {chunk_length(step, curriculum, generator) for step in range(100)} == {8}
+    lengths = [chunk_length(100 + i, curriculum, generator) for i in range(2000)]
+    assert set(lengths) == set(range(1, 9))
+    assert 0.4 < np.mean(np.array(lengths) <= 4) < 0.6
+
+
+@pytest.mark.parametrize(
+    "stage, text, message",
+    [
+        ("autoencoder", 'preset = "tiny-test"\nlearning_rate = 1\n', "unknown key(s) ['learning_rate']"),
+        ("autoencoder", '[run]\nstepz = 3\n', "autoencoder.run: unknown key(s) ['stepz']"),
+        ("autoencoder", 'preset = "huge"\n', "unknown preset 'huge'"),
+        ("teacher", "[run]\nsteps = 3\n", "set `init`"),
+        ("teacher", "init = [", "not valid TOML"),
+    ],
+)
+def test_bad_recipes_are_named(dataset, tmp_path, capsys, stage, text, message):
+    assert _train(stage, _recipe(tmp_path, "bad", text), dataset, tmp_path / "run") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_data_folder_without_manifest(tmp_path, capsys):
+    recipe = _recipe(tmp_path, "ae", 'preset = "tiny-test"\n')
+    assert _train("autoencoder", recipe, tmp_path, tmp_path / "run") == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+
+def test_resuming_a_checkpoint_of_another_preset_is_refused(autoencoder_run, dataset, tmp_path, capsys):
+    recipe = _recipe(tmp_path, "ae", 'preset = "tiny-test"\n[run]\nsteps = 1\nbatch_size = 2\nsave_every = 1\n')
+    assert _train("autoencoder", recipe, dataset, tmp_path / "run") == 0
+    other = _recipe(tmp_path, "ae2", 'preset = "tiny-cpu"\npool_clips = 1\n[run]\nsteps = 2\nbatch_size = 1\n')
+    assert _train("autoencoder", other, dataset, tmp_path / "run", "--resume") == 2
+    assert "belongs to another preset" in capsys.readouterr().err
