@@ -30,7 +30,7 @@ from avatar_desktop.runtime.worker import ModelSpec
 
 FPS_WINDOW_S = 3.0
 """Seconds. The avatar fps shown is the generated frames over this window of status polls."""
-PREVIEW_WIDTH = 640
+PREVIEW_WIDTH = 480
 """Pixels. The preview sink scales the camera canvas down to this width (aspect kept) before copying it."""
 
 
@@ -44,9 +44,12 @@ class PreviewSink:
         self._lock = threading.Lock()
         self._image: np.ndarray | None = None  # uint8 (h, w, 3) RGB
         self.sequence = 0  # canvases received so far
+        self.enabled = True  # False while nobody can see the preview (window minimized): send() does nothing
 
     def send(self, canvas: np.ndarray, media_time: float) -> None:
         """canvas: uint8 (H, W, 3) RGB."""
+        if not self.enabled:
+            return
         height, width = canvas.shape[:2]
         size = (self.width, max(2, round(height * self.width / width)))
         with self._lock:
@@ -125,7 +128,7 @@ class SessionController(QObject):
     session_stopped = Signal()
     _job_done = Signal(object, object, object)  # (on_done, result, error): emitted on the job thread
 
-    def __init__(self, *, preview_hz: float = 30.0, status_hz: float = 2.0, parent: QObject | None = None):
+    def __init__(self, *, preview_hz: float = 25.0, status_hz: float = 2.0, parent: QObject | None = None):
         super().__init__(parent)
         self.preview = PreviewSink()
         self.session: LiveSession | None = None

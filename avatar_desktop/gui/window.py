@@ -6,7 +6,7 @@ import base64
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -428,6 +428,12 @@ class MainWindow(QMainWindow):
         self.preview.set_overlay(
             f"camera {status['camera_fps'] or 0:.1f} fps · avatar {fps or 0:.1f} fps · latency {latency or 0:.0f} ms"
             f" · delay {status['target_delay_ms'] or 0:.0f} ms · {status['state']}")
+
+    def changeEvent(self, event) -> None:
+        """No preview work while the window is minimized (the camera goes on)."""
+        if event.type() == QEvent.Type.WindowStateChange:
+            self.controller.preview.enabled = not self.isMinimized()
+        super().changeEvent(event)
 
     # ------------------------------------------------------------------ closing
     def save_settings(self) -> None:
