@@ -35,12 +35,6 @@ class CaptureConfig:
     block_ms: float = 20.0
 
 
-def input_device_names() -> list[str]:
-    import sounddevice as sd
-
-    return [f"{i}: {d['name']}" for i, d in enumerate(sd.query_devices()) if d["max_input_channels"] > 0]
-
-
 def resolve_device(device: str | int | None, kind: str) -> dict:
     """sounddevice's description of `device` for `kind` ('input' or 'output'); AudioDeviceError lists the choices."""
     import sounddevice as sd

@@ -35,11 +35,6 @@ class MicClock:
         while self._offsets[0][0] < newest.t0 - self.window_s:
             self._offsets.popleft()
 
-    @property
-    def started(self) -> bool:
-        self._update()
-        return bool(self._offsets)
-
     def offset(self) -> float | None:
         """monotonic seconds - mic seconds, or None before the first block."""
         self._update()

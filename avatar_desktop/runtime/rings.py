@@ -304,11 +304,6 @@ class AudioRing:
         last = self.ring.read(self.ring.count - 1, 0)
         return 0 if last is None else last.a + last.b
 
-    @property
-    def samples_written(self) -> int:
-        """Samples committed so far by this writer (the mic clock in samples); readers use `end_sample()`."""
-        return self._samples_written
-
     def end_sample(self) -> int:
         """Sample index one past the newest committed sample, as any reader sees it."""
         return self._last_end()

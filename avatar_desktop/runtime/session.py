@@ -95,7 +95,7 @@ class LiveSession:
         self.expression = dict(config.expression)
         expression_vector(self.expression)  # validates names
         self.model = config.model
-        self.stats = SessionStats(config.camera.fps if config.camera else 25)
+        self.stats = SessionStats()
         self._extra_sinks = list(sinks)
         self._stop = threading.Event()
         self._spawn_lock = threading.Lock()

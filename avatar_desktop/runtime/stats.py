@@ -44,8 +44,7 @@ class Histogram:
 class SessionStats:
     """Counters updated by the camera, listener and supervisor threads (under one lock), read by `snapshot()`."""
 
-    def __init__(self, fps: float):
-        self.fps = fps
+    def __init__(self):
         self._lock = threading.Lock()
         self.started = time.monotonic()
         self.ticks = 0
