@@ -28,7 +28,11 @@ def command(name: str, help_text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="avatar-desktop", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="avatar-desktop",
+        description="A talking avatar of your portrait, driven by your microphone, on a virtual camera.",
+        epilog="Without a command, the desktop window opens.",
+    )
     sub = parser.add_subparsers(dest="command")
     for name, (help_text, (add_arguments, _)) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
