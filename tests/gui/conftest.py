@@ -26,7 +26,6 @@ runtime_rig = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(runtime_rig)
 
 pulse = runtime_rig.pulse  # the session-wide PulseAudio server: PortAudio's default input is its `vmic`
-RecordingCamera = runtime_rig.RecordingCamera
 
 
 @pytest.fixture(scope="session")
@@ -74,11 +73,5 @@ def portrait_files(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def recording_backend():
     """The runtime tests' recording camera, registered with pyvirtualcam for a whole test module."""
-    import pyvirtualcam
-
-    RecordingCamera.instances.clear()
-    RecordingCamera.fail_with = None
-    pyvirtualcam.register_backend("recording", RecordingCamera)
-    yield RecordingCamera
-    pyvirtualcam.camera.BACKENDS.pop("recording", None)
-    RecordingCamera.fail_with = None
+    with runtime_rig.registered_recording_camera() as camera:
+        yield camera

@@ -3,6 +3,7 @@ and a recording virtual-camera backend (the one fake: the camera driver is the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -93,13 +94,22 @@ class RecordingCamera:
         return None
 
 
-@pytest.fixture
-def recording_camera():
+@contextlib.contextmanager
+def registered_recording_camera():
+    """RecordingCamera registered with pyvirtualcam as backend "recording" (fresh state), unregistered after."""
     import pyvirtualcam
 
     RecordingCamera.instances.clear()
     RecordingCamera.fail_with = None
     pyvirtualcam.register_backend("recording", RecordingCamera)
-    yield RecordingCamera
-    pyvirtualcam.camera.BACKENDS.pop("recording", None)
-    RecordingCamera.fail_with = None
+    try:
+        yield RecordingCamera
+    finally:
+        pyvirtualcam.camera.BACKENDS.pop("recording", None)
+        RecordingCamera.fail_with = None
+
+
+@pytest.fixture
+def recording_camera():
+    with registered_recording_camera() as camera:
+        yield camera
