@@ -1,11 +1,11 @@
-# Two commands a user needs: `make run` and `make test`. Both set up .venv first when it is missing.
+# Two commands a user needs: `make run` and `make test` (`make demo` renders the bundled character speaking). Both set up .venv first when it is missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Machines without an NVIDIA driver get the pinned CPU wheel (a plain `torch` would pull gigabytes of CUDA).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: run test setup bench clean
+.PHONY: run demo test setup bench clean
 
 $(BIN)/avatar-desktop: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ setup: $(BIN)/avatar-desktop
 
 run: setup
 	$(BIN)/avatar-desktop
+
+# The bundled character says the bundled sentence with the shipped model (models/default).
+demo: setup
+	$(BIN)/avatar-desktop render --portrait assets/portrait_1.png --audio assets/sample_speech.wav --out out/demo.mp4
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -17,6 +17,10 @@ def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="clip order and the engine's noise")
     parser.add_argument("--minutes", type=float, default=0.0,
                         help="also stream this many minutes and compare the first minute with the last (0: skip)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="sampler steps instead of the checkpoint's (e.g. fewer for a teacher)")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="generate every chunk with this many frames instead of the chunk plan")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -43,7 +47,12 @@ def _run(args: argparse.Namespace) -> int:
         raise EvaluationError(f"--clips must be at least 1, got {args.clips}")
     if args.minutes < 0:
         raise EvaluationError(f"--minutes must not be negative, got {args.minutes}")
-    source = frame_source(args.model, EngineConfig(device=args.device, precision=args.precision, seed=args.seed))
+    for option, value in (("--steps", args.steps), ("--chunk", args.chunk)):
+        if value is not None and value < 1:
+            raise EvaluationError(f"{option} must be at least 1, got {value}")
+    engine = EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
+                          fixed_chunk=args.chunk)
+    source = frame_source(args.model, engine)
     result = evaluate(args.data, source, clips=args.clips, seed=args.seed, minutes=args.minutes)
     if args.plot is not None:
         plot_trace(result["trace"], args.plot)

@@ -16,7 +16,8 @@ from avatar_desktop.errors import AvatarError
 @dataclass(frozen=True)
 class RunConfig:
     """steps: optimiser steps; batch_size: the global batch (split across DDP ranks); save_every: steps between
-    resumable checkpoints; seed: data order, noise and initialisation."""
+    resumable checkpoints; seed: data order, noise and initialisation; final_lr_fraction: the learning rate at the
+    last step as a fraction of `lr`, reached by a cosine after the warm-up (1.0 keeps it constant)."""
 
     steps: int = 1000
     batch_size: int = 8
@@ -24,6 +25,7 @@ class RunConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     warmup_steps: int = 100
+    final_lr_fraction: float = 1.0
     save_every: int = 200
     seed: int = 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -156,8 +157,12 @@ class LossLog:
 
 
 def learning_rate(step: int, run: RunConfig) -> float:
-    """Linear warm-up to run.lr, then constant."""
-    return run.lr * min(1.0, (step + 1) / max(1, run.warmup_steps))
+    """Linear warm-up to run.lr, then a cosine from run.lr down to run.lr * run.final_lr_fraction at the last step."""
+    if step < run.warmup_steps:
+        return run.lr * (step + 1) / run.warmup_steps
+    progress = (step - run.warmup_steps) / max(1, run.steps - 1 - run.warmup_steps)
+    floor = run.final_lr_fraction
+    return run.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def train(

@@ -16,7 +16,8 @@ from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
 from avatar_desktop.engine.streaming import StreamingGenerator
 from avatar_desktop.models.store import load_model
-from avatar_desktop.training.config import CurriculumConfig
+from avatar_desktop.training.config import CurriculumConfig, RunConfig
+from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages import chunk_length
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,6 +129,16 @@ def test_curriculum_fixed_then_variable_with_short_chunks():
     lengths = [chunk_length(100 + i, curriculum, generator) for i in range(2000)]
     assert set(lengths) == set(range(1, 9))
     assert 0.4 < np.mean(np.array(lengths) <= 4) < 0.6
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_its_floor():
+    run = RunConfig(steps=110, lr=1e-3, warmup_steps=10, final_lr_fraction=0.1)
+    rates = np.array([learning_rate(step, run) for step in range(run.steps)])
+    assert rates[:10] == pytest.approx(np.arange(1, 11) * 1e-4)
+    assert rates[10] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert (np.diff(rates[10:]) < 0).all()
+    constant = RunConfig(steps=110, lr=1e-3, warmup_steps=10)
+    assert {learning_rate(step, constant) for step in range(10, 110)} == {1e-3}
 
 
 @pytest.mark.parametrize(

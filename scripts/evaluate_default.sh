@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The evaluations behind models/default/MODEL_CARD.md, one after the other (run on an otherwise idle machine):
+#   scripts/evaluate_default.sh DATA STUDENT TEACHER OUT
+# DATA: a `dataset synth` folder; STUDENT, TEACHER: model folders (runs/tiny-cpu-distill/model,
+# runs/tiny-cpu-teacher/model); OUT: where the JSON reports, plots and benchmarks go.
+set -euo pipefail
+if [ $# -ne 4 ]; then
+    echo "usage: $0 DATA STUDENT TEACHER OUT" >&2
+    exit 2
+fi
+data=$1 student=$2 teacher=$3 out=$4
+bin=$(dirname "$0")/../.venv/bin/avatar-desktop
+clips=20
+mkdir -p "$out"
+
+step() {  # step NAME COMMAND...: run the command unless NAME's output exists, keep its JSON and time
+    local name=$1
+    shift
+    if [ -s "$out/$name.json" ]; then return; fi
+    local start=$SECONDS
+    "$@" --json > "$out/$name.json.tmp"
+    mv "$out/$name.json.tmp" "$out/$name.json"
+    echo "$name: $((SECONDS - start)) s" | tee -a "$out/times.txt"
+}
+
+step student "$bin" eval --model "$student" --data "$data" --clips $clips --minutes 10 --plot "$out/student.png"
+step student_1step "$bin" eval --model "$student" --data "$data" --clips $clips --steps 1
+for chunk in 1 2 4 8; do
+    step "chunk_$chunk" "$bin" eval --model "$student" --data "$data" --clips $clips --chunk $chunk
+done
+step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $clips --steps 10 --plot "$out/teacher.png"
+step bench_student "$bin" bench --model "$student"
+step bench_student_1step "$bin" bench --model "$student" --steps 1
+step bench_teacher_10steps "$bin" bench --model "$teacher" --steps 10
