@@ -10,7 +10,8 @@ if [ $# -ne 4 ]; then
 fi
 data=$1 student=$2 teacher=$3 out=$4
 bin=$(dirname "$0")/../.venv/bin/avatar-desktop
-clips=20
+clips=20  # the shipped student; the comparisons (chunk lengths, teacher) use `compare` clips
+compare=10
 mkdir -p "$out"
 
 step() {  # step NAME COMMAND...: run the command unless NAME's output exists, keep its JSON and time
@@ -24,11 +25,12 @@ step() {  # step NAME COMMAND...: run the command unless NAME's output exists, k
 }
 
 step student "$bin" eval --model "$student" --data "$data" --clips $clips --minutes 10 --plot "$out/student.png"
-step student_1step "$bin" eval --model "$student" --data "$data" --clips $clips --steps 1
+step student_2steps "$bin" eval --model "$student" --data "$data" --clips $clips --steps 2
 for chunk in 1 2 4 8; do
-    step "chunk_$chunk" "$bin" eval --model "$student" --data "$data" --clips $clips --chunk $chunk
+    step "chunk_$chunk" "$bin" eval --model "$student" --data "$data" --clips $compare --chunk $chunk
 done
-step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $clips --steps 10 --plot "$out/teacher.png"
+step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $compare --steps 10 --plot "$out/teacher.png"
 step bench_student "$bin" bench --model "$student"
-step bench_student_1step "$bin" bench --model "$student" --steps 1
+step bench_student_1thread "$bin" bench --model "$student" --threads 1
+step bench_student_2steps "$bin" bench --model "$student" --steps 2
 step bench_teacher_10steps "$bin" bench --model "$teacher" --steps 10
