@@ -1,10 +1,12 @@
 """Take docs/screenshot.png: the window, offscreen, running a live session on the PulseAudio test rig.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png]
-        [--model preset:tiny-cpu] [--portrait IMG]
+        [--model preset:tiny-cpu] [--portrait IMG] [--speech WAV]
 
 Uses the model given (default: the untrained tiny-cpu preset; a trained `default` model when one is installed),
 the bundled portrait (else a generated one), and a virtual camera that discards frames (no driver is needed).
+Once the session shows its first generated frame, the bundled sample speech plays into the rig's microphone, and
+the window is grabbed `--frames` generated frames later, while the avatar speaks.
 """
 
 from __future__ import annotations
@@ -50,7 +52,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     parser.add_argument("--model", default=None, help="model key, name or folder (default: the best one found)")
     parser.add_argument("--portrait", type=Path, default=None)
-    parser.add_argument("--frames", type=int, default=75, help="generated frames to wait for before the grab")
+    parser.add_argument("--speech", type=Path, default=ROOT / "assets" / "sample_speech.wav",
+                        help="WAV played into the microphone before the grab")
+    parser.add_argument("--frames", type=int, default=60,
+                        help="generated frames to wait for, after the speech starts, before the grab")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -84,10 +89,17 @@ def main() -> int:
             window.resize(1180, 760)
             window.show()
             deadline = time.monotonic() + 120
-            while generated(window) < args.frames and time.monotonic() < deadline:
-                app.processEvents()
-                time.sleep(0.01)
-            if generated(window) < args.frames:
+
+            def wait_for(frames: int) -> bool:
+                while generated(window) < frames and time.monotonic() < deadline:
+                    app.processEvents()
+                    time.sleep(0.01)
+                return generated(window) >= frames
+
+            running = wait_for(1)
+            if running:
+                rig.play(args.speech)
+            if not (running and wait_for(generated(window) + args.frames)):
                 print(f"screenshot: only {generated(window)} generated frames after 120 s", file=sys.stderr)
                 return 1
             deadline = time.monotonic() + 1.5  # one more status poll for the overlay and status bar
