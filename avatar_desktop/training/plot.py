@@ -31,8 +31,9 @@ def plot_loss_curve(rows: list[tuple[int, float]], path: Path, title: str) -> No
     cv2.polylines(canvas, [to_pixels(steps[window - 1 :], smooth)], False, (120, 40, 0), 2, cv2.LINE_AA)
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(canvas, title, (x0, 28), font, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(canvas, f"loss 1e{hi:.2f}", (5, y1 + 5), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(canvas, f"1e{lo:.2f}", (5, y0), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "loss (log scale)", (x0 + 200, 28), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"{10**hi:.3g}", (5, y1 + 5), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, f"{10**lo:.3g}", (5, y0), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, f"step {int(steps[0])}", (x0, y0 + 25), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, f"{int(steps[-1])}", (x1 - 50, y0 + 25), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.imwrite(str(path), canvas)
