@@ -53,7 +53,7 @@ def main(folder: Path) -> None:
     for section, key, label, target in METRICS:
         cells = [_cell((r.get(section) or {}).get(key)) for r in reports.values()]
         print(f"| {label} | {target} | " + " | ".join(cells) + " |")
-    print(f"\nclips: {len(next(iter(reports.values()))['clips'])} per column\n")
+    print("| clips evaluated | | " + " | ".join(str(len(r["clips"])) for r in reports.values()) + " |\n")
 
     print("| expression component | Spearman (target >= 0.8) |\n| --- | --- |")
     for name, value in (reports.get("student", {}).get("expression_response") or {}).items():

@@ -1,0 +1,34 @@
+"""The shipped model (models/default) on a character it never saw (another seed than its training data): it loads
+as the tiny-cpu student, stays small, and keeps what its model card reports it can do.
+
+The thresholds sit below the card's numbers by a margin, so that a damaged model fails, not one that scores a
+little differently. They check what the current, under-trained model achieves (a picture that stays, chunk seams no
+worse than frame-to-frame motion); lip sync and slider response join them when a model that has them is shipped.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from avatar_desktop.config import EngineConfig
+from avatar_desktop.eval.report import ModelSource, evaluate
+from avatar_desktop.models.store import load_model, resolve_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_model_is_the_small_tiny_cpu_student():
+    folder = resolve_model("default")
+    assert folder == ROOT / "models" / "default"
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 64 * 2**20
+    assert "## Evaluation" in (folder / "MODEL_CARD.md").read_text()
+    model = load_model("default")
+    assert model.config.preset == "tiny-cpu"
+    assert model.config.sampling.sampler == "consistency" and model.config.sampling.steps == 1
+
+
+@pytest.mark.slow
+def test_default_model_keeps_its_card_on_an_unseen_character(eval_data):
+    report = evaluate(eval_data, ModelSource("default", EngineConfig()), clips=1)["report"]
+    assert report["appearance"]["psnr_outside"] >= 15.0  # 16.5 dB on this clip; card: 20.8 on 20 held-out clips
+    assert report["temporal"]["chunk_boundary_ratio"] <= 1.3  # card: 1.01
