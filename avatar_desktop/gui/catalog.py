@@ -41,11 +41,16 @@ def model_choices() -> list[ModelChoice]:
             config, _ = read_model_config(folder)
         except (AvatarError, ValueError, TypeError):  # a damaged folder is shown, and fails with its reason on load
             config = None
-        choices.append(ModelChoice(f"model:{name}", f"{name}  ({folder})", ModelSpec(name), True, config))
+        choices.append(ModelChoice(f"model:{name}", _trained_label(name, config), ModelSpec(name), True, config))
     for name, config in PRESETS.items():
         choices.append(ModelChoice(f"preset:{name}", f"{name}: untrained, random weights (for testing only)",
                                    ModelSpec(name, random_weights=True), False, config))
     return choices
+
+
+def _trained_label(name: str, config: ModelConfig | None) -> str:
+    """What the model picker shows: the name and the preset (no folder path: `doctor` lists where models are)."""
+    return f"{name}  (trained, {config.preset})" if config is not None else f"{name}  (model.json unreadable)"
 
 
 def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
@@ -60,7 +65,7 @@ def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
         from avatar_desktop.models.store import read_model_config
 
         config, _ = read_model_config(folder)
-        return ModelChoice(f"model:{folder}", f"{folder.name}  ({folder})", ModelSpec(str(folder)), True, config)
+        return ModelChoice(f"model:{folder}", _trained_label(folder.name, config), ModelSpec(str(folder)), True, config)
     readable = [choice for choice in choices if choice.trained and choice.config is not None]
     return by_key.get("model:default") or (readable or choices)[0]
 
