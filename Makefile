@@ -1,4 +1,5 @@
-# Two commands a user needs: `make run` and `make test` (`make demo` renders the bundled character speaking). Both set up .venv first when it is missing.
+# Two commands a user needs: `make run` and `make test`. Both set up .venv first when it is missing.
+# `make demo` renders the bundled character speaking the bundled sentence.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
