@@ -29,6 +29,8 @@ def test_ctrl_c_stops_cleanly_and_writes_the_stats(pulse, tiny_model_dir, portra
         [CLI, "live", "--portrait", str(portrait_file), "--model", str(tiny_model_dir), "--camera", "off",
          "--threads", "1", "--stats-json", str(stats_file)],
         stderr=subprocess.PIPE, text=True, env=os.environ,
+        # Ctrl-C as in a terminal, even when pytest runs as a background job (which inherits SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     started = proc.stderr.readline()  # "live: mic ..., camera ...; Ctrl-C stops": the session runs
     assert "Ctrl-C stops" in started, started + proc.stderr.read()
