@@ -125,7 +125,10 @@ class SamplingConfig:
 
     parameterization: 'edm' for a teacher (many steps), 'consistency' for a distilled student whose
     boundary condition holds at sigma_min; `steps` is the student's step count (a property of the checkpoint);
-    `teacher_steps` is what the teacher sampler (and the naive benchmark) uses.
+    `teacher_steps` is what the teacher sampler (and the naive benchmark) uses. `audio_guidance` is the
+    classifier-free guidance scale against silence (the condition that audio dropout trains): the denoiser's clean
+    estimate becomes D_silent + w (D_audio - D_silent), which strengthens what the audio does to the face at twice
+    the cost per step; 1 turns it off. A student distilled from a guided teacher has the guidance built in and keeps 1.
     """
 
     parameterization: str = "consistency"
@@ -137,6 +140,7 @@ class SamplingConfig:
     sigma_data: float = 0.5
     rho: float = 7.0
     motion_noise_sigma: float = 0.05
+    audio_guidance: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ class EngineConfig:
     checkpoint's sampler (the naive baseline runs the teacher sampler). cache_reference: encode the portrait and its
     reference keys/values once in prepare() (True) or again for every chunk and denoiser call (False, naive).
     fixed_chunk: generate every chunk with this many frames instead of following the chunk plan.
+    audio_guidance: override the checkpoint's audio guidance scale (SamplingConfig.audio_guidance).
     """
 
     device: str = "cpu"
@@ -184,6 +189,7 @@ class EngineConfig:
     sampler: str | None = None
     cache_reference: bool = True
     fixed_chunk: int | None = None
+    audio_guidance: float | None = None
     seed: int = 0
 
 

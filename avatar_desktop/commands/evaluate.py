@@ -21,6 +21,10 @@ def _add(parser: argparse.ArgumentParser) -> None:
                         help="sampler steps instead of the checkpoint's (e.g. fewer for a teacher)")
     parser.add_argument("--chunk", type=int, default=None,
                         help="generate every chunk with this many frames instead of the chunk plan")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="audio guidance scale instead of the checkpoint's (1: none; see SamplingConfig)")
+    parser.add_argument("--autoencoder-only", action="store_true",
+                        help="score the ground-truth frames passed through the model's autoencoder: its ceiling")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -51,8 +55,8 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise EvaluationError(f"{option} must be at least 1, got {value}")
     engine = EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
-                          fixed_chunk=args.chunk)
-    source = frame_source(args.model, engine)
+                          fixed_chunk=args.chunk, audio_guidance=args.guidance)
+    source = frame_source(args.model, engine, autoencoder_only=args.autoencoder_only)
     result = evaluate(args.data, source, clips=args.clips, seed=args.seed, minutes=args.minutes)
     if args.plot is not None:
         plot_trace(result["trace"], args.plot)

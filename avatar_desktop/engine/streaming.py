@@ -68,6 +68,7 @@ class StreamingGenerator:
         else:
             self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
             self._sampler = sampler
+        self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
@@ -214,15 +215,37 @@ class StreamingGenerator:
             reference_kv=reference_kv if self.config.cache_reference else None,
         )
         noise = self._randn((1, frames, channels, height, width))
-        latents = self._sampler(
-            lambda x, sigma: self.model.denoise(x, sigma, cond), noise, self._sigmas, generator=self._generator
-        )
+        latents = self._sampler(self._denoiser(cond), noise, self._sigmas, generator=self._generator)
         history = latents if self._motion is None else torch.cat([self._motion, latents], dim=1)
         self._motion = history[:, -mc.denoiser.num_motion_frames :]
         if self._motion.shape[1] < mc.denoiser.num_motion_frames:  # a 1-frame first chunk: pad with the reference
             pad = reference[:, None].expand(1, mc.denoiser.num_motion_frames - self._motion.shape[1], channels, height, width)
             self._motion = torch.cat([pad, self._motion], dim=1)
         return latents
+
+    def _denoiser(self, cond: DenoiserInputs):
+        """The clean estimate x, sigma -> D(x, sigma) for this chunk, with audio guidance when its scale is not 1:
+        D_silent + w (D_audio - D_silent), both halves in one batch-of-2 denoiser call."""
+        if self.audio_guidance == 1.0:
+            return lambda x, sigma: self.model.denoise(x, sigma, cond)
+        window = self.samples_per_frame + self._past_samples + self._lookahead_samples
+        silent = self.model.audio_encoder(torch.zeros(1, cond.audio.shape[1], window, device=self.device)).to(self.dtype)
+        pair = DenoiserInputs(
+            reference=cond.reference.expand(2, -1, -1, -1),
+            motion=cond.motion.expand(2, -1, -1, -1, -1),
+            audio=torch.cat([cond.audio, silent]),
+            label=cond.label.expand(2),
+            expression=cond.expression.expand(2, -1),
+            reference_kv={index: (k.expand(2, -1, -1), v.expand(2, -1, -1)) for index, (k, v) in cond.reference_kv.items()}
+            if cond.reference_kv else None,
+        )
+        scale = self.audio_guidance
+
+        def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            with_audio, without = self.model.denoise(torch.cat([x, x]), sigma, pair).chunk(2)
+            return without + scale * (with_audio - without)
+
+        return guided
 
     def _randn(self, shape) -> torch.Tensor:
         return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+import torch
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.data.clips import Clip, load_clip, load_manifest
@@ -151,12 +152,42 @@ class ModelSource:
         return frames[-1]
 
 
-def frame_source(model: str, engine: EngineConfig) -> FrameSource:
-    """'ground-truth', 'static', or a model name/folder (loaded through the engine)."""
+class AutoencoderSource:
+    """The ground-truth frames through a model's autoencoder, encoded and decoded: the best any generator with
+    that autoencoder can score (the ceiling its blur sets)."""
+
+    def __init__(self, model_name: str, device: str = "cpu") -> None:
+        from avatar_desktop.models.store import load_model
+
+        self.name = f"{model_name} (autoencoder only)"
+        self.device = torch.device(device)
+        self.autoencoder = load_model(model_name, device=device).autoencoder.eval()
+
+    @torch.no_grad()
+    def _round_trip(self, frames: np.ndarray, batch: int = 16) -> np.ndarray:
+        out = []
+        for start in range(0, len(frames), batch):
+            images = torch.from_numpy(frames[start:start + batch]).to(self.device).permute(0, 3, 1, 2).float() / 127.5 - 1
+            decoded = self.autoencoder.decode(self.autoencoder.encode(images))
+            out.append(((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(out)
+
+    def generate(self, stream: Stream, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+        indices = np.arange(stream.frames) if keep is None else keep
+        return self._round_trip(stream.truth_frames(indices)), list(range(0, stream.frames, 4))
+
+    def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
+        return self._round_trip(truth[None])[0]
+
+
+def frame_source(model: str, engine: EngineConfig, *, autoencoder_only: bool = False) -> FrameSource:
+    """'ground-truth', 'static', or a model name/folder (loaded through the engine, or only its autoencoder)."""
     if model == GroundTruthSource.name:
         return GroundTruthSource()
     if model == StaticSource.name:
         return StaticSource()
+    if autoencoder_only:
+        return AutoencoderSource(model, engine.device)
     return ModelSource(model, engine)
 
 

@@ -53,7 +53,9 @@ class CurriculumConfig:
 @dataclass(frozen=True)
 class TeacherRecipe:
     """EDM teacher on cached latents. init: a model folder whose autoencoder is trained (the autoencoder stage's
-    output); noise levels log-normal(p_mean, p_std); motion frames noised with sigma ~ U(0, motion_noise_max)."""
+    output), or a teacher, whose networks are then trained further; noise levels log-normal(p_mean, p_std); motion
+    frames noised with sigma ~ U(0, motion_noise_max); the latent cells of the mouth box weigh 1 + mouth_weight
+    in the loss (the mouth is a few percent of the frame but all of lip sync)."""
 
     init: str = ""
     run: RunConfig = RunConfig()
@@ -63,6 +65,7 @@ class TeacherRecipe:
     motion_noise_max: float = 0.3
     audio_dropout: float = 0.05
     teacher_steps: int = 25
+    mouth_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class DistillRecipe:
     """Consistency distillation (Song et al. 2023) of the teacher in `init` into a `student_steps`-step student.
 
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
-    neighbouring levels; the target network is an EMA of the student with `ema_decay`.
+    neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
+    `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
+    `mouth_weight` as in TeacherRecipe.
     """
 
     init: str = ""
@@ -80,6 +85,8 @@ class DistillRecipe:
     discretisation: int = 18
     ema_decay: float = 0.995
     motion_noise_max: float = 0.3
+    audio_guidance: float = 1.0
+    mouth_weight: float = 0.0
 
 
 RECIPES = {"autoencoder": AutoencoderRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe}

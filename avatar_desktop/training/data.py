@@ -2,11 +2,13 @@
 
 The latent cache is the one-off pass that lets diffusion training read tensors, not videos: per clip one
 safetensors file with latents (T, C, h, w) float16, audio (N,) float32, state (T,) and expression (T, E).
+Mouth boxes are read from each clip's record when the cache is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,7 @@ class CachedClip:
     audio: torch.Tensor  # (N,) float32, 16 kHz
     state: torch.Tensor  # (T,) int64
     expression: torch.Tensor  # (T, E) float32, unknown values as 0
+    mouth_box: torch.Tensor  # (T, 4) float32 x0, y0, x1, y1 in latent cells; NaN where the clip does not know it
 
 
 def autoencoder_key(autoencoder: torch.nn.Module) -> str:
@@ -99,8 +102,31 @@ def cache_latents(root: Path, autoencoder: torch.nn.Module, *, split: str = "tra
             save_file(tensors, temp)
             temp.replace(file)
         tensors = load_file(file)
-        cached.append(CachedClip(tensors["latents"].float(), tensors["audio"], tensors["state"], tensors["expression"]))
+        latents = tensors["latents"].float()
+        mouth_box = _mouth_box_in_latent_cells(path, latent_size=latents.shape[-1], frames=len(latents))
+        cached.append(CachedClip(latents, tensors["audio"], tensors["state"], tensors["expression"], mouth_box))
     return cached
+
+
+def _mouth_box_in_latent_cells(clip: Path, latent_size: int, frames: int) -> torch.Tensor:
+    """The record's mouth boxes in pixels -> (T, 4) in latent cells (the frame's `size` spans `latent_size` cells);
+    NaN rows when the record has none."""
+    size = json.loads((clip / "clip.json").read_text())["size"]
+    with np.load(clip / "record.npz", allow_pickle=False) as record:
+        boxes = record["mouth_box"].astype(np.float32) if "mouth_box" in record.files else None
+    if boxes is None or boxes.shape != (frames, 4):
+        return torch.full((frames, 4), float("nan"))
+    return torch.from_numpy(boxes) * (latent_size / size)
+
+
+def mouth_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Boxes (..., 4) x0, y0, x1, y1 in latent cells -> float mask (..., 1, size, size): 1 on the cells a box
+    overlaps, 0 elsewhere and everywhere for NaN boxes."""
+    cells = torch.arange(size, dtype=torch.float32)
+    x0, y0, x1, y1 = (boxes[..., i, None] for i in range(4))
+    columns = (cells + 1 > x0) & (cells < x1)  # (..., size); False for NaN
+    rows = (cells + 1 > y0) & (cells < y1)
+    return (rows[..., :, None] & columns[..., None, :]).float().unsqueeze(-3)
 
 
 def sample_chunks(
@@ -111,9 +137,11 @@ def sample_chunks(
 
     x0 (B, T, C, h, w) clean latents; reference (B, C, h, w) another frame of the same clip; motion (B, M, C, h, w)
     the frames before the chunk (the reference repeated where the clip has none, as at the start of a stream);
-    windows (B, T, W) audio windows; label (B,) the state at the chunk's first frame; expression (B, E).
+    windows (B, T, W) audio windows; label (B,) the state at the chunk's first frame; expression (B, E);
+    mouth (B, T, 1, h, w) 1 on the latent cells of the mouth box.
     """
-    out: dict[str, list[torch.Tensor]] = {k: [] for k in ("x0", "reference", "motion", "windows", "label", "expression")}
+    keys = ("x0", "reference", "motion", "windows", "label", "expression", "mouth")
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     for _ in range(batch):
         clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
         length = clip.latents.shape[0]
@@ -132,4 +160,5 @@ def sample_chunks(
         out["windows"].append(frame_windows(waveform, 0, start, frames, audio, fps)[0])
         out["label"].append(clip.state[start])
         out["expression"].append(clip.expression[start])
+        out["mouth"].append(mouth_mask(clip.mouth_box[start : start + frames], clip.latents.shape[-1]))
     return {k: torch.stack(v) for k, v in out.items()}

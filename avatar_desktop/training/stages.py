@@ -81,12 +81,25 @@ def _noised_motion(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return batch["motion"] + batch["motion_sigma"][:, None, None, None, None] * batch["motion_noise"]
 
 
+def _silent(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with its audio dropped (silence), the condition audio guidance steers away from."""
+    return {**batch, "keep_audio": torch.zeros_like(batch["keep_audio"])}
+
+
+def _weighted_mean(error: torch.Tensor, batch: dict[str, torch.Tensor], mouth_weight: float) -> torch.Tensor:
+    """Squared error (B, T, C, h, w) -> per-sample mean (B,), the mouth cells weighted by 1 + mouth_weight."""
+    if mouth_weight:
+        error = error * (1 + mouth_weight * batch["mouth"])
+    return error.mean(dim=(1, 2, 3, 4))
+
+
 class TeacherObjective(nn.Module):
     """EDM loss: lambda(sigma) ||D(x0 + sigma n, sigma) - x0||^2 with lambda = (sigma^2 + sd^2) / (sigma sd)^2."""
 
-    def __init__(self, model: AvatarModel):
+    def __init__(self, model: AvatarModel, mouth_weight: float = 0.0):
         super().__init__()
         self.model = model
+        self.mouth_weight = mouth_weight
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x0, sigma = batch["x0"], batch["sigma"]
@@ -94,18 +107,34 @@ class TeacherObjective(nn.Module):
         denoised = self.model.denoise(x0 + sigma[:, None, None, None, None] * batch["noise"], sigma, cond)
         sd = self.model.config.sampling.sigma_data
         weight = (sigma**2 + sd**2) / (sigma * sd) ** 2
-        return (weight * ((denoised - x0) ** 2).mean(dim=(1, 2, 3, 4))).mean()
+        return (weight * _weighted_mean((denoised - x0) ** 2, batch, self.mouth_weight)).mean()
 
 
 class DistillObjective(nn.Module):
     """Consistency distillation loss ||f_student(x_{n+1}, s_{n+1}) - f_target(x_hat_n, s_n)||^2."""
 
-    def __init__(self, student: AvatarModel, teacher: AvatarModel, target: AvatarModel, sigmas: torch.Tensor):
+    def __init__(self, student: AvatarModel, teacher: AvatarModel, target: AvatarModel, sigmas: torch.Tensor,
+                 audio_guidance: float = 1.0, mouth_weight: float = 0.0):
         super().__init__()
         self.student = student
         self.teacher = teacher  # frozen
         self.target = target  # EMA of the student, frozen
         self.register_buffer("sigmas", sigmas, persistent=False)
+        self.audio_guidance = audio_guidance
+        self.mouth_weight = mouth_weight
+
+    def _teacher_denoiser(self, batch: dict[str, torch.Tensor], motion: torch.Tensor):
+        """The teacher's clean estimate (x, sigma) -> x0, guided against silence when audio_guidance != 1."""
+        cond = conditioning(self.teacher, batch, motion)
+        if self.audio_guidance == 1.0:
+            return lambda x, sigma: self.teacher.denoise(x, sigma, cond)
+        silent = conditioning(self.teacher, _silent(batch), motion)
+
+        def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            without = self.teacher.denoise(x, sigma, silent)
+            return without + self.audio_guidance * (self.teacher.denoise(x, sigma, cond) - without)
+
+        return guided
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         x0, index = batch["x0"], batch["level"]
@@ -113,19 +142,19 @@ class DistillObjective(nn.Module):
         x_next = x0 + s_next[:, None, None, None, None] * batch["noise"]
         motion = _noised_motion(batch)
         with torch.no_grad():
-            cond = conditioning(self.teacher, batch, motion)
-            x_now = _heun_step(self.teacher, x_next, s_next, s_now, cond)
+            x_now = _heun_step(self._teacher_denoiser(batch, motion), x_next, s_next, s_now)
             target = self.target.denoise(x_now, s_now, conditioning(self.target, batch, motion))
         prediction = self.student.denoise(x_next, s_next, conditioning(self.student, batch, motion))
-        return ((prediction - target) ** 2).mean()
+        return _weighted_mean((prediction - target) ** 2, batch, self.mouth_weight).mean()
 
 
-def _heun_step(model: AvatarModel, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, cond) -> torch.Tensor:
-    """One Heun step of the probability-flow ODE from sigma to sigma_next (> 0), per sample. x (B, T, C, h, w)."""
+def _heun_step(denoise, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Heun step of the probability-flow ODE from sigma to sigma_next (> 0), per sample. x (B, T, C, h, w);
+    denoise(x, sigma) -> clean estimate."""
     s, s_next = sigma[:, None, None, None, None], sigma_next[:, None, None, None, None]
-    slope = (x - model.denoise(x, sigma, cond)) / s
+    slope = (x - denoise(x, sigma)) / s
     x_euler = x + (s_next - s) * slope
-    slope_next = (x_euler - model.denoise(x_euler, sigma_next, cond)) / s_next
+    slope_next = (x_euler - denoise(x_euler, sigma_next)) / s_next
     return x + (s_next - s) * (slope + slope_next) / 2
 
 
@@ -185,9 +214,12 @@ def train_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
                                    teacher_steps=recipe.teacher_steps)
     fresh = build_model(dataclasses.replace(previous.config, sampling=sampling), seed=recipe.run.seed)
     fresh.autoencoder.load_state_dict(previous.autoencoder.state_dict())
+    if previous.config.sampling.parameterization == "edm":  # init is a teacher: train it further
+        fresh.audio_encoder.load_state_dict(previous.audio_encoder.state_dict())
+        fresh.denoiser.load_state_dict(previous.denoiser.state_dict())
     _freeze(fresh.autoencoder)
     clips = _latent_cache(data, fresh)
-    objective = TeacherObjective(fresh.train())
+    objective = TeacherObjective(fresh.train(), recipe.mouth_weight)
     fresh.autoencoder.eval()
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
@@ -220,7 +252,7 @@ def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
     target = _freeze(copy.deepcopy(student))
     sigmas = karras_sigmas(recipe.discretisation, teacher.config.sampling)[:-1].flip(0)  # ascending, sigma_min first
     clips = _latent_cache(data, teacher)
-    objective = DistillObjective(student, teacher, target, sigmas)
+    objective = DistillObjective(student, teacher, target, sigmas, recipe.audio_guidance, recipe.mouth_weight)
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         sample = _diffusion_batch(step, generator, clips, teacher.config, recipe.run, recipe.curriculum,

@@ -150,6 +150,21 @@ def test_expression_and_state_change_the_frames(tiny_model, portrait):
     assert not np.array_equal(neutral, frames(label=State.IDLE))
 
 
+def test_audio_guidance_scales_the_difference_from_silence(tiny_model, portrait):
+    """Scale 0 gives exactly the silent stream's frames; scale 2 moves the frames further from them than scale 1."""
+    audio = benchmark_audio(0.4)
+
+    def frames(samples, guidance=None):
+        generator = _generator(tiny_model, portrait, seed=3, audio_guidance=guidance)
+        generator.push_audio(samples)
+        return np.concatenate([c.frames for c in _drain(generator, end_of_stream=True)]).astype(int)
+
+    silent = frames(np.zeros_like(audio))
+    assert np.abs(frames(audio, guidance=0.0) - silent).max() <= 1
+    plain, doubled = frames(audio), frames(audio, guidance=2.0)
+    assert np.abs(doubled - silent).mean() > 1.5 * np.abs(plain - silent).mean()
+
+
 def test_bf16_backend_matches_fp32(tiny_model, portrait):
     audio = benchmark_audio(0.2)
     outputs = []

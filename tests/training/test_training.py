@@ -17,6 +17,7 @@ from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
 from avatar_desktop.engine.streaming import StreamingGenerator
 from avatar_desktop.models.store import load_model
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
+from avatar_desktop.training.data import mouth_mask
 from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages import chunk_length
 
@@ -87,6 +88,42 @@ def test_teacher_then_student_run_in_the_engine(autoencoder_run, dataset, tmp_pa
     while (chunk := generator.step(None, end_of_stream=True)) is not None:
         frames += len(chunk.frames)
     assert frames == 10 and generator.steps == 3
+
+
+def test_a_teacher_trains_further_with_mouth_weight_and_distils_with_guidance(autoencoder_run, dataset, tmp_path):
+    """init = a teacher continues that teacher (lr 0 keeps its weights exactly); the mouth weight raises the loss;
+    distillation with audio guidance runs and gives a student of the asked step count."""
+    assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
+                  tmp_path / "teacher") == 0
+    teacher = tmp_path / "teacher" / "model"
+    losses = {}
+    for weight in (0, 20):
+        recipe = _recipe(tmp_path, f"more{weight}", f'init = "{teacher}"\nmouth_weight = {weight}\n[curriculum]\n'
+                         "max_frames = 4\n[run]\nsteps = 2\nbatch_size = 4\nlr = 0.0\nsave_every = 2\nseed = 3\n")
+        assert _train("teacher", recipe, dataset, tmp_path / f"more{weight}") == 0
+        losses[weight] = _losses(tmp_path / f"more{weight}")
+    before = load_model(teacher).denoiser.state_dict()
+    after = load_model(tmp_path / "more20" / "model").denoiser.state_dict()
+    for key in before:
+        torch.testing.assert_close(after[key], before[key])
+    assert all(weighted > plain for weighted, plain in zip(losses[20], losses[0]))
+    distill = _recipe(tmp_path, "distill", f'init = "{teacher}"\nstudent_steps = 1\naudio_guidance = 2.0\n'
+                      "mouth_weight = 5.0\n[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\n"
+                      "save_every = 2\n")
+    assert _train("distill", distill, dataset, tmp_path / "student") == 0
+    assert np.isfinite(_losses(tmp_path / "student")).all()
+    student = load_model(tmp_path / "student" / "model")
+    assert (student.config.sampling.steps, student.config.sampling.audio_guidance) == (1, 1.0)
+
+
+def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
+    boxes = torch.tensor([[1.5, 2.0, 3.2, 3.0], [float("nan")] * 4])
+    mask = mouth_mask(boxes, 6)
+    assert mask.shape == (2, 1, 6, 6)
+    expected = torch.zeros(6, 6)
+    expected[2, 1:4] = 1
+    torch.testing.assert_close(mask[0, 0], expected)
+    assert mask[1].sum() == 0
 
 
 def test_resume_continues_the_loss_curve_exactly(autoencoder_run, dataset, tmp_path):
