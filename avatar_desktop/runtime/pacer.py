@@ -3,7 +3,8 @@
 Frame f (media time m, mic-clock seconds) is due at `m + delay` on the mic clock. At each tick the pacer shows the
 newest due frame; when none is newer than the one on screen it repeats that one (the generator is late), so the
 camera never waits for the generator. `delay` follows the frames' generation latency (`ready - media`, p95 of the
-last few seconds) plus a margin: it rises at once when frames come later than that, and falls slowly.
+last few seconds) plus a margin: it rises at once when that p95 does, and falls slowly. A single late chunk is
+shown late (the camera repeats a frame or two) instead of delaying every frame of the next seconds.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from avatar_desktop.runtime.rings import FrameRing
 @dataclass(frozen=True)
 class PacerConfig:
     """Target delay (ms) of the video behind the mic: starts at `initial_delay_ms`, kept within
-    [min_delay_ms, max_delay_ms] as `p95(generation latency) + margin_ms`; falls by at most `fall_ms_per_s`."""
+    [min_delay_ms, max_delay_ms] as `p95(generation latency of the last latency_window frames) + margin_ms` (the
+    largest latency until `settle_frames` frames were seen); falls by at most `fall_ms_per_s`."""
 
     initial_delay_ms: float = 250.0
     min_delay_ms: float = 40.0
@@ -33,6 +35,7 @@ class PacerConfig:
     margin_ms: float = 30.0
     fall_ms_per_s: float = 20.0
     latency_window: int = 125
+    settle_frames: int = 10
 
 
 class Pacer:
@@ -83,19 +86,24 @@ class Pacer:
         self.current, self.current_media, _ = got
         return True
 
+    def _target(self) -> float:
+        """The delay (s) the recent latencies ask for: their p95 (their maximum while few) plus the margin."""
+        latencies = self._latencies
+        recent = max(latencies) if len(latencies) < self.config.settle_frames else float(np.percentile(latencies, 95))
+        return max(recent + self.config.margin_ms / 1000, self.config.min_delay_ms / 1000)
+
     def _observe(self, latency: float) -> None:
         self._latencies.append(latency)
-        wanted = latency + self.config.margin_ms / 1000
+        wanted = self._target()
         if wanted > self.delay_s:
             self.delay_s = min(wanted, self.config.max_delay_ms / 1000)
 
     def _relax(self, monotonic: float) -> None:
-        """Let the delay fall towards p95(latency) + margin, at `fall_ms_per_s`."""
+        """Let the delay fall towards the target, at `fall_ms_per_s`."""
         last, self._last_relax = self._last_relax, monotonic
-        if last is None or len(self._latencies) < 10:
+        if last is None or len(self._latencies) < self.config.settle_frames:
             return
-        target = float(np.percentile(self._latencies, 95)) + self.config.margin_ms / 1000
-        target = max(target, self.config.min_delay_ms / 1000)
+        target = self._target()
         if target < self.delay_s:
             self.delay_s = max(target, self.delay_s - (monotonic - last) * self.config.fall_ms_per_s / 1000)
 

@@ -56,6 +56,24 @@ def test_a_late_frame_raises_the_delay_and_behind_frames_are_skipped(rig):
     assert pacer.current[0, 0, 0] == 4 and pacer.skipped == 3
 
 
+def test_one_late_chunk_is_shown_late_without_raising_the_settled_delay(rig):
+    """After the first frames the delay follows p95 of the recent latencies: a single 600 ms chunk among 100 ms
+    frames costs repeated frames, not 600 ms of delay for the next seconds; a lasting slowdown raises it at once."""
+    audio, frames = rig
+    pacer = Pacer(frames, MicClock(audio), PacerConfig(initial_delay_ms=50, margin_ms=20, latency_window=100))
+
+    def generate(first: int, last: int, latency) -> None:  # each frame is picked up as soon as it is ready
+        for k in range(first, last):
+            ready = k * 0.04 + latency(k)
+            frames.write(frame(k), media_time=k * 0.04, ready_time=ready)
+            pacer.pick(100.0 + ready)
+
+    generate(0, 80, lambda k: 0.6 if 60 <= k < 63 else 0.1)
+    assert pacer.delay_s == pytest.approx(0.12)
+    generate(80, 100, lambda k: 0.4)
+    assert pacer.delay_s == pytest.approx(0.42)
+
+
 def test_the_delay_falls_slowly_when_the_generator_gets_faster(rig):
     audio, frames = rig
     config = PacerConfig(initial_delay_ms=500, margin_ms=20, fall_ms_per_s=100, min_delay_ms=40)
