@@ -101,6 +101,7 @@ class LiveSession:
         self._spawn_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._onsets: deque[int] = deque()
+        self._first_media_time: float | None = None  # media time (s) of the first generated frame the camera sent
         self._override: State | None = None
         self.state = State.IDLE
         self.camera: VirtualCameraSink | None = None
@@ -287,11 +288,16 @@ class LiveSession:
         return WorkerHandle(spec)
 
     def _on_tick(self, sent_at: float, fresh: bool, media_time: float) -> None:
-        """Camera thread: count the tick; time the first frame that covers each pending speech onset."""
+        """Camera thread: count the tick; time the first frame that covers each pending speech onset. Onsets from
+        before the first generated frame (the session was still starting: nothing could show them) are dropped."""
         self.stats.tick(sent_at, fresh)
+        if fresh and self._first_media_time is None:
+            self._first_media_time = media_time
         frame_end = media_time + 1.0 / self._sender_fps()
         while fresh and self._onsets and self._onsets[0] / SAMPLE_RATE < frame_end:
             onset = self._onsets.popleft() / SAMPLE_RATE
+            if onset < self._first_media_time:
+                continue
             captured_at = self._clock.to_monotonic(onset)
             if captured_at is not None:
                 self.stats.mic_to_camera((sent_at - captured_at) * 1000)
