@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avatar_desktop.config import _from_dict
+from avatar_desktop.config import ChunkPlanConfig, _from_dict
 from avatar_desktop.errors import AvatarError
 
 
@@ -75,7 +75,8 @@ class DistillRecipe:
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
     neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
     `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
-    `mouth_weight` as in TeacherRecipe.
+    `mouth_weight` as in TeacherRecipe. `chunks` is the student's chunk plan: the engine runs the student, and its
+    speed on the target machine sets how long a steady chunk can be kept short.
     """
 
     init: str = ""
@@ -87,6 +88,7 @@ class DistillRecipe:
     motion_noise_max: float = 0.3
     audio_guidance: float = 1.0
     mouth_weight: float = 0.0
+    chunks: ChunkPlanConfig = ChunkPlanConfig()
 
 
 RECIPES = {"autoencoder": AutoencoderRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe}

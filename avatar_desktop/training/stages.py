@@ -244,7 +244,7 @@ def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
     sampling = dataclasses.replace(teacher.config.sampling, parameterization="consistency", sampler="consistency",
                                    steps=recipe.student_steps)
     student = copy.deepcopy(teacher)
-    student.config = dataclasses.replace(teacher.config, sampling=sampling)
+    student.config = dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks)
     for name in ("audio_encoder", "denoiser"):
         getattr(student, name).requires_grad_(True)
     student.train()

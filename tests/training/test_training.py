@@ -108,12 +108,13 @@ def test_a_teacher_trains_further_with_mouth_weight_and_distils_with_guidance(au
         torch.testing.assert_close(after[key], before[key])
     assert all(weighted > plain for weighted, plain in zip(losses[20], losses[0]))
     distill = _recipe(tmp_path, "distill", f'init = "{teacher}"\nstudent_steps = 1\naudio_guidance = 2.0\n'
-                      "mouth_weight = 5.0\n[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\n"
-                      "save_every = 2\n")
+                      "mouth_weight = 5.0\n[curriculum]\nmax_frames = 4\n[chunks]\nsteady = 3\n[run]\nsteps = 2\n"
+                      "batch_size = 2\nsave_every = 2\n")
     assert _train("distill", distill, dataset, tmp_path / "student") == 0
     assert np.isfinite(_losses(tmp_path / "student")).all()
     student = load_model(tmp_path / "student" / "model")
     assert (student.config.sampling.steps, student.config.sampling.audio_guidance) == (1, 1.0)
+    assert (student.config.chunks.first, student.config.chunks.steady) == (1, 3)
 
 
 def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
