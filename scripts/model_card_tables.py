@@ -20,6 +20,7 @@ EVALUATIONS = {  # file stem -> column title
     "chunk_2": "chunk 2",
     "chunk_4": "chunk 4",
     "chunk_8": "chunk 8 (L_max)",
+    "autoencoder": "autoencoder only (ceiling)",
 }
 METRICS = [  # (section, key, label, target)
     ("lip_sync", "pearson", "lip-sync Pearson r, lag 0", ""),
