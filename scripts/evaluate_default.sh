@@ -25,7 +25,6 @@ step() {  # step NAME COMMAND...: run the command unless NAME's output exists, k
 }
 
 step student "$bin" eval --model "$student" --data "$data" --clips $clips --minutes 10 --plot "$out/student.png"
-step student_2steps "$bin" eval --model "$student" --data "$data" --clips $clips --steps 2
 for chunk in 1 2 4 8; do
     step "chunk_$chunk" "$bin" eval --model "$student" --data "$data" --clips $compare --chunk $chunk
 done
@@ -33,5 +32,4 @@ step autoencoder "$bin" eval --model "$student" --data "$data" --clips $clips --
 step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $compare --steps 10 --plot "$out/teacher.png"
 step bench_student "$bin" bench --model "$student"
 step bench_student_1thread "$bin" bench --model "$student" --threads 1
-step bench_student_2steps "$bin" bench --model "$student" --steps 2
 step bench_teacher_10steps "$bin" bench --model "$teacher" --steps 10

@@ -14,7 +14,6 @@ from pathlib import Path
 
 EVALUATIONS = {  # file stem -> column title
     "student": "student, 1 step (shipped)",
-    "student_2steps": "student, 2 steps",
     "teacher_10steps": "teacher, 10 Heun steps",
     "chunk_1": "chunk 1",
     "chunk_2": "chunk 2",
