@@ -102,7 +102,10 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    """The chunk denoiser: a UNet over (B, T, C, h, w) with audio cross-attention and temporal layers."""
+    """The chunk denoiser: a UNet over (B, T, C, h, w) with audio cross-attention and temporal layers.
+
+    audio_embedding: each frame's audio tokens also enter the time embedding of that frame (off in models made
+    before it existed, whose model.json does not name it)."""
 
     patch_size: int = 2
     block_channels: tuple[int, ...] = (64, 128, 160)
@@ -117,6 +120,7 @@ class DenoiserConfig:
     expression_dim: int = len(EXPRESSION_COMPONENTS)
     norm_groups: int = 16
     max_chunk_frames: int = 16
+    audio_embedding: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`avatar-desktop train autoencoder|teacher|distill --config FILE --data DIR --out DIR [--resume]`.
+"""`avatar-desktop train autoencoder|audio|teacher|distill --config FILE --data DIR --out DIR [--resume]`.
 
 Runs as one process, or under `torchrun --nproc-per-node N -m avatar_desktop train ...` (DDP).
 """

@@ -20,7 +20,7 @@ class AvatarModel(nn.Module):
         self.config = config
         self.autoencoder = autoencoder if autoencoder is not None else build_autoencoder(config.autoencoder)
         self.audio_encoder = AudioEncoder(config.audio)
-        self.denoiser = ChunkDenoiser(config.denoiser, config.autoencoder.latent_channels)
+        self.denoiser = ChunkDenoiser(config.denoiser, config.autoencoder.latent_channels, config.audio.tokens_per_frame)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

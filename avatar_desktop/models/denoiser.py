@@ -4,7 +4,8 @@ Per frame it sees the noisy latent, the reference latent (concatenated) and the 
 (motion frames, concatenated); spatial attention layers attend to the frame's audio tokens (cross-attention) and,
 with `reference_attention`, to reference-network tokens whose keys/values are computed once per portrait;
 temporal attention layers mix the T frames of the chunk. Noise level, state label and expression vector enter
-through the time embedding of every ResNet block.
+through the time embedding of every ResNet block; with `audio_embedding`, so does each frame's own audio (its tokens,
+flattened), which reaches every block of that frame instead of only the attention levels.
 """
 
 from __future__ import annotations
@@ -171,7 +172,7 @@ class ChunkDenoiser(nn.Module):
     """F(c_in * x, c_noise, conditioning) over a chunk: (B, T, C, h, w) -> (B, T, C, h, w) (raw network output;
     the preconditioning that turns it into a clean estimate lives in `AvatarModel.denoise`)."""
 
-    def __init__(self, cfg: DenoiserConfig, latent_channels: int):
+    def __init__(self, cfg: DenoiserConfig, latent_channels: int, audio_tokens: int):
         super().__init__()
         if not (len(cfg.block_channels) == len(cfg.attention_levels) == len(cfg.temporal_levels)):
             raise ValueError("block_channels, attention_levels and temporal_levels must have the same length")
@@ -191,6 +192,13 @@ class ChunkDenoiser(nn.Module):
         self.time_embedding = TimestepEmbedding(ch0, temb)
         self.label_embedding = nn.Embedding(cfg.num_states, temb)
         self.expression_embedding = nn.Sequential(nn.Linear(cfg.expression_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+        self.audio_embedding = None
+        if cfg.audio_embedding:
+            self.audio_embedding = nn.Sequential(
+                nn.Linear(audio_tokens * cfg.cross_attention_dim, temb), nn.SiLU(), nn.Linear(temb, temb)
+            )
+            nn.init.zeros_(self.audio_embedding[-1].weight)  # starts as a no-op: a warm start keeps its function
+            nn.init.zeros_(self.audio_embedding[-1].bias)
 
         self.down_layers = nn.ModuleList()
         self.downsamplers = nn.ModuleList()
@@ -248,6 +256,8 @@ class ChunkDenoiser(nn.Module):
         emb = emb + self.label_embedding(cond.label) + self.expression_embedding(cond.expression.to(x.dtype))
         emb = emb.repeat_interleave(frames, dim=0)  # (B*T, temb)
         audio = cond.audio.flatten(0, 1)  # (B*T, N, D)
+        if self.audio_embedding is not None:
+            emb = emb + self.audio_embedding(audio.flatten(1).to(x.dtype))
 
         reference_kv = cond.reference_kv
         if reference_kv is None and self.reference_net is not None:

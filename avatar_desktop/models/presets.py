@@ -73,12 +73,13 @@ def tiny_test_config() -> ModelConfig:
             num_motion_frames=2,
             norm_groups=8,
             max_chunk_frames=16,
+            audio_embedding=True,
         ),
     )
 
 
 PRESETS: dict[str, ModelConfig] = {
-    "tiny-cpu": ModelConfig(),
+    "tiny-cpu": ModelConfig(denoiser=DenoiserConfig(audio_embedding=True)),
     "llia-384": _llia(384),
     "llia-512": _llia(512),
     "tiny-test": tiny_test_config(),

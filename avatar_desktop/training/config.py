@@ -42,6 +42,22 @@ class AutoencoderRecipe:
 
 
 @dataclass(frozen=True)
+class AudioRecipe:
+    """Audio encoder pretraining on clips whose mouth is known (synthetic data): from each frame's audio window the
+    encoder's tokens predict that frame's mouth opening, width, rounding and teeth (`data.MOUTH_TARGETS`) through a
+    linear head that only this stage uses; squared error. The denoiser then starts from audio tokens that already
+    say how the mouth looks, instead of learning phonetics through the diffusion loss alone.
+
+    init: a model folder whose autoencoder is trained. The output holds that autoencoder, the trained audio encoder
+    and an untrained denoiser of the preset's architecture; `frames`: consecutive frames per sampled stretch (the
+    run's batch_size stretches per step)."""
+
+    init: str = ""
+    run: RunConfig = RunConfig()
+    frames: int = 8
+
+
+@dataclass(frozen=True)
 class CurriculumConfig:
     """Chunk lengths: L_max until `fixed_until` steps, then sampled; `short_share` of batches use 1..4 frames."""
 
@@ -55,9 +71,14 @@ class TeacherRecipe:
     """EDM teacher on cached latents. init: a model folder whose autoencoder is trained (the autoencoder stage's
     output), or a teacher, whose networks are then trained further; noise levels log-normal(p_mean, p_std); motion
     frames noised with sigma ~ U(0, motion_noise_max); the latent cells of the mouth box weigh 1 + mouth_weight
-    in the loss (the mouth is a few percent of the frame but all of lip sync)."""
+    in the loss (the mouth is a few percent of the frame but all of lip sync). The audio encoder comes from `init`
+    (trained by the audio stage, or a teacher's), and stays as it is with `freeze_audio_encoder`. `warm_start`: a
+    model folder whose denoiser weights start this one's where names and shapes match (layers it lacks keep their
+    initialisation); only when `init` is not a teacher already."""
 
     init: str = ""
+    warm_start: str = ""
+    freeze_audio_encoder: bool = False
     run: RunConfig = RunConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
     p_mean: float = -0.8
@@ -91,13 +112,13 @@ class DistillRecipe:
     chunks: ChunkPlanConfig = ChunkPlanConfig()
 
 
-RECIPES = {"autoencoder": AutoencoderRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe}
+RECIPES = {"autoencoder": AutoencoderRecipe, "audio": AudioRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe}
 
 
 @dataclass(frozen=True)
 class LoadedRecipe:
     stage: str
-    recipe: AutoencoderRecipe | TeacherRecipe | DistillRecipe
+    recipe: AutoencoderRecipe | AudioRecipe | TeacherRecipe | DistillRecipe
     source: Path
     text: str = field(repr=False, default="")
 
@@ -108,7 +129,7 @@ class LoadedRecipe:
 
 
 def load_recipe(stage: str, path: str | Path) -> LoadedRecipe:
-    """Read the TOML recipe of `stage` ('autoencoder', 'teacher' or 'distill')."""
+    """Read the TOML recipe of `stage` ('autoencoder', 'audio', 'teacher' or 'distill')."""
     path = Path(path)
     if stage not in RECIPES:
         raise AvatarError(f"unknown training stage {stage!r}: expected one of {', '.join(RECIPES)}")

@@ -129,6 +129,15 @@ def mouth_mask(boxes: torch.Tensor, size: int) -> torch.Tensor:
     return (rows[..., :, None] & columns[..., None, :]).float().unsqueeze(-3)
 
 
+def chunk_windows(waveform: torch.Tensor, start: int, frames: int, audio: AudioConfig, fps: int) -> torch.Tensor:
+    """Audio windows (frames, W) of frames start..start+frames-1 of a clip's waveform (N,), silence past its end as at
+    inference."""
+    per_frame, _, lookahead = window_geometry(audio, fps)
+    missing = (start + frames) * per_frame + lookahead - len(waveform)
+    waveform = torch.nn.functional.pad(waveform, (0, max(0, missing)))
+    return frame_windows(waveform, 0, start, frames, audio, fps)[0]
+
+
 def sample_chunks(
     clips: list[CachedClip], batch: int, frames: int, motion_frames: int, audio: AudioConfig, fps: int,
     generator: torch.Generator,
@@ -154,11 +163,46 @@ def sample_chunks(
         out["x0"].append(clip.latents[start : start + frames])
         out["reference"].append(reference)
         out["motion"].append(torch.cat([pad, before]))
-        per_frame, _, lookahead = window_geometry(audio, fps)
-        missing = (start + frames) * per_frame + lookahead - len(clip.audio)
-        waveform = torch.nn.functional.pad(clip.audio, (0, max(0, missing)))  # silence past the end, as at inference
-        out["windows"].append(frame_windows(waveform, 0, start, frames, audio, fps)[0])
+        out["windows"].append(chunk_windows(clip.audio, start, frames, audio, fps))
         out["label"].append(clip.state[start])
         out["expression"].append(clip.expression[start])
         out["mouth"].append(mouth_mask(clip.mouth_box[start : start + frames], clip.latents.shape[-1]))
     return {k: torch.stack(v) for k, v in out.items()}
+
+
+MOUTH_TARGETS = ("mouth_open", "mouth_width", "mouth_rounding", "teeth")
+"""What the audio stage predicts per frame: record.npz `mouth_open` and the three columns of `mouth_shape`."""
+
+
+@dataclass
+class MouthClip:
+    audio: torch.Tensor  # (N,) float32, 16 kHz
+    mouth: torch.Tensor  # (T, 4) float32, MOUTH_TARGETS
+
+
+def mouth_clips(root: Path, split: str = "train") -> list[MouthClip]:
+    """Audio and per-frame mouth ground truth of the clips of `split` (no frames are decoded). Clips without a known
+    mouth (real videos) are refused: the audio stage needs synthetic data."""
+    clips = []
+    for path in training_clips(root, split):
+        clip = load_clip(path, with_frames=False)
+        mouth = np.concatenate([clip.record["mouth_open"][:, None], clip.record["mouth_shape"]], axis=1)
+        if not np.isfinite(mouth).all():
+            raise AvatarError(f"{path}: its record does not know the mouth (real videos don't); the audio stage "
+                              f"needs clips made by `avatar-desktop dataset synth`")
+        clips.append(MouthClip(torch.from_numpy(clip.audio.astype(np.float32)), torch.from_numpy(mouth.astype(np.float32))))
+    return clips
+
+
+def sample_mouth_windows(clips: list[MouthClip], batch: int, frames: int, audio: AudioConfig, fps: int,
+                         generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """windows (B, T, W): audio windows of `frames` consecutive frames of random clips, each stretch at a random gain
+    (0.37x..1.6x, microphones differ); mouth (B, T, 4): those frames' MOUTH_TARGETS."""
+    windows, mouths = [], []
+    for _ in range(batch):
+        clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
+        start = int(torch.randint(len(clip.mouth) - frames + 1, (1,), generator=generator))
+        gain = float(torch.exp(torch.rand(1, generator=generator) * 1.5 - 1.0))
+        windows.append(chunk_windows(clip.audio, start, frames, audio, fps) * gain)
+        mouths.append(clip.mouth[start : start + frames])
+    return {"windows": torch.stack(windows), "mouth": torch.stack(mouths)}

@@ -1,6 +1,7 @@
-"""The three training stages as objectives (nn.Modules whose forward returns the batch loss) and their drivers.
+"""The training stages as objectives (nn.Modules whose forward returns the batch loss) and their drivers.
 
 autoencoder: L1 + multi-scale gradient loss on frames.
+audio:       the audio encoder predicts each frame's mouth (opening, width, rounding, teeth) from its audio window.
 teacher:     EDM denoising loss (Karras et al. 2022) on chunks of cached latents, with the variable-length
              curriculum, noise-augmented motion frames and audio dropout.
 distill:     consistency distillation (Song et al. 2023): the student at level sigma_{n+1} matches the EMA target at
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,17 @@ from avatar_desktop.models.presets import build_model, preset_config
 from avatar_desktop.models.store import load_model, save_model
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
-from avatar_desktop.training.data import FramePool, cache_latents, sample_chunks, training_clips
+from avatar_desktop.training.data import (
+    MOUTH_TARGETS,
+    FramePool,
+    MouthClip,
+    cache_latents,
+    chunk_windows,
+    mouth_clips,
+    sample_chunks,
+    sample_mouth_windows,
+    training_clips,
+)
 from avatar_desktop.training.loop import Distributed, train
 
 # ----------------------------------------------------------------------------- autoencoder
@@ -54,6 +66,39 @@ class AutoencoderObjective(nn.Module):
         ae = self.model.autoencoder
         reconstruction = ae.decode(ae.encode(images))
         return (reconstruction - images).abs().mean() + self.gradient_weight * image_gradient_loss(reconstruction, images)
+
+
+# ----------------------------------------------------------------------------- audio encoder
+
+
+class AudioObjective(nn.Module):
+    """Squared error of the mouth predicted from audio: encoder tokens (B, T, N, D) -> linear head -> (B, T, 4)."""
+
+    def __init__(self, model: AvatarModel):
+        super().__init__()
+        self.model = model
+        audio = model.config.audio
+        self.head = nn.Linear(audio.tokens_per_frame * audio.token_dim, len(MOUTH_TARGETS))
+
+    def predict(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, T, W) audio windows -> (B, T, 4) predicted MOUTH_TARGETS."""
+        return self.head(self.model.audio_encoder(windows).flatten(2))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return ((self.predict(batch["windows"]) - batch["mouth"]) ** 2).mean()
+
+
+@torch.no_grad()
+def mouth_prediction_scores(objective: AudioObjective, clips: list[MouthClip]) -> dict[str, float]:
+    """Pearson r between predicted and true values of each MOUTH_TARGETS column over all frames of `clips`."""
+    model = objective.model
+    predicted, truth = [], []
+    for clip in clips:
+        windows = chunk_windows(clip.audio, 0, len(clip.mouth), model.config.audio, model.config.fps)
+        predicted.append(objective.predict(windows[None])[0])
+        truth.append(clip.mouth)
+    p, t = torch.cat(predicted), torch.cat(truth)
+    return {name: float(torch.corrcoef(torch.stack([p[:, i], t[:, i]]))[0, 1]) for i, name in enumerate(MOUTH_TARGETS)}
 
 
 # ----------------------------------------------------------------------------- diffusion
@@ -201,6 +246,42 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
     )
 
 
+def train_audio(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    previous = _load_previous_stage(loaded)
+    architecture = preset_config(previous.config.preset)
+    config = dataclasses.replace(architecture, autoencoder=previous.config.autoencoder)
+    model = build_model(config, seed=recipe.run.seed)
+    model.autoencoder.load_state_dict(previous.autoencoder.state_dict())
+    for network in (model.autoencoder, model.denoiser):
+        _freeze(network)
+    model.audio_encoder.train()
+    clips = mouth_clips(data)
+    objective = AudioObjective(model)
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return sample_mouth_windows(clips, recipe.run.batch_size, recipe.frames, config.audio, config.fps, generator)
+
+    def export(step: int) -> None:
+        save_model(model, out / "model", provenance=_provenance(loaded, data, step))
+
+    rows = train(objective, batch, run=recipe.run, out=out, title="audio encoder", resume=resume, on_save=export)
+    if Distributed.from_environment().is_main:
+        _report_mouth_prediction(objective.eval(), data, out)
+    return rows
+
+
+def _report_mouth_prediction(objective: AudioObjective, data: Path, out: Path) -> None:
+    """Write out/mouth_prediction.json: the Pearson r of each predicted mouth value on held-out (else training) clips."""
+    try:
+        clips, split = mouth_clips(data, "heldout"), "heldout"
+    except AvatarError:
+        clips, split = mouth_clips(data), "train"
+    scores = mouth_prediction_scores(objective, clips)
+    (out / "mouth_prediction.json").write_text(json.dumps({"split": split, "clips": len(clips), "pearson_r": scores}, indent=2))
+    print(f"mouth from audio, {split} clips: " + ", ".join(f"{name} r={r:.3f}" for name, r in scores.items()))
+
+
 def _load_previous_stage(loaded: LoadedRecipe) -> AvatarModel:
     folder = loaded.resolve(loaded.recipe.init)
     return load_model(folder)
@@ -214,13 +295,16 @@ def train_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
                                    teacher_steps=recipe.teacher_steps)
     fresh = build_model(dataclasses.replace(previous.config, sampling=sampling), seed=recipe.run.seed)
     fresh.autoencoder.load_state_dict(previous.autoencoder.state_dict())
+    fresh.audio_encoder.load_state_dict(previous.audio_encoder.state_dict())
     if previous.config.sampling.parameterization == "edm":  # init is a teacher: train it further
-        fresh.audio_encoder.load_state_dict(previous.audio_encoder.state_dict())
         fresh.denoiser.load_state_dict(previous.denoiser.state_dict())
-    _freeze(fresh.autoencoder)
+    elif recipe.warm_start:
+        _warm_start(fresh.denoiser, load_model(loaded.resolve(recipe.warm_start)).denoiser, recipe.warm_start)
+    frozen = [fresh.autoencoder] + ([fresh.audio_encoder] if recipe.freeze_audio_encoder else [])
     clips = _latent_cache(data, fresh)
     objective = TeacherObjective(fresh.train(), recipe.mouth_weight)
-    fresh.autoencoder.eval()
+    for network in frozen:
+        _freeze(network)
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         sample = _diffusion_batch(step, generator, clips, fresh.config, recipe.run, recipe.curriculum,
@@ -274,6 +358,17 @@ def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
                  after_step=update_target, on_save=export, parameters=trained)
 
 
+def _warm_start(denoiser: nn.Module, source: nn.Module, name: str) -> None:
+    """Copy `source`'s weights into `denoiser` wherever a name and shape match; the rest keep their initialisation."""
+    own = denoiser.state_dict()
+    matching = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
+    if not matching:
+        raise AvatarError(f"warm_start {name}: its denoiser shares no layer with this one (another preset?)")
+    denoiser.load_state_dict(matching, strict=False)
+    kept = len(own) - len(matching)
+    print(f"warm start from {name}: {len(matching)} of {len(own)} tensors copied, {kept} keep their initialisation")
+
+
 def _check_curriculum(curriculum: CurriculumConfig, config: ModelConfig) -> None:
     if curriculum.max_frames > config.denoiser.max_chunk_frames:
         raise AvatarError(f"curriculum.max_frames={curriculum.max_frames} exceeds the model's max_chunk_frames="
@@ -294,4 +389,4 @@ def _provenance(loaded: LoadedRecipe, data: Path, step: int) -> dict[str, Any]:
     return {"stage": loaded.stage, "steps": step, "data": data.name, "recipe": loaded.text}
 
 
-STAGES = {"autoencoder": train_autoencoder, "teacher": train_teacher, "distill": train_distill}
+STAGES = {"autoencoder": train_autoencoder, "audio": train_audio, "teacher": train_teacher, "distill": train_distill}

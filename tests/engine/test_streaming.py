@@ -1,7 +1,10 @@
 """StreamingGenerator: chunking, timestamps, motion continuity, states, step counts, precision."""
 
+import copy
+
 import numpy as np
 import pytest
+import torch
 
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.bench import benchmark_audio
@@ -151,11 +154,14 @@ def test_expression_and_state_change_the_frames(tiny_model, portrait):
 
 
 def test_audio_guidance_scales_the_difference_from_silence(tiny_model, portrait):
-    """Scale 0 gives exactly the silent stream's frames; scale 2 moves the frames further from them than scale 1."""
+    """Scale 0 gives exactly the silent stream's frames; scale 2 moves the frames further from them than scale 1.
+    The model's audio embedding, which starts at zero, gets random weights so that audio changes whole pixels."""
     audio = benchmark_audio(0.4)
+    model = copy.deepcopy(tiny_model)
+    torch.nn.init.normal_(model.denoiser.audio_embedding[-1].weight, std=0.5, generator=torch.Generator().manual_seed(0))
 
     def frames(samples, guidance=None):
-        generator = _generator(tiny_model, portrait, seed=3, audio_guidance=guidance)
+        generator = _generator(model, portrait, seed=3, audio_guidance=guidance)
         generator.push_audio(samples)
         return np.concatenate([c.frames for c in _drain(generator, end_of_stream=True)]).astype(int)
 

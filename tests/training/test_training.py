@@ -1,7 +1,10 @@
 """Training stages on a tiny synthetic data set: losses fall, runs resume exactly, DDP matches one process."""
 
 import csv
+import dataclasses
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +18,14 @@ from avatar_desktop.cli import main
 from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
 from avatar_desktop.engine.streaming import StreamingGenerator
-from avatar_desktop.models.store import load_model
+from avatar_desktop.errors import AvatarError
+from avatar_desktop.models.denoiser import DenoiserInputs
+from avatar_desktop.models.presets import build_model, tiny_test_config
+from avatar_desktop.models.store import load_model, save_model
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
 from avatar_desktop.training.data import mouth_mask
 from avatar_desktop.training.loop import learning_rate
-from avatar_desktop.training.stages import chunk_length
+from avatar_desktop.training.stages import _warm_start, chunk_length
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,6 +121,68 @@ def test_a_teacher_trains_further_with_mouth_weight_and_distils_with_guidance(au
     student = load_model(tmp_path / "student" / "model")
     assert (student.config.sampling.steps, student.config.sampling.audio_guidance) == (1, 1.0)
     assert (student.config.chunks.first, student.config.chunks.steady) == (1, 3)
+
+
+def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(autoencoder_run, dataset, tmp_path):
+    """The audio stage's loss falls and it scores its held-out clips; a teacher with `freeze_audio_encoder` keeps
+    that encoder exactly while its denoiser trains, and `warm_start` copies another model's denoiser."""
+    recipe = _recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 4\n[run]\nsteps = 60\n'
+                     "batch_size = 8\nlr = 3e-3\nwarmup_steps = 1\nsave_every = 30\n")
+    assert _train("audio", recipe, dataset, tmp_path / "audio") == 0
+    losses = _losses(tmp_path / "audio")
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+    report = json.loads((tmp_path / "audio" / "mouth_prediction.json").read_text())
+    assert report["split"] == "heldout" and report["clips"] == 1
+    assert set(report["pearson_r"]) == {"mouth_open", "mouth_width", "mouth_rounding", "teeth"}
+    audio_model = load_model(tmp_path / "audio" / "model")
+    donor = build_model("tiny-test", seed=7)
+    save_model(donor, tmp_path / "donor")
+    teacher_recipe = _recipe(tmp_path, "teacher", f'init = "{tmp_path / "audio" / "model"}"\nwarm_start = '
+                             f'"{tmp_path / "donor"}"\nfreeze_audio_encoder = true\n[curriculum]\nmax_frames = 4\n'
+                             "[run]\nsteps = 3\nbatch_size = 2\nlr = 1e-3\nwarmup_steps = 1\nsave_every = 3\n")
+    assert _train("teacher", teacher_recipe, dataset, tmp_path / "teacher") == 0
+    teacher = load_model(tmp_path / "teacher" / "model")
+    for key, value in audio_model.audio_encoder.state_dict().items():
+        torch.testing.assert_close(teacher.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
+    moved = [key for key, value in donor.denoiser.state_dict().items()
+             if not torch.equal(teacher.denoiser.state_dict()[key], value)]
+    assert moved, "the warm-started denoiser should train"
+    assert max((teacher.denoiser.state_dict()[k] - v).abs().max() for k, v in donor.denoiser.state_dict().items()) < 0.05
+
+
+def test_the_audio_stage_refuses_data_without_a_known_mouth(autoencoder_run, dataset, tmp_path, capsys):
+    """Real-video data sets record NaN for the mouth: the audio stage says it needs synthetic clips."""
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns("cache"))
+    for record_path in data.glob("clips/*/record.npz"):
+        with np.load(record_path, allow_pickle=False) as stored:
+            record = {name: stored[name] for name in stored.files}
+        record["mouth_open"] = np.full_like(record["mouth_open"], np.nan)
+        np.savez(record_path, **record)
+    recipe = _recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\n[run]\nsteps = 2\n')
+    assert _train("audio", recipe, data, tmp_path / "run") == 2
+    assert "needs clips made by `avatar-desktop dataset synth`" in capsys.readouterr().err
+
+
+def test_a_warm_start_keeps_the_function_of_a_denoiser_without_the_audio_embedding():
+    """The audio embedding starts at zero: a denoiser that gains it computes what its donor computed; a donor of
+    another preset is refused."""
+    config = tiny_test_config()
+    old = dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, audio_embedding=False))
+    donor, model = build_model(old, seed=1), build_model("tiny-test", seed=2)
+    _warm_start(model.denoiser, donor.denoiser, "donor")
+    generator = torch.Generator().manual_seed(0)
+    c, h, w = model.latent_shape
+    audio = model.config.audio
+    cond = DenoiserInputs(reference=torch.randn(2, c, h, w, generator=generator),
+                          motion=torch.randn(2, 2, c, h, w, generator=generator),
+                          audio=torch.randn(2, 3, audio.tokens_per_frame, audio.token_dim, generator=generator),
+                          label=torch.tensor([0, 2]), expression=torch.zeros(2, 5))
+    x, c_noise = torch.randn(2, 3, c, h, w, generator=generator), torch.tensor([0.3, -0.5])
+    with torch.no_grad():
+        torch.testing.assert_close(model.denoiser(x, c_noise, cond), donor.denoiser(x, c_noise, cond))
+    with pytest.raises(AvatarError, match="shares no layer"):
+        _warm_start(model.denoiser, build_model("tiny-cpu").denoiser, "tiny-cpu model")
 
 
 def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
