@@ -96,11 +96,12 @@ class DistillRecipe:
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
     neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
     `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
-    `mouth_weight` as in TeacherRecipe. `chunks` is the student's chunk plan: the engine runs the student, and its
-    speed on the target machine sets how long a steady chunk can be kept short.
+    `mouth_weight` and `freeze_audio_encoder` as in TeacherRecipe. `chunks` is the student's chunk plan: the engine
+    runs the student, and its speed on the target machine sets how long a steady chunk can be kept short.
     """
 
     init: str = ""
+    freeze_audio_encoder: bool = False
     run: RunConfig = RunConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
     student_steps: int = 2

@@ -329,8 +329,8 @@ def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
                                    steps=recipe.student_steps)
     student = copy.deepcopy(teacher)
     student.config = dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks)
-    for name in ("audio_encoder", "denoiser"):
-        getattr(student, name).requires_grad_(True)
+    student.denoiser.requires_grad_(True)
+    student.audio_encoder.requires_grad_(not recipe.freeze_audio_encoder)
     student.train()
     student.autoencoder.eval()
     target = _freeze(copy.deepcopy(student))

@@ -124,8 +124,9 @@ def test_a_teacher_trains_further_with_mouth_weight_and_distils_with_guidance(au
 
 
 def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(autoencoder_run, dataset, tmp_path):
-    """The audio stage's loss falls and it scores its held-out clips; a teacher with `freeze_audio_encoder` keeps
-    that encoder exactly while its denoiser trains, and `warm_start` copies another model's denoiser."""
+    """The audio stage's loss falls and it scores its held-out clips; a teacher and a student with
+    `freeze_audio_encoder` keep that encoder exactly while their denoisers train; `warm_start` copies another model's
+    denoiser."""
     recipe = _recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 4\n[run]\nsteps = 60\n'
                      "batch_size = 8\nlr = 3e-3\nwarmup_steps = 1\nsave_every = 30\n")
     assert _train("audio", recipe, dataset, tmp_path / "audio") == 0
@@ -148,6 +149,12 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
              if not torch.equal(teacher.denoiser.state_dict()[key], value)]
     assert moved, "the warm-started denoiser should train"
     assert max((teacher.denoiser.state_dict()[k] - v).abs().max() for k, v in donor.denoiser.state_dict().items()) < 0.05
+    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nfreeze_audio_encoder = true\n'
+                      "[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\nlr = 1e-3\nsave_every = 2\n")
+    assert _train("distill", distill, dataset, tmp_path / "student") == 0
+    student = load_model(tmp_path / "student" / "model")
+    for key, value in audio_model.audio_encoder.state_dict().items():
+        torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
 
 
 def test_the_audio_stage_refuses_data_without_a_known_mouth(autoencoder_run, dataset, tmp_path, capsys):
