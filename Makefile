@@ -21,6 +21,7 @@ run: setup
 
 # The bundled character says the bundled sentence with the shipped model (models/default).
 demo: setup
+	mkdir -p out
 	$(BIN)/avatar-desktop render --portrait assets/portrait_1.png --audio assets/sample_speech.wav --out out/demo.mp4
 
 test: setup
