@@ -35,8 +35,8 @@ def model_dirs(tmp_path_factory):
 
     `tiny` is the tiny test model with seeded random weights, made expression-sensitive: random weights decode
     nearly the same image whatever the conditioning, so the input convolution is zeroed and the expression
-    embedding and output convolution scaled up; a slider's or a state's effect then shows in the frames (tens of
-    grey levels against about 2 from frame to frame)."""
+    embedding, the state label embedding and the output convolution scaled up; a slider's or a state's effect then
+    shows in the frames (tens of grey levels against about 2 from frame to frame)."""
     root = tmp_path_factory.mktemp("models")
     model = build_model(tiny_test_config(), seed=0)
     with torch.no_grad():
@@ -45,6 +45,7 @@ def model_dirs(tmp_path_factory):
             if name.endswith("weight"):
                 parameter.zero_()
         denoiser.expression_embedding[2].weight.mul_(100)
+        denoiser.label_embedding.weight.mul_(4)
         denoiser.conv_out.weight.mul_(30)
         denoiser.conv_out.bias.mul_(30)
     save_model(model, root / "tiny")
