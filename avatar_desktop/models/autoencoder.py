@@ -47,6 +47,8 @@ class _PixelShuffleUp(nn.Module):
 class TinyAutoencoder(nn.Module):
     """Strided-conv encoder, pixel-shuffle decoder. The decoder runs on every frame: most of its work is at low resolution."""
 
+    decoder_prefixes = ("decoder.",)
+
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
         levels = len(cfg.encoder_channels)
@@ -83,6 +85,8 @@ class TinyAutoencoder(nn.Module):
 class DiffusersAutoencoder(nn.Module):
     """Adapter giving diffusers' AutoencoderKL / AutoencoderTiny the same encode/decode as TinyAutoencoder."""
 
+    decoder_prefixes = ("vae.decoder.", "vae.post_quant_conv.")
+
     def __init__(self, cfg: AutoencoderConfig, vae: nn.Module):
         super().__init__()
         self.cfg = cfg
@@ -95,6 +99,18 @@ class DiffusersAutoencoder(nn.Module):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents / self.cfg.scaling_factor).sample
+
+
+def encoder_state(autoencoder: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors the latents depend on: the autoencoder's state dict without its decoder's entries."""
+    return {name: tensor for name, tensor in autoencoder.state_dict().items()
+            if not name.startswith(autoencoder.decoder_prefixes)}
+
+
+def decoder_parameters(autoencoder: nn.Module) -> list[nn.Parameter]:
+    """The parameters that only decoding uses (training them leaves every latent unchanged)."""
+    return [parameter for name, parameter in autoencoder.named_parameters()
+            if name.startswith(autoencoder.decoder_prefixes)]
 
 
 def _build_kl(cfg: AutoencoderConfig) -> nn.Module:

@@ -32,13 +32,21 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class AutoencoderRecipe:
-    """Autoencoder of `preset`: L1 + multi-scale image-gradient L1 (sharp edges, no perceptual network needed)."""
+    """Autoencoder of `preset`: L1 + multi-scale image-gradient L1 (sharp edges, no perceptual network needed); the
+    pixels of the mouth box weigh 1 + mouth_weight in both (lip edges decide whether a mouth reads as closed).
+
+    init: a model folder to start from instead of fresh weights (its preset must be `preset`); its other networks
+    are kept, so the output is that model with the trained autoencoder. train_encoder = false trains the decoder
+    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid."""
 
     preset: str = "tiny-cpu"
     run: RunConfig = RunConfig()
     gradient_weight: float = 0.5
+    mouth_weight: float = 0.0
     pool_clips: int = 16
     refresh_every: int = 50
+    init: str = ""
+    train_encoder: bool = True
 
 
 @dataclass(frozen=True)

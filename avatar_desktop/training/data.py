@@ -21,6 +21,7 @@ from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import AudioConfig
 from avatar_desktop.data.clips import load_clip, load_manifest
 from avatar_desktop.errors import AvatarError
+from avatar_desktop.models.autoencoder import encoder_state
 
 
 def training_clips(root: Path, split: str = "train") -> list[Path]:
@@ -38,27 +39,40 @@ def images_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 class FramePool:
-    """Decoded frames of `size` random training clips held in memory; one clip is swapped every `refresh_every` draws."""
+    """Decoded frames of `size` random training clips held in memory, with their mouth boxes (pixels; NaN rows when
+    a clip's record has none); one clip is swapped every `refresh_every` draws."""
 
     def __init__(self, clips: list[Path], size: int, refresh_every: int, generator: torch.Generator):
         self.clips = clips
         self.refresh_every = refresh_every
         picks = torch.randperm(len(clips), generator=generator)[:size].tolist()
-        self.pool = [load_clip(clips[i]).frames for i in picks]
+        self.pool = [self._load(clips[i]) for i in picks]
         self.draws = 0
 
-    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """(batch, 3, H, W) in [-1, 1]: random frames of random pooled clips, randomly mirrored."""
+    @staticmethod
+    def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
+        clip = load_clip(path)
+        boxes = clip.record.get("mouth_box")
+        if boxes is None or boxes.shape != (len(clip.frames), 4):
+            boxes = np.full((len(clip.frames), 4), np.nan)
+        return clip.frames, boxes.astype(np.float32)
+
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random frames of random pooled clips, randomly mirrored: images (batch, 3, H, W) in [-1, 1] and their
+        mouth masks (batch, 1, H, W), 1 inside the mouth box (all 0 where the clip does not know it)."""
         self.draws += 1
         if self.draws % self.refresh_every == 0 and len(self.clips) > len(self.pool):
             slot = int(torch.randint(len(self.pool), (1,), generator=generator))
-            self.pool[slot] = load_clip(self.clips[int(torch.randint(len(self.clips), (1,), generator=generator))]).frames
+            self.pool[slot] = self._load(self.clips[int(torch.randint(len(self.clips), (1,), generator=generator))])
         clip_ids = torch.randint(len(self.pool), (batch,), generator=generator).tolist()
-        frames = np.stack([self.pool[c][int(torch.randint(len(self.pool[c]), (1,), generator=generator))] for c in clip_ids])
-        images = images_to_tensor(frames)
+        picks = [(c, int(torch.randint(len(self.pool[c][0]), (1,), generator=generator))) for c in clip_ids]
+        images = images_to_tensor(np.stack([self.pool[c][0][f] for c, f in picks]))
+        boxes = torch.from_numpy(np.stack([self.pool[c][1][f] for c, f in picks]))
+        masks = mouth_mask(boxes, images.shape[-1])
         flip = torch.rand(batch, generator=generator) < 0.5
         images[flip] = images[flip].flip(-1)
-        return images
+        masks[flip] = masks[flip].flip(-1)
+        return images, masks
 
 
 @dataclass
@@ -71,9 +85,10 @@ class CachedClip:
 
 
 def autoencoder_key(autoencoder: torch.nn.Module) -> str:
-    """A short hash of the autoencoder's weights: a cache made by other weights is never reused."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(autoencoder.state_dict().items()):
+    """A short hash of what the latents depend on (the encoder's weights and the scaling factor): a cache made by
+    another encoder is never reused, one made before a decoder-only fine-tune still is."""
+    digest = hashlib.sha256(repr(autoencoder.cfg.scaling_factor).encode())
+    for name, tensor in sorted(encoder_state(autoencoder).items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 
 from avatar_desktop.config import ModelConfig, SamplingConfig
 from avatar_desktop.errors import AvatarError
+from avatar_desktop.models.autoencoder import decoder_parameters
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, preset_config
@@ -45,27 +46,40 @@ from avatar_desktop.training.loop import Distributed, train
 # ----------------------------------------------------------------------------- autoencoder
 
 
-def image_gradient_loss(prediction: torch.Tensor, target: torch.Tensor, scales: int = 3) -> torch.Tensor:
-    """Mean L1 distance of horizontal and vertical finite differences at `scales` resolutions (B, 3, H, W)."""
+def image_gradient_loss(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                        scales: int = 3) -> torch.Tensor:
+    """Mean L1 distance of horizontal and vertical finite differences at `scales` resolutions (B, 3, H, W), each
+    difference weighted by `weight` (B, 1, H, W) at its first pixel (1 everywhere when None)."""
+    if weight is None:
+        weight = prediction.new_ones(1, 1, *prediction.shape[-2:])
     total = prediction.new_zeros(())
     for _ in range(scales):
-        for dim in (-1, -2):
-            total = total + (prediction.diff(dim=dim) - target.diff(dim=dim)).abs().mean()
-        prediction, target = F.avg_pool2d(prediction, 2), F.avg_pool2d(target, 2)
+        total = total + (weight[..., :, :-1] * (prediction.diff(dim=-1) - target.diff(dim=-1)).abs()).mean()
+        total = total + (weight[..., :-1, :] * (prediction.diff(dim=-2) - target.diff(dim=-2)).abs()).mean()
+        prediction, target, weight = (F.avg_pool2d(x, 2) for x in (prediction, target, weight))
     return total / scales
 
 
 class AutoencoderObjective(nn.Module):
-    def __init__(self, model: AvatarModel, gradient_weight: float):
+    """Reconstruction loss of a batch of images (B, 3, H, W) in [-1, 1] whose mouth masks (B, 1, H, W) weigh
+    1 + mouth_weight; a frozen encoder runs without gradients."""
+
+    def __init__(self, model: AvatarModel, gradient_weight: float, mouth_weight: float = 0.0, train_encoder: bool = True):
         super().__init__()
         self.model = model
         self.gradient_weight = gradient_weight
+        self.mouth_weight = mouth_weight
+        self.train_encoder = train_encoder
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        images = batch["images"]  # (B, 3, H, W) in [-1, 1]
+        images = batch["images"]
+        weight = 1 + self.mouth_weight * batch["mouth"]
         ae = self.model.autoencoder
-        reconstruction = ae.decode(ae.encode(images))
-        return (reconstruction - images).abs().mean() + self.gradient_weight * image_gradient_loss(reconstruction, images)
+        with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
+            latents = ae.encode(images)
+        reconstruction = ae.decode(latents)
+        l1 = (weight * (reconstruction - images).abs()).mean()
+        return l1 + self.gradient_weight * image_gradient_loss(reconstruction, images, weight)
 
 
 # ----------------------------------------------------------------------------- audio encoder
@@ -231,19 +245,35 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
         preset_config(recipe.preset)
     except ValueError as error:
         raise AvatarError(f"{loaded.source}: {error}") from None
-    model = build_model(recipe.preset, seed=recipe.run.seed).train()
+    if recipe.init:
+        model = _load_previous_stage(loaded)
+        if model.config.preset != recipe.preset:
+            raise AvatarError(f"{loaded.source}: init {recipe.init} is a {model.config.preset!r} model, but the recipe's "
+                              f"preset is {recipe.preset!r}; set preset = {model.config.preset!r} or start from fresh weights")
+    else:
+        if not recipe.train_encoder:
+            raise AvatarError(f"{loaded.source}: train_encoder = false needs init (a model whose encoder is trained)")
+        model = build_model(recipe.preset, seed=recipe.run.seed)
+    for network in (model.audio_encoder, model.denoiser):
+        _freeze(network)
+    model.autoencoder.train()
+    trained = list(model.autoencoder.parameters()) if recipe.train_encoder else decoder_parameters(model.autoencoder)
+    trained_ids = {id(parameter) for parameter in trained}
+    for parameter in model.autoencoder.parameters():
+        parameter.requires_grad_(id(parameter) in trained_ids)
     pool_generator = torch.Generator().manual_seed(recipe.run.seed + 1)
     pool = FramePool(training_clips(data), recipe.pool_clips, recipe.refresh_every, pool_generator)
-    objective = AutoencoderObjective(model, recipe.gradient_weight)
+    objective = AutoencoderObjective(model, recipe.gradient_weight, recipe.mouth_weight, recipe.train_encoder)
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        images, mouth = pool.sample(recipe.run.batch_size, generator)
+        return {"images": images, "mouth": mouth}
 
     def export(step: int) -> None:
         save_model(model, out / "model", provenance=_provenance(loaded, data, step))
 
-    return train(
-        objective, lambda step, g: {"images": pool.sample(recipe.run.batch_size, g)},
-        run=recipe.run, out=out, title="autoencoder", resume=resume, on_save=export,
-        parameters=model.autoencoder.parameters(),
-    )
+    return train(objective, batch, run=recipe.run, out=out, title="autoencoder", resume=resume, on_save=export,
+                 parameters=trained)
 
 
 def train_audio(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from avatar_desktop.cli import main
 from avatar_desktop.config import EngineConfig
+from avatar_desktop.data.clips import load_clip, load_manifest
 from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
 from avatar_desktop.engine.streaming import StreamingGenerator
 from avatar_desktop.errors import AvatarError
@@ -23,7 +24,7 @@ from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, tiny_test_config
 from avatar_desktop.models.store import load_model, save_model
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
-from avatar_desktop.training.data import mouth_mask
+from avatar_desktop.training.data import autoencoder_key, images_to_tensor, mouth_mask
 from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages import _warm_start, chunk_length
 
@@ -155,6 +156,42 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
     student = load_model(tmp_path / "student" / "model")
     for key, value in audio_model.audio_encoder.state_dict().items():
         torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
+
+
+def _mouth_error(model, clip_folder: Path) -> float:
+    """Mean absolute reconstruction error (in [-1, 1] units) inside the mouth boxes of a clip's frames."""
+    clip = load_clip(clip_folder)
+    images = images_to_tensor(clip.frames)
+    mask = mouth_mask(torch.from_numpy(clip.record["mouth_box"].astype(np.float32)), images.shape[-1])
+    with torch.no_grad():
+        error = (model.autoencoder.decode(model.autoencoder.encode(images)) - images).abs()
+    return float((error * mask).sum() / (mask.sum() * 3))
+
+
+def test_a_decoder_fine_tune_sharpens_the_mouth_and_keeps_every_latent(autoencoder_run, dataset, tmp_path, capsys):
+    """train_encoder = false with a mouth weight: the held-out mouth error falls, the encoder (so the latent cache
+    key), the audio encoder and the denoiser stay exactly those of `init`; bad combinations are named."""
+    init = load_model(autoencoder_run / "model")
+    heldout = dataset / next(e["path"] for e in load_manifest(dataset)["clips"] if e["split"] == "heldout")
+    recipe = _recipe(tmp_path, "decoder", f'preset = "tiny-test"\ninit = "{autoencoder_run / "model"}"\n'
+                     "train_encoder = false\nmouth_weight = 8.0\npool_clips = 2\n[run]\nsteps = 60\nbatch_size = 4\n"
+                     "lr = 2e-3\nwarmup_steps = 1\nsave_every = 60\n")
+    assert _train("autoencoder", recipe, dataset, tmp_path / "decoder") == 0
+    tuned = load_model(tmp_path / "decoder" / "model")
+    assert _mouth_error(tuned, heldout) < 0.9 * _mouth_error(init, heldout)
+    assert autoencoder_key(tuned.autoencoder) == autoencoder_key(init.autoencoder)
+    for network in ("audio_encoder", "denoiser"):
+        for key, value in getattr(init, network).state_dict().items():
+            torch.testing.assert_close(getattr(tuned, network).state_dict()[key], value, rtol=0, atol=0)
+    assert any(not torch.equal(value, init.autoencoder.state_dict()[key])
+               for key, value in tuned.autoencoder.state_dict().items() if key.startswith("decoder."))
+
+    fresh = _recipe(tmp_path, "fresh", 'preset = "tiny-test"\ntrain_encoder = false\n')
+    assert _train("autoencoder", fresh, dataset, tmp_path / "fresh") == 2
+    assert "train_encoder = false needs init" in capsys.readouterr().err
+    other = _recipe(tmp_path, "other", f'preset = "tiny-cpu"\ninit = "{autoencoder_run / "model"}"\n')
+    assert _train("autoencoder", other, dataset, tmp_path / "other") == 2
+    assert "is a 'tiny-test' model, but the recipe's preset is 'tiny-cpu'" in capsys.readouterr().err
 
 
 def test_the_audio_stage_refuses_data_without_a_known_mouth(autoencoder_run, dataset, tmp_path, capsys):
