@@ -11,7 +11,8 @@ from avatar_desktop.cli import command
 
 def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="model name or folder; or a baseline: 'ground-truth' (perfect) or 'static' (no motion)")
+                        help="model name or folder; or a baseline: 'ground-truth' (perfect), 'static' (no motion) or "
+                             "'still-head' (true mouth and sliders, head held still)")
     parser.add_argument("--data", type=Path, required=True, help="data set folder (made by `avatar-desktop dataset`)")
     parser.add_argument("--clips", type=int, default=4, help="clips to evaluate (held-out clips first)")
     parser.add_argument("--seed", type=int, default=0, help="clip order and the engine's noise")

@@ -1,8 +1,9 @@
 """The evaluation report: run a frame source over ground-truth clips and collect every metric into one dict.
 
 A frame source makes video from what a model gets (portrait, audio, state labels, expression sliders). Sources
-are registered by name: a model folder through the streaming engine, and two baselines that bound the scale:
-`ground-truth` (the renderer's own frames: a perfect score) and `static` (the portrait, never moving).
+are registered by name: a model folder through the streaming engine, and baselines that bound the scale:
+`ground-truth` (the renderer's own frames: a perfect score), `static` (the portrait, never moving) and `still-head`
+(the true mouth and sliders, but none of the random head motion and blinks that no input determines).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from avatar_desktop.eval import metrics
 from avatar_desktop.eval.mouth import MouthCalibration, measure_mouth_raw
 
 EXPRESSION_VALUES = (-1.0, -0.5, 0.0, 0.5, 1.0)
-STILL_FRAMES = 2
-"""Frames a model makes per slider value for the expression response (past its one-frame first chunk)."""
+STILL_FRAMES = 25
+"""Silent idle frames a model makes per slider value for the expression response: one second, as a user holds a
+slider and watches the face follow."""
+SETTLED_FRAMES = 8
+"""The last frames of those, averaged into the still: the settled face, with a random blink averaged out."""
 
 
 class EvaluationError(AvatarError):
@@ -37,7 +41,8 @@ class EvaluationError(AvatarError):
 class Stream:
     """What a frame source is asked to animate: portrait uint8 (H, W, 3), audio float32 (N,) 16 kHz, and per
     frame the state label (T,) and expression sliders (T, 5). `truth` (T0, H, W, 3) holds the ground-truth frames,
-    looped when the stream is longer (frame f is truth[f % T0]); only the baselines look at it."""
+    looped when the stream is longer (frame f is truth[f % T0]); only the baselines look at it, and at `record` (the
+    clip's record.npz tracks, looped alike) and `identity_seed` (synthetic clips; None for real videos)."""
 
     portrait: np.ndarray
     audio: np.ndarray
@@ -45,6 +50,8 @@ class Stream:
     expressions: np.ndarray
     fps: int
     truth: np.ndarray
+    record: dict[str, np.ndarray] | None = None
+    identity_seed: int | None = None
 
     @property
     def frames(self) -> int:
@@ -89,6 +96,33 @@ class StaticSource:
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
         return portrait
+
+
+class StillHeadSource:
+    """The renderer's frames with the true mouth and sliders but the head held still: no random head motion, sway or
+    blinks, which the audio does not determine. It bounds the appearance a generator can reach by following its
+    inputs perfectly without guessing that motion (synthetic clips only)."""
+
+    name = "still-head"
+
+    def generate(self, stream: Stream, keep: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+        if stream.record is None or stream.identity_seed is None:
+            raise EvaluationError("the still-head baseline needs synthetic clips (made by `avatar-desktop dataset synth`)")
+        identity = Identity.from_seed(stream.identity_seed)
+        record, size = stream.record, stream.portrait.shape[0]
+        frames = []
+        for index in (np.arange(stream.frames) if keep is None else keep):
+            f = index % len(record["mouth_open"])
+            yaw, pitch = expression_pose(record["expression"][f])
+            width, rounding, teeth = map(float, record["mouth_shape"][f])
+            params = FrameParams(mouth_opening=float(record["mouth_open"][f]), mouth_width=width,
+                                 mouth_rounding=rounding, teeth=teeth, expression=record["expression"][f],
+                                 head_yaw=float(yaw), head_pitch=float(pitch))
+            frames.append(render_frame(identity, params, size)[0])
+        return np.stack(frames), list(range(0, stream.frames, 4))
+
+    def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
+        return truth
 
 
 class ModelSource:
@@ -142,14 +176,14 @@ class ModelSource:
         return generated, starts
 
     def still(self, portrait: np.ndarray, expression: dict[str, float], truth: np.ndarray) -> np.ndarray:
-        """The last of STILL_FRAMES silent idle frames made with the sliders set."""
+        """The mean of the last SETTLED_FRAMES of STILL_FRAMES silent idle frames made with the sliders set."""
         fps = self.generator.fps
         sliders = np.array([expression.get(n, 0.0) for n in EXPRESSION_COMPONENTS], np.float32)
         silence = Stream(portrait=portrait, audio=np.zeros(STILL_FRAMES * SAMPLE_RATE // fps, np.float32),
                          states=np.full(STILL_FRAMES, int(State.IDLE)), expressions=np.tile(sliders, (STILL_FRAMES, 1)),
                          fps=fps, truth=portrait[None])
         frames, _ = self.generate(silence)
-        return frames[-1]
+        return frames[-SETTLED_FRAMES:].mean(axis=0).round().astype(np.uint8)
 
 
 class AutoencoderSource:
@@ -181,9 +215,12 @@ class AutoencoderSource:
 
 
 def frame_source(model: str, engine: EngineConfig, *, autoencoder_only: bool = False) -> FrameSource:
-    """'ground-truth', 'static', or a model name/folder (loaded through the engine, or only its autoencoder)."""
+    """'ground-truth', 'static', 'still-head', or a model name/folder (loaded through the engine, or only its
+    autoencoder)."""
     if model == GroundTruthSource.name:
         return GroundTruthSource()
+    if model == StillHeadSource.name:
+        return StillHeadSource()
     if model == StaticSource.name:
         return StaticSource()
     if autoencoder_only:
@@ -209,7 +246,8 @@ def clip_stream(clip: Clip, frames: int | None = None) -> Stream:
                                                                                       // clip.fps],
                   states=np.tile(clip.record["state"], repeats)[:frames],
                   expressions=np.tile(clip.record["expression"], (repeats, 1))[:frames],
-                  fps=clip.fps, truth=clip.frames)
+                  fps=clip.fps, truth=clip.frames, record=clip.record,
+                  identity_seed=int(clip.meta["identity_seed"]) if "identity_seed" in clip.meta else None)
 
 
 def _mean(values: list[float]) -> float | None:

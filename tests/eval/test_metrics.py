@@ -1,6 +1,7 @@
 """The metrics discriminate: ground truth is perfect, a static portrait scores chance, a 3-frame delay is found,
 flicker and chunk seams are caught. Frame sources below transform the ground truth the way a bad model would."""
 
+import dataclasses
 import json
 import math
 
@@ -12,7 +13,8 @@ from avatar_desktop.cli import main
 from avatar_desktop.eval import metrics
 from avatar_desktop.data.clips import load_clip
 from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
-from avatar_desktop.eval.report import GroundTruthSource, StaticSource, Stream, clip_stream, evaluate
+from avatar_desktop.eval.report import (EvaluationError, GroundTruthSource, StaticSource, StillHeadSource, Stream,
+                                        clip_stream, evaluate)
 
 
 class DelayedTruth(GroundTruthSource):
@@ -79,6 +81,24 @@ def test_static_portrait_scores_only_chance(eval_data, truth_report):
     assert abs(report["lip_sync"]["closure_rate"] - report["lip_sync"]["closure_chance"]) < 0.15
     assert report["appearance"]["psnr_mouth"] < 40 and report["appearance"]["ssim_mouth"] < 0.95
     assert all(value == 0.0 for value in report["expression_response"].values())
+
+
+def test_the_still_head_baseline_has_the_true_mouth_but_not_the_random_motion(eval_data, truth_report):
+    """True mouth and sliders with the head held still: lip sync and closure stay perfect, while the appearance
+    outside the mouth falls below the ground truth's by the head motion and blinks it leaves out."""
+    report = evaluate(eval_data, StillHeadSource(), clips=3)["report"]
+    assert report["lip_sync"]["pearson"] > 0.95 and report["lip_sync"]["best_lag_frames"] == 0
+    assert report["lip_sync"]["closure_rate"] == 1.0
+    assert report["states"] == {"listening_mouth_closed": 1.0, "idle_mouth_closed": 1.0}
+    assert 15 < report["appearance"]["psnr_outside"] < 40
+    assert all(value == pytest.approx(1.0) for value in report["expression_response"].values())
+
+
+def test_the_still_head_baseline_refuses_real_videos(eval_data):
+    clip = load_clip(eval_data / "clips" / "id0000_c00")
+    stream = dataclasses.replace(clip_stream(clip), identity_seed=None)
+    with pytest.raises(EvaluationError, match="needs synthetic clips"):
+        StillHeadSource().generate(stream)
 
 
 def test_three_frames_late_is_reported_as_lag_three(eval_data):
