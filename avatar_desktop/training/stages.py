@@ -27,7 +27,7 @@ from avatar_desktop.models.autoencoder import decoder_parameters
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, preset_config
-from avatar_desktop.models.store import load_model, save_model
+from avatar_desktop.models.store import load_model, read_model_config, save_model
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
 from avatar_desktop.training.data import (
@@ -245,8 +245,10 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
         preset_config(recipe.preset)
     except ValueError as error:
         raise AvatarError(f"{loaded.source}: {error}") from None
+    earlier: dict[str, Any] = {}
     if recipe.init:
         model = _load_previous_stage(loaded)
+        earlier = {"init": read_model_config(loaded.resolve(recipe.init))[1].get("provenance", {})}
         if model.config.preset != recipe.preset:
             raise AvatarError(f"{loaded.source}: init {recipe.init} is a {model.config.preset!r} model, but the recipe's "
                               f"preset is {recipe.preset!r}; set preset = {model.config.preset!r} or start from fresh weights")
@@ -269,8 +271,8 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
         images, mouth = pool.sample(recipe.run.batch_size, generator)
         return {"images": images, "mouth": mouth}
 
-    def export(step: int) -> None:
-        save_model(model, out / "model", provenance=_provenance(loaded, data, step))
+    def export(step: int) -> None:  # a model started from `init` also records how that one was made
+        save_model(model, out / "model", provenance=_provenance(loaded, data, step) | earlier)
 
     return train(objective, batch, run=recipe.run, out=out, title="autoencoder", resume=resume, on_save=export,
                  parameters=trained)

@@ -180,6 +180,8 @@ def test_a_decoder_fine_tune_sharpens_the_mouth_and_keeps_every_latent(autoencod
     tuned = load_model(tmp_path / "decoder" / "model")
     assert _mouth_error(tuned, heldout) < 0.9 * _mouth_error(init, heldout)
     assert autoencoder_key(tuned.autoencoder) == autoencoder_key(init.autoencoder)
+    provenance = json.loads((tmp_path / "decoder" / "model" / "model.json").read_text())["provenance"]
+    assert provenance["stage"] == "autoencoder" and provenance["init"]["stage"] == "autoencoder"
     for network in ("audio_encoder", "denoiser"):
         for key, value in getattr(init, network).state_dict().items():
             torch.testing.assert_close(getattr(tuned, network).state_dict()[key], value, rtol=0, atol=0)
