@@ -133,6 +133,9 @@ class SamplingConfig:
     classifier-free guidance scale against silence (the condition that audio dropout trains): the denoiser's clean
     estimate becomes D_silent + w (D_audio - D_silent), which strengthens what the audio does to the face at twice
     the cost per step; 1 turns it off. A student distilled from a guided teacher has the guidance built in and keeps 1.
+    `reference_residual`: the network denoises the chunk's difference from the reference latent r,
+    D(x) = r + D_net(x - r), so that a network whose output is zero already returns the portrait and training learns
+    only what moves (the identity is kept by construction, not learnt).
     """
 
     parameterization: str = "consistency"
@@ -145,6 +148,7 @@ class SamplingConfig:
     rho: float = 7.0
     motion_noise_sigma: float = 0.05
     audio_guidance: float = 1.0
+    reference_residual: bool = False
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,11 @@ class AvatarModel(nn.Module):
         return ae.latent_channels, ae.latent_size, ae.latent_size
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: DenoiserInputs) -> torch.Tensor:
-        """Clean estimate D(x, sigma) = c_skip x + c_out F(c_in x, c_noise); x (B, T, C, h, w), sigma 0-d or (B,)."""
+        """Clean estimate D(x, sigma) = c_skip x + c_out F(c_in x, c_noise); x (B, T, C, h, w), sigma 0-d or (B,).
+        With `reference_residual`, D(x) = r + [c_skip (x - r) + c_out F(c_in (x - r))], r the reference (B, C, h, w)."""
         sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1, 1)
         c_skip, c_out, c_in, c_noise = preconditioning(sigma, self.config.sampling)
-        raw = self.denoiser((x * c_in).to(x.dtype), c_noise.reshape(-1), cond)
-        return (c_skip * x + c_out * raw).to(x.dtype)
+        offset = cond.reference[:, None] if self.config.sampling.reference_residual else torch.zeros((), dtype=x.dtype)
+        shifted = x - offset
+        raw = self.denoiser((shifted * c_in).to(x.dtype), c_noise.reshape(-1), cond)
+        return (offset + c_skip * shifted + c_out * raw).to(x.dtype)

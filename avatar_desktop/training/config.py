@@ -37,12 +37,16 @@ class AutoencoderRecipe:
 
     init: a model folder to start from instead of fresh weights (its preset must be `preset`); its other networks
     are kept, so the output is that model with the trained autoencoder. train_encoder = false trains the decoder
-    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid."""
+    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid. latent_noise: the
+    standard deviation of Gaussian noise added to the latents before decoding (latent units; the tiny-cpu latents
+    have a standard deviation near 0.37), so that the decoder also draws sharp frames from the slightly-off latents a
+    generator makes."""
 
     preset: str = "tiny-cpu"
     run: RunConfig = RunConfig()
     gradient_weight: float = 0.5
     mouth_weight: float = 0.0
+    latent_noise: float = 0.0
     pool_clips: int = 16
     refresh_every: int = 50
     init: str = ""
@@ -82,10 +86,13 @@ class TeacherRecipe:
     in the loss (the mouth is a few percent of the frame but all of lip sync). The audio encoder comes from `init`
     (trained by the audio stage, or a teacher's), and stays as it is with `freeze_audio_encoder`. `warm_start`: a
     model folder whose denoiser weights start this one's where names and shapes match (layers it lacks keep their
-    initialisation); only when `init` is not a teacher already."""
+    initialisation); only when `init` is not a teacher already. `reference_residual` (SamplingConfig): the teacher
+    denoises the difference from the reference; its output layer then starts at zero (not warm-started), so its
+    first estimate is the portrait itself. A teacher trained further keeps its own setting."""
 
     init: str = ""
     warm_start: str = ""
+    reference_residual: bool = False
     freeze_audio_encoder: bool = False
     run: RunConfig = RunConfig()
     curriculum: CurriculumConfig = CurriculumConfig()

@@ -62,7 +62,8 @@ def image_gradient_loss(prediction: torch.Tensor, target: torch.Tensor, weight: 
 
 class AutoencoderObjective(nn.Module):
     """Reconstruction loss of a batch of images (B, 3, H, W) in [-1, 1] whose mouth masks (B, 1, H, W) weigh
-    1 + mouth_weight; a frozen encoder runs without gradients."""
+    1 + mouth_weight; a frozen encoder runs without gradients; batch["latent_noise"] (same shape as the latents,
+    optional) is added to the latents before decoding."""
 
     def __init__(self, model: AvatarModel, gradient_weight: float, mouth_weight: float = 0.0, train_encoder: bool = True):
         super().__init__()
@@ -77,6 +78,8 @@ class AutoencoderObjective(nn.Module):
         ae = self.model.autoencoder
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             latents = ae.encode(images)
+        if "latent_noise" in batch:
+            latents = latents + batch["latent_noise"]
         reconstruction = ae.decode(latents)
         l1 = (weight * (reconstruction - images).abs()).mean()
         return l1 + self.gradient_weight * image_gradient_loss(reconstruction, images, weight)
@@ -267,9 +270,14 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
     pool = FramePool(training_clips(data), recipe.pool_clips, recipe.refresh_every, pool_generator)
     objective = AutoencoderObjective(model, recipe.gradient_weight, recipe.mouth_weight, recipe.train_encoder)
 
+    latent_shape = model.autoencoder.encode(torch.zeros(1, 3, *pool.frame_size)).shape[1:]
+
     def batch(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         images, mouth = pool.sample(recipe.run.batch_size, generator)
-        return {"images": images, "mouth": mouth}
+        sample = {"images": images, "mouth": mouth}
+        if recipe.latent_noise > 0:
+            sample["latent_noise"] = recipe.latent_noise * torch.randn(len(images), *latent_shape, generator=generator)
+        return sample
 
     def export(step: int) -> None:  # a model started from `init` also records how that one was made
         save_model(model, out / "model", provenance=_provenance(loaded, data, step) | earlier)
@@ -323,15 +331,24 @@ def train_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
     recipe = loaded.recipe
     previous = _load_previous_stage(loaded)
     _check_curriculum(recipe.curriculum, previous.config)
+    further = previous.config.sampling.parameterization == "edm"  # init is a teacher: train it further
+    if further and previous.config.sampling.reference_residual != recipe.reference_residual:
+        raise AvatarError(f"{loaded.source}: init {recipe.init} is a teacher with reference_residual = "
+                          f"{str(previous.config.sampling.reference_residual).lower()}; a teacher trained further keeps "
+                          "it: set the same value, or start a new teacher from its audio stage with warm_start")
     sampling = dataclasses.replace(previous.config.sampling, parameterization="edm", sampler="heun",
-                                   teacher_steps=recipe.teacher_steps)
+                                   teacher_steps=recipe.teacher_steps, reference_residual=recipe.reference_residual)
     fresh = build_model(dataclasses.replace(previous.config, sampling=sampling), seed=recipe.run.seed)
     fresh.autoencoder.load_state_dict(previous.autoencoder.state_dict())
     fresh.audio_encoder.load_state_dict(previous.audio_encoder.state_dict())
-    if previous.config.sampling.parameterization == "edm":  # init is a teacher: train it further
+    if further:
         fresh.denoiser.load_state_dict(previous.denoiser.state_dict())
-    elif recipe.warm_start:
-        _warm_start(fresh.denoiser, load_model(loaded.resolve(recipe.warm_start)).denoiser, recipe.warm_start)
+    else:
+        if recipe.warm_start:
+            _warm_start(fresh.denoiser, load_model(loaded.resolve(recipe.warm_start)).denoiser, recipe.warm_start)
+        if recipe.reference_residual:  # a zero output: the first estimate is the reference itself
+            nn.init.zeros_(fresh.denoiser.conv_out.weight)
+            nn.init.zeros_(fresh.denoiser.conv_out.bias)
     frozen = [fresh.autoencoder] + ([fresh.audio_encoder] if recipe.freeze_audio_encoder else [])
     clips = _latent_cache(data, fresh)
     objective = TeacherObjective(fresh.train(), recipe.mouth_weight)

@@ -1,5 +1,7 @@
 """Shape contracts at every boundary of the networks, and the presets' architectures."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from avatar_desktop.config import AudioConfig
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import PRESETS, build_model, tiny_test_config
 from avatar_desktop.models.avatar import AvatarModel
+from avatar_desktop.sampling.schedules import preconditioning
 
 
 
@@ -110,6 +113,27 @@ def test_conditioning_changes_the_output(tiny_model):
     ]:
         changed = DenoiserInputs(**{**base.__dict__, field: value})
         assert not torch.allclose(tiny_model.denoise(x, torch.tensor(1.0), changed), reference_out), field
+
+
+def test_a_reference_residual_model_denoises_around_the_portrait(tiny_model):
+    """D(x) = r + D_net(x - r), D_net the same network without the residual: with a zero output layer the estimate
+    at high noise is the reference itself."""
+    config = tiny_model.config
+    residual = AvatarModel(dataclasses.replace(config, sampling=dataclasses.replace(config.sampling,
+                                                                                    reference_residual=True)))
+    residual.load_state_dict(tiny_model.state_dict())
+    inputs = _inputs(residual, 3)
+    x = torch.randn(1, 3, *residual.latent_shape) * 80
+    torch.nn.init.zeros_(residual.denoiser.conv_out.weight)
+    torch.nn.init.zeros_(residual.denoiser.conv_out.bias)
+    c_skip = preconditioning(torch.tensor(80.0), config.sampling)[0]
+    expected = inputs.reference[:, None] + c_skip * (x - inputs.reference[:, None])  # c_skip ~ 4e-5 here
+    torch.testing.assert_close(residual.denoise(x, torch.tensor(80.0), inputs), expected, rtol=0, atol=1e-5)
+    residual.load_state_dict(tiny_model.state_dict())
+    x = torch.randn(1, 3, *residual.latent_shape)
+    reference = inputs.reference[:, None]
+    torch.testing.assert_close(residual.denoise(x, torch.tensor(1.0), inputs),
+                               reference + tiny_model.denoise(x - reference, torch.tensor(1.0), inputs), rtol=0, atol=1e-5)
 
 
 def test_reference_kv_cache_equals_recomputation(tiny_model):

@@ -124,6 +124,37 @@ def test_a_teacher_trains_further_with_mouth_weight_and_distils_with_guidance(au
     assert (student.config.chunks.first, student.config.chunks.steady) == (1, 3)
 
 
+def test_a_reference_residual_teacher_starts_at_the_portrait_and_its_student_keeps_the_setting(
+        autoencoder_run, dataset, tmp_path, capsys):
+    """reference_residual = true with a warm start: the output layer starts at zero (the first estimate is the
+    reference), the rest is copied; the student distilled from it is residual too and runs in the engine; training
+    a residual teacher further as a plain one is refused."""
+    assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
+                  tmp_path / "plain") == 0
+    recipe = _recipe(tmp_path, "residual", f'init = "{autoencoder_run / "model"}"\nwarm_start = '
+                     f'"{tmp_path / "plain" / "model"}"\nreference_residual = true\n[curriculum]\nmax_frames = 4\n'
+                     "[run]\nsteps = 2\nbatch_size = 2\nlr = 0.0\nsave_every = 2\n")
+    assert _train("teacher", recipe, dataset, tmp_path / "residual") == 0
+    teacher = load_model(tmp_path / "residual" / "model")
+    plain = load_model(tmp_path / "plain" / "model")
+    assert teacher.config.sampling.reference_residual
+    assert not teacher.denoiser.conv_out.weight.any() and not teacher.denoiser.conv_out.bias.any()
+    torch.testing.assert_close(teacher.denoiser.conv_in.weight, plain.denoiser.conv_in.weight, rtol=0, atol=0)
+    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "residual" / "model"}"\nstudent_steps = 1\n'
+                      "[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\nsave_every = 2\n")
+    assert _train("distill", distill, dataset, tmp_path / "student") == 0
+    student = load_model(tmp_path / "student" / "model")
+    assert student.config.sampling.reference_residual
+    generator = StreamingGenerator(student, EngineConfig())
+    generator.prepare(benchmark_portrait(96))
+    generator.push_audio(benchmark_audio(0.2))
+    assert generator.step(None, end_of_stream=True) is not None
+    further = _recipe(tmp_path, "further", f'init = "{tmp_path / "residual" / "model"}"\n[curriculum]\nmax_frames = 4\n'
+                      "[run]\nsteps = 1\nbatch_size = 2\n")
+    assert _train("teacher", further, dataset, tmp_path / "further") == 2
+    assert "a teacher trained further keeps it" in capsys.readouterr().err
+
+
 def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(autoencoder_run, dataset, tmp_path):
     """The audio stage's loss falls and it scores its held-out clips; a teacher and a student with
     `freeze_audio_encoder` keep that encoder exactly while their denoisers train; `warm_start` copies another model's
