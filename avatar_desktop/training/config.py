@@ -37,16 +37,12 @@ class AutoencoderRecipe:
 
     init: a model folder to start from instead of fresh weights (its preset must be `preset`); its other networks
     are kept, so the output is that model with the trained autoencoder. train_encoder = false trains the decoder
-    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid. latent_noise: the
-    standard deviation of Gaussian noise added to the latents before decoding (latent units; the tiny-cpu latents
-    have a standard deviation near 0.37), so that the decoder also draws sharp frames from the slightly-off latents a
-    generator makes."""
+    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid."""
 
     preset: str = "tiny-cpu"
     run: RunConfig = RunConfig()
     gradient_weight: float = 0.5
     mouth_weight: float = 0.0
-    latent_noise: float = 0.0
     pool_clips: int = 16
     refresh_every: int = 50
     init: str = ""

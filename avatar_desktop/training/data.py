@@ -49,11 +49,6 @@ class FramePool:
         self.pool = [self._load(clips[i]) for i in picks]
         self.draws = 0
 
-    @property
-    def frame_size(self) -> tuple[int, int]:
-        """(H, W) of the pooled frames."""
-        return self.pool[0][0].shape[1:3]
-
     @staticmethod
     def _load(path: Path) -> tuple[np.ndarray, np.ndarray]:
         clip = load_clip(path)

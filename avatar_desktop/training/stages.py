@@ -62,8 +62,7 @@ def image_gradient_loss(prediction: torch.Tensor, target: torch.Tensor, weight: 
 
 class AutoencoderObjective(nn.Module):
     """Reconstruction loss of a batch of images (B, 3, H, W) in [-1, 1] whose mouth masks (B, 1, H, W) weigh
-    1 + mouth_weight; a frozen encoder runs without gradients; batch["latent_noise"] (same shape as the latents,
-    optional) is added to the latents before decoding."""
+    1 + mouth_weight; a frozen encoder runs without gradients."""
 
     def __init__(self, model: AvatarModel, gradient_weight: float, mouth_weight: float = 0.0, train_encoder: bool = True):
         super().__init__()
@@ -78,8 +77,6 @@ class AutoencoderObjective(nn.Module):
         ae = self.model.autoencoder
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             latents = ae.encode(images)
-        if "latent_noise" in batch:
-            latents = latents + batch["latent_noise"]
         reconstruction = ae.decode(latents)
         l1 = (weight * (reconstruction - images).abs()).mean()
         return l1 + self.gradient_weight * image_gradient_loss(reconstruction, images, weight)
@@ -270,14 +267,9 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
     pool = FramePool(training_clips(data), recipe.pool_clips, recipe.refresh_every, pool_generator)
     objective = AutoencoderObjective(model, recipe.gradient_weight, recipe.mouth_weight, recipe.train_encoder)
 
-    latent_shape = model.autoencoder.encode(torch.zeros(1, 3, *pool.frame_size)).shape[1:]
-
     def batch(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         images, mouth = pool.sample(recipe.run.batch_size, generator)
-        sample = {"images": images, "mouth": mouth}
-        if recipe.latent_noise > 0:
-            sample["latent_noise"] = recipe.latent_noise * torch.randn(len(images), *latent_shape, generator=generator)
-        return sample
+        return {"images": images, "mouth": mouth}
 
     def export(step: int) -> None:  # a model started from `init` also records how that one was made
         save_model(model, out / "model", provenance=_provenance(loaded, data, step) | earlier)
