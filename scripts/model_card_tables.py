@@ -20,6 +20,7 @@ EVALUATIONS = {  # file stem -> column title
     "chunk_4": "chunk 4",
     "chunk_8": "chunk 8 (L_max)",
     "autoencoder": "autoencoder only (ceiling)",
+    "still_head": "still-head baseline (bound outside the mouth)",
 }
 METRICS = [  # (section, key, label, target)
     ("lip_sync", "pearson", "lip-sync Pearson r, lag 0", ""),
