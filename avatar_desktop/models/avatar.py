@@ -33,7 +33,9 @@ class AvatarModel(nn.Module):
         With `reference_residual`, D(x) = r + [c_skip (x - r) + c_out F(c_in (x - r))], r the reference (B, C, h, w)."""
         sigma = sigma.to(torch.float32).reshape(-1, 1, 1, 1, 1)
         c_skip, c_out, c_in, c_noise = preconditioning(sigma, self.config.sampling)
-        offset = cond.reference[:, None] if self.config.sampling.reference_residual else torch.zeros((), dtype=x.dtype)
-        shifted = x - offset
-        raw = self.denoiser((shifted * c_in).to(x.dtype), c_noise.reshape(-1), cond)
-        return (offset + c_skip * shifted + c_out * raw).to(x.dtype)
+        reference = cond.reference[:, None] if self.config.sampling.reference_residual else None
+        if reference is not None:
+            x = x - reference
+        raw = self.denoiser((x * c_in).to(x.dtype), c_noise.reshape(-1), cond)
+        denoised = c_skip * x + c_out * raw
+        return (denoised if reference is None else denoised + reference).to(x.dtype)
