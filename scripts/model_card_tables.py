@@ -56,9 +56,11 @@ def main(folder: Path) -> None:
         print(f"| {label} | {target} | " + " | ".join(cells) + " |")
     print("| clips evaluated | | " + " | ".join(str(len(r["clips"])) for r in reports.values()) + " |\n")
 
-    print("| expression component | Spearman (target >= 0.8) |\n| --- | --- |")
-    for name, value in (reports.get("student", {}).get("expression_response") or {}).items():
-        print(f"| {name} | {_cell(value)} |")
+    print("| expression component | Spearman (target >= 0.8) | gain (1: the renderer's full effect) |\n| --- | --- | --- |")
+    student = reports.get("student", {})
+    gains = student.get("expression_gain") or {}
+    for name, value in (student.get("expression_response") or {}).items():
+        print(f"| {name} | {_cell(value)} | {_cell(gains.get(name))} |")
 
     long_run = reports.get("student", {}).get("long_run")
     if long_run:

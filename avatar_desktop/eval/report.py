@@ -313,16 +313,39 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
     return {"report": report, "trace": trace}
 
 
-def expression_response(clip: Clip, source: FrameSource) -> dict[str, float] | None:
-    """Spearman correlation, per slider, between its value and its measured effect: how far the source's frame
-    moves from its neutral frame along the renderer's own direction for that slider (truth(+1) - truth(-1))."""
-    if "identity_seed" not in clip.meta:
+EXPRESSION_CHARACTERS = 3
+"""Characters (the first distinct ones among the chosen clips) whose slider effects are averaged: on one alone, a
+slider the model barely follows gets its sign from that character's noise."""
+
+
+def expression_response(clips: list[Clip], source: FrameSource) -> tuple[dict[str, float], dict[str, float]] | None:
+    """Per slider, over up to EXPRESSION_CHARACTERS characters: (Spearman correlation between its value and its
+    mean measured effect, gain). The effect is how far the source's frame moves from its neutral frame along the
+    renderer's own direction for that slider (truth(+1) - truth(-1)); the gain is effect(+1) - effect(-1), so 1 is
+    the renderer's full effect and 0 none. None without synthetic clips."""
+    by_character: dict[int, Clip] = {}
+    for clip in clips:
+        if "identity_seed" in clip.meta:
+            by_character.setdefault(int(clip.meta["identity_seed"]), clip)
+    chosen = list(by_character.values())[:EXPRESSION_CHARACTERS]
+    if not chosen:
         return None
+    effects = np.array([_slider_effects(clip, source) for clip in chosen]).mean(axis=0)  # (sliders, values)
+    values = np.array(EXPRESSION_VALUES)
+    low, high = EXPRESSION_VALUES.index(-1.0), EXPRESSION_VALUES.index(1.0)
+    response = {name: metrics.spearman(values, row) for name, row in zip(EXPRESSION_COMPONENTS, effects)}
+    gain = {name: float(row[high] - row[low]) for name, row in zip(EXPRESSION_COMPONENTS, effects)}
+    return response, gain
+
+
+def _slider_effects(clip: Clip, source: FrameSource) -> list[list[float]]:
+    """The measured effect (metrics.expression_effect) of each slider at each of EXPRESSION_VALUES on the clip's
+    character: (sliders, values)."""
     identity = Identity.from_seed(int(clip.meta["identity_seed"]))
     size = clip.frames.shape[1]
     portrait = neutral_portrait(clip)
-    result = {}
     neutral = source.still(portrait, {}, portrait)
+    result = []
     for index, name in enumerate(EXPRESSION_COMPONENTS):
         truths = {}
         for value in EXPRESSION_VALUES:
@@ -333,8 +356,7 @@ def expression_response(clip: Clip, source: FrameSource) -> dict[str, float] | N
                                                                   head_pitch=pitch), size)
         direction = truths[1.0].astype(np.float64) - truths[-1.0]
         stills = {v: source.still(portrait, {name: v}, truths[v]) if v else neutral for v in EXPRESSION_VALUES}
-        effects = [metrics.expression_effect(stills[v], stills[0.0], direction) for v in EXPRESSION_VALUES]
-        result[name] = metrics.spearman(np.array(EXPRESSION_VALUES), np.array(effects))
+        result.append([metrics.expression_effect(stills[v], stills[0.0], direction) for v in EXPRESSION_VALUES])
     return result
 
 
@@ -365,9 +387,11 @@ def evaluate(data: Path, source: FrameSource, *, clips: int = 4, seed: int = 0, 
     ranked = sorted(order, key=lambda i: entries[i].get("split") != "heldout")
     chosen = [load_clip(Path(data) / entries[i]["path"]) for i in ranked[: max(1, clips)]]
     result = evaluate_clips(chosen, source, max_lag=max_lag)
+    expression = expression_response(chosen, source)
     report = {"model": source.name, "data": str(data), "seed": seed, "clips": [c.meta.get("id") for c in chosen],
               **result["report"],
-              "expression_response": expression_response(chosen[0], source),
+              "expression_response": expression[0] if expression else None,
+              "expression_gain": expression[1] if expression else None,
               "long_run": long_run(chosen[0], source, minutes) if minutes > 0 else None}
     return {"report": report, "trace": result["trace"]}
 

@@ -68,6 +68,7 @@ def test_ground_truth_against_itself_is_perfect(truth_report):
     assert report["temporal"]["flicker"] == 0.0
     assert report["states"] == {"listening_mouth_closed": 1.0, "idle_mouth_closed": 1.0}
     assert all(value == pytest.approx(1.0) for value in report["expression_response"].values())
+    assert all(value == pytest.approx(1.0) for value in report["expression_gain"].values())
     assert report["long_run"]["first_psnr_mouth"] == report["long_run"]["last_psnr_mouth"] == 100.0
     assert report["long_run"]["window_seconds"] == pytest.approx(6.0)
     assert report["measurer"]["ground_truth_r"] > 0.95
@@ -81,6 +82,7 @@ def test_static_portrait_scores_only_chance(eval_data, truth_report):
     assert abs(report["lip_sync"]["closure_rate"] - report["lip_sync"]["closure_chance"]) < 0.15
     assert report["appearance"]["psnr_mouth"] < 40 and report["appearance"]["ssim_mouth"] < 0.95
     assert all(value == 0.0 for value in report["expression_response"].values())
+    assert all(value == 0.0 for value in report["expression_gain"].values())
 
 
 def test_the_still_head_baseline_has_the_true_mouth_but_not_the_random_motion(eval_data, truth_report):
@@ -92,6 +94,7 @@ def test_the_still_head_baseline_has_the_true_mouth_but_not_the_random_motion(ev
     assert report["states"] == {"listening_mouth_closed": 1.0, "idle_mouth_closed": 1.0}
     assert 15 < report["appearance"]["psnr_outside"] < 40
     assert all(value == pytest.approx(1.0) for value in report["expression_response"].values())
+    assert all(value == pytest.approx(1.0) for value in report["expression_gain"].values())
 
 
 def test_the_still_head_baseline_refuses_real_videos(eval_data):
@@ -166,6 +169,7 @@ def test_eval_cli_on_a_tiny_model(tiny_model_dir, tmp_path, capsys):
     assert report["model"] == str(tiny_model_dir) and report["data"] == str(data) and report["seed"] == 0
     numbers = [report["lip_sync"]["pearson"], report["lip_sync"]["closure_rate"], report["temporal"]["flicker"],
                *report["appearance"].values(), *report["expression_response"].values(),
+               *report["expression_gain"].values(),
                report["long_run"]["first_ssim_outside"], report["long_run"]["last_psnr_mouth"]]
     assert all(isinstance(v, float) and math.isfinite(v) for v in numbers)
     assert set(report["expression_response"]) == {"smile", "brow", "eye_open", "head_yaw", "head_pitch"}
