@@ -84,7 +84,9 @@ class TeacherRecipe:
     model folder whose denoiser weights start this one's where names and shapes match (layers it lacks keep their
     initialisation); only when `init` is not a teacher already. `reference_residual` (SamplingConfig): the teacher
     denoises the difference from the reference; its output layer then starts at zero (not warm-started), so its
-    first estimate is the portrait itself. A teacher trained further keeps its own setting."""
+    first estimate is the portrait itself. A teacher trained further keeps its own setting. `stale_motion`: the share
+    of chunks whose motion frames come from another moment of the clip (training.data.sample_chunks), so that the
+    expression and pose sliders, not only the motion frames, steer the face."""
 
     init: str = ""
     warm_start: str = ""
@@ -98,6 +100,7 @@ class TeacherRecipe:
     audio_dropout: float = 0.05
     teacher_steps: int = 25
     mouth_weight: float = 0.0
+    stale_motion: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class DistillRecipe:
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
     neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
     `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
-    `mouth_weight` and `freeze_audio_encoder` as in TeacherRecipe. `chunks` is the student's chunk plan: the engine
+    `mouth_weight`, `freeze_audio_encoder` and `stale_motion` as in TeacherRecipe. `chunks` is the student's chunk plan: the engine
     runs the student, and its speed on the target machine sets how long a steady chunk can be kept short.
     """
 
@@ -121,6 +124,7 @@ class DistillRecipe:
     motion_noise_max: float = 0.3
     audio_guidance: float = 1.0
     mouth_weight: float = 0.0
+    stale_motion: float = 0.0
     chunks: ChunkPlanConfig = ChunkPlanConfig()
 
 

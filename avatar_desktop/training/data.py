@@ -155,14 +155,16 @@ def chunk_windows(waveform: torch.Tensor, start: int, frames: int, audio: AudioC
 
 def sample_chunks(
     clips: list[CachedClip], batch: int, frames: int, motion_frames: int, audio: AudioConfig, fps: int,
-    generator: torch.Generator,
+    generator: torch.Generator, stale_motion: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """A batch of training chunks, drawn as inference sees them.
 
     x0 (B, T, C, h, w) clean latents; reference (B, C, h, w) another frame of the same clip; motion (B, M, C, h, w)
     the frames before the chunk (the reference repeated where the clip has none, as at the start of a stream);
     windows (B, T, W) audio windows; label (B,) the state at the chunk's first frame; expression (B, E);
-    mouth (B, T, 1, h, w) 1 on the latent cells of the mouth box.
+    mouth (B, T, 1, h, w) 1 on the latent cells of the mouth box. In a `stale_motion` share of the chunks the
+    motion frames are the ones before another, random moment of the clip: as after a slider moved, they show another
+    expression and pose, and only the label tells the chunk's.
     """
     keys = ("x0", "reference", "motion", "windows", "label", "expression", "mouth")
     out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -173,7 +175,10 @@ def sample_chunks(
             raise AvatarError(f"a clip of {length} frames is shorter than the chunk length {frames}; use longer clips")
         start = int(torch.randint(length - frames + 1, (1,), generator=generator))
         reference = clip.latents[int(torch.randint(length, (1,), generator=generator))]
-        before = clip.latents[max(0, start - motion_frames) : start]
+        motion_end = start
+        if stale_motion > 0 and float(torch.rand(1, generator=generator)) < stale_motion:
+            motion_end = int(torch.randint(length + 1, (1,), generator=generator))
+        before = clip.latents[max(0, motion_end - motion_frames) : motion_end]
         pad = reference[None].expand(motion_frames - len(before), *reference.shape)
         out["x0"].append(clip.latents[start : start + frames])
         out["reference"].append(reference)

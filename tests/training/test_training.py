@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from avatar_desktop.cli import main
-from avatar_desktop.config import EngineConfig
+from avatar_desktop.config import AudioConfig, EngineConfig
 from avatar_desktop.data.clips import load_clip, load_manifest
 from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
 from avatar_desktop.engine.streaming import StreamingGenerator
@@ -24,7 +24,7 @@ from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, tiny_test_config
 from avatar_desktop.models.store import load_model, save_model
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
-from avatar_desktop.training.data import autoencoder_key, images_to_tensor, mouth_mask
+from avatar_desktop.training.data import CachedClip, autoencoder_key, images_to_tensor, mouth_mask, sample_chunks
 from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages import _warm_start, chunk_length
 
@@ -270,6 +270,29 @@ def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
     expected[2, 1:4] = 1
     torch.testing.assert_close(mask[0, 0], expected)
     assert mask[1].sum() == 0
+
+
+def test_stale_motion_draws_the_motion_frames_from_another_moment_of_the_clip():
+    frames, motion_frames = 60, 2
+    clip = CachedClip(latents=torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 1, 2, 2),
+                      audio=torch.zeros(frames * 640), state=torch.zeros(frames, dtype=torch.int64),
+                      expression=torch.zeros(frames, 5), mouth_box=torch.full((frames, 4), float("nan")))
+
+    def last_motion_and_first_frame(stale_motion: float) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = sample_chunks([clip], 200, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0),
+                              stale_motion)
+        return batch["motion"][:, -1, 0, 0, 0], batch["x0"][:, 0, 0, 0, 0]
+
+    motion, first = last_motion_and_first_frame(0.0)
+    starts_late = first >= motion_frames  # earlier starts are padded with the reference
+    assert torch.equal(motion[starts_late], first[starts_late] - 1)
+    motion, first = last_motion_and_first_frame(0.5)
+    moved = (motion != first - 1).float().mean()
+    assert 0.35 < moved < 0.6  # about half, less the few draws that land where the chunk starts
+    batch = sample_chunks([clip], 200, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(1), 1.0)
+    stale = batch["motion"][:, :, 0, 0, 0]
+    own_frames = stale[:, 0] != batch["reference"][:, 0, 0, 0]
+    assert torch.equal(stale[own_frames, 1] - stale[own_frames, 0], torch.ones(int(own_frames.sum())))  # consecutive
 
 
 def test_resume_continues_the_loss_curve_exactly(autoencoder_run, dataset, tmp_path):
