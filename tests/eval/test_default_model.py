@@ -3,8 +3,8 @@ as the tiny-cpu student, stays small, and keeps what its model card reports it c
 
 The thresholds sit below the card's numbers by a margin, so that a damaged model fails, not one that scores a
 little differently. They check what the current model achieves: lip sync at lag 0, a closed mouth in silence, a picture that stays,
-chunk seams no worse than frame-to-frame motion; slider response joins them when a model that has it for every slider
-on every character is shipped.
+chunk seams not much worse than frame-to-frame motion, a smile slider that acts; the other sliders join them when a
+model that has them on every character is shipped.
 """
 
 from pathlib import Path
@@ -31,12 +31,14 @@ def test_default_model_is_the_small_tiny_cpu_student():
 @pytest.mark.slow
 def test_default_model_keeps_its_card_on_an_unseen_character(eval_data):
     report = evaluate(eval_data, ModelSource("default", EngineConfig()), clips=1)["report"]
-    assert report["lip_sync"]["pearson"] >= 0.35  # 0.46 on this clip; card: 0.78 on 20 held-out clips
+    assert report["lip_sync"]["pearson"] >= 0.55  # 0.71 on this clip; card: 0.80 on 20 held-out clips
     assert report["lip_sync"]["best_lag_frames"] in (-1, 0, 1)
-    assert report["states"]["listening_mouth_closed"] >= 0.9  # 1.0 on this clip; card: 0.83
-    assert report["states"]["idle_mouth_closed"] >= 0.9  # 1.0 on this clip; card: 0.84
-    assert report["appearance"]["psnr_outside"] >= 19.0  # 21.0 dB on this clip; card: 23.7 on 20 held-out clips
-    assert report["temporal"]["chunk_boundary_ratio"] <= 1.3  # 1.11 on this clip; card: 1.09
+    assert report["states"]["listening_mouth_closed"] >= 0.9  # 1.0 on this clip; card: 0.81
+    assert report["states"]["idle_mouth_closed"] >= 0.9  # 1.0 on this clip; card: 0.80
+    assert report["appearance"]["psnr_outside"] >= 19.0  # 21.0 dB on this clip; card: 23.6 on 20 held-out clips
+    # 1.29 on this clip; the target (1.3) is the card's, on 20 clips: 1.26
+    assert report["temporal"]["chunk_boundary_ratio"] <= 1.45
+    assert report["expression_gain"]["smile"] >= 0.01  # 0.038 on this character; card: 0.022 over three
 
 
 def test_default_autoencoder_keeps_the_mouth_readable_on_an_unseen_character(eval_data):
