@@ -176,7 +176,7 @@ def sample_chunks(
         start = int(torch.randint(length - frames + 1, (1,), generator=generator))
         reference = clip.latents[int(torch.randint(length, (1,), generator=generator))]
         motion_end = start
-        if stale_motion > 0 and float(torch.rand(1, generator=generator)) < stale_motion:
+        if stale_motion > 0 and float(torch.rand(1, generator=generator)) < stale_motion:  # no draw at 0: runs repeat
             motion_end = int(torch.randint(length + 1, (1,), generator=generator))
         before = clip.latents[max(0, motion_end - motion_frames) : motion_end]
         pad = reference[None].expand(motion_frames - len(before), *reference.shape)
