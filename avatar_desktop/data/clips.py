@@ -22,6 +22,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE
+from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.errors import AvatarError, InputFileError
 
 FORMAT_VERSION = 1
@@ -62,6 +63,15 @@ class Clip:
     @property
     def fps(self) -> int:
         return int(self.meta["fps"])
+
+    def portrait(self) -> np.ndarray:
+        """The portrait a model animates for this clip (H, W, 3) uint8: the identity's neutral render (synthetic
+        clips), else the first frame (real videos)."""
+        if "identity_seed" in self.meta:
+            portrait, _ = render_frame(Identity.from_seed(int(self.meta["identity_seed"])), FrameParams(),
+                                       self.frames.shape[1])
+            return portrait
+        return self.frames[0]
 
 
 class FrameWriter:

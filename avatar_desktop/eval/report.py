@@ -228,21 +228,11 @@ def frame_source(model: str, engine: EngineConfig, *, autoencoder_only: bool = F
     return ModelSource(model, engine)
 
 
-def neutral_portrait(clip: Clip) -> np.ndarray:
-    """The portrait a model animates for this clip: the identity's neutral render (synthetic clips) or the first
-    frame (real videos)."""
-    if "identity_seed" in clip.meta:
-        portrait, _ = render_frame(Identity.from_seed(int(clip.meta["identity_seed"])), FrameParams(),
-                                   clip.frames.shape[1])
-        return portrait
-    return clip.frames[0]
-
-
 def clip_stream(clip: Clip, frames: int | None = None) -> Stream:
     """The clip as a stream, looped to `frames` frames (default: its own length)."""
     frames = frames or len(clip.frames)
     repeats = -(-frames // len(clip.frames))
-    return Stream(portrait=neutral_portrait(clip), audio=np.tile(clip.audio, repeats)[: frames * SAMPLE_RATE
+    return Stream(portrait=clip.portrait(), audio=np.tile(clip.audio, repeats)[: frames * SAMPLE_RATE
                                                                                       // clip.fps],
                   states=np.tile(clip.record["state"], repeats)[:frames],
                   expressions=np.tile(clip.record["expression"], (repeats, 1))[:frames],
@@ -343,7 +333,7 @@ def _slider_effects(clip: Clip, source: FrameSource) -> list[list[float]]:
     character: (sliders, values)."""
     identity = Identity.from_seed(int(clip.meta["identity_seed"]))
     size = clip.frames.shape[1]
-    portrait = neutral_portrait(clip)
+    portrait = clip.portrait()
     neutral = source.still(portrait, {}, portrait)
     result = []
     for index, name in enumerate(EXPRESSION_COMPONENTS):

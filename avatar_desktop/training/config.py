@@ -86,7 +86,9 @@ class TeacherRecipe:
     denoises the difference from the reference; its output layer then starts at zero (not warm-started), so its
     first estimate is the portrait itself. A teacher trained further keeps its own setting. `stale_motion`: the share
     of chunks whose motion frames come from another moment of the clip (training.data.sample_chunks), so that the
-    expression and pose sliders, not only the motion frames, steer the face."""
+    expression and pose sliders, not only the motion frames, steer the face. `portrait_reference`: the reference is
+    the clip's portrait (the neutral face the engine animates) instead of a random frame of the clip, which carries
+    the clip's expression and pose for the model to copy."""
 
     init: str = ""
     warm_start: str = ""
@@ -101,6 +103,7 @@ class TeacherRecipe:
     teacher_steps: int = 25
     mouth_weight: float = 0.0
     stale_motion: float = 0.0
+    portrait_reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,7 @@ class DistillRecipe:
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
     neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
     `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
-    `mouth_weight`, `freeze_audio_encoder` and `stale_motion` as in TeacherRecipe. `chunks` is the student's chunk
+    `mouth_weight`, `freeze_audio_encoder`, `stale_motion` and `portrait_reference` as in TeacherRecipe. `chunks` is the student's chunk
     plan: the engine runs the student, and its speed on the target machine sets how long a steady chunk can be kept
     short.
     """
@@ -126,6 +129,7 @@ class DistillRecipe:
     audio_guidance: float = 1.0
     mouth_weight: float = 0.0
     stale_motion: float = 0.0
+    portrait_reference: bool = False
     chunks: ChunkPlanConfig = ChunkPlanConfig()
 
 

@@ -228,10 +228,10 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 def _diffusion_batch(step: int, generator: torch.Generator, clips, model_config: ModelConfig, run: RunConfig,
                      curriculum: CurriculumConfig, motion_noise_max: float, audio_dropout: float,
-                     stale_motion: float) -> dict[str, Any]:
+                     stale_motion: float, portrait_reference: bool) -> dict[str, Any]:
     frames = chunk_length(step, curriculum, generator)
     batch = sample_chunks(clips, run.batch_size, frames, model_config.denoiser.num_motion_frames,
-                          model_config.audio, model_config.fps, generator, stale_motion)
+                          model_config.audio, model_config.fps, generator, stale_motion, portrait_reference)
     size = run.batch_size
     batch["noise"] = torch.randn(batch["x0"].shape, generator=generator)
     batch["motion_sigma"] = torch.rand(size, generator=generator) * motion_noise_max
@@ -350,7 +350,8 @@ def train_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         sample = _diffusion_batch(step, generator, clips, fresh.config, recipe.run, recipe.curriculum,
-                                  recipe.motion_noise_max, recipe.audio_dropout, recipe.stale_motion)
+                                  recipe.motion_noise_max, recipe.audio_dropout, recipe.stale_motion,
+                                  recipe.portrait_reference)
         sample["sigma"] = torch.exp(recipe.p_mean + recipe.p_std * torch.randn(recipe.run.batch_size, generator=generator))
         return sample
 
@@ -382,7 +383,8 @@ def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         sample = _diffusion_batch(step, generator, clips, teacher.config, recipe.run, recipe.curriculum,
-                                  recipe.motion_noise_max, 0.0, recipe.stale_motion)
+                                  recipe.motion_noise_max, 0.0, recipe.stale_motion,
+                                  recipe.portrait_reference)
         sample["level"] = torch.randint(len(sigmas) - 1, (recipe.run.batch_size,), generator=generator)
         return sample
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from avatar_desktop.cli import main
 from avatar_desktop.config import AudioConfig, EngineConfig
@@ -24,7 +24,8 @@ from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, tiny_test_config
 from avatar_desktop.models.store import load_model, save_model
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
-from avatar_desktop.training.data import CachedClip, autoencoder_key, images_to_tensor, mouth_mask, sample_chunks
+from avatar_desktop.training.data import (CachedClip, autoencoder_key, cache_latents, images_to_tensor, mouth_mask,
+                                          sample_chunks, training_clips)
 from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages import _warm_start, chunk_length
 
@@ -272,11 +273,17 @@ def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
     assert mask[1].sum() == 0
 
 
+def _numbered_clip(frames: int) -> CachedClip:
+    """A cached clip whose frame f's latent (1, 2, 2) is all f, and whose portrait's is all -1."""
+    return CachedClip(latents=torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 1, 2, 2),
+                      portrait=torch.full((1, 2, 2), -1.0), audio=torch.zeros(frames * 640),
+                      state=torch.zeros(frames, dtype=torch.int64), expression=torch.zeros(frames, 5),
+                      mouth_box=torch.full((frames, 4), float("nan")))
+
+
 def test_stale_motion_draws_the_motion_frames_from_another_moment_of_the_clip():
     frames, motion_frames = 60, 2
-    clip = CachedClip(latents=torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 1, 2, 2),
-                      audio=torch.zeros(frames * 640), state=torch.zeros(frames, dtype=torch.int64),
-                      expression=torch.zeros(frames, 5), mouth_box=torch.full((frames, 4), float("nan")))
+    clip = _numbered_clip(frames)
 
     def last_motion_and_first_frame(stale_motion: float) -> tuple[torch.Tensor, torch.Tensor]:
         batch = sample_chunks([clip], 200, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0),
@@ -293,6 +300,40 @@ def test_stale_motion_draws_the_motion_frames_from_another_moment_of_the_clip():
     stale = batch["motion"][:, :, 0, 0, 0]
     own_frames = stale[:, 0] != batch["reference"][:, 0, 0, 0]
     assert torch.equal(stale[own_frames, 1] - stale[own_frames, 0], torch.ones(int(own_frames.sum())))  # consecutive
+
+
+def test_a_portrait_reference_is_the_clips_portrait_also_where_motion_frames_are_missing():
+    """As the engine does: the reference is the portrait, and a chunk at the start of the clip gets it as motion."""
+    frames, motion_frames = 20, 2
+    clip = _numbered_clip(frames)
+    batch = sample_chunks([clip], 100, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0),
+                          portrait_reference=True)
+    assert torch.equal(batch["reference"], torch.full((100, 1, 2, 2), -1.0))
+    first, motion = batch["x0"][:, 0, 0, 0, 0], batch["motion"][:, :, 0, 0, 0]
+    at_start = first == 0
+    assert at_start.any() and torch.equal(motion[at_start], torch.full((int(at_start.sum()), motion_frames), -1.0))
+    drawn = sample_chunks([clip], 100, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0))
+    assert (drawn["reference"] >= 0).all()  # without it, frames of the clip
+
+
+def test_the_latent_cache_holds_each_clips_portrait_and_remakes_files_without_it(autoencoder_run, dataset, tmp_path):
+    """The cached portrait is the encoded Clip.portrait (the neutral render); a file written before portraits
+    were cached is made again, not failed on."""
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns("cache"))
+    autoencoder = load_model(autoencoder_run / "model").autoencoder.eval()
+    cached = cache_latents(data, autoencoder)
+    clip = load_clip(training_clips(data)[0])
+    with torch.no_grad():
+        expected = autoencoder.encode(images_to_tensor(clip.portrait()[None]))[0]
+    torch.testing.assert_close(cached[0].portrait, expected.half().float())
+    assert not torch.equal(cached[0].portrait, cached[0].latents[0])  # the neutral render, not the first frame
+    file = data / "cache" / autoencoder_key(autoencoder) / f"{clip.path.name}.safetensors"
+    old = {k: v for k, v in load_file(file).items() if k != "portrait"}
+    save_file(old, file)
+    again = cache_latents(data, autoencoder)
+    torch.testing.assert_close(again[0].portrait, cached[0].portrait)
+    assert "portrait" in load_file(file)
 
 
 def test_resume_continues_the_loss_curve_exactly(autoencoder_run, dataset, tmp_path):
