@@ -113,9 +113,9 @@ class DistillRecipe:
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
     neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
     `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
-    `mouth_weight`, `freeze_audio_encoder`, `stale_motion` and `portrait_reference` as in TeacherRecipe. `chunks` is the student's chunk
-    plan: the engine runs the student, and its speed on the target machine sets how long a steady chunk can be kept
-    short.
+    `mouth_weight`, `freeze_audio_encoder`, `stale_motion` and `portrait_reference` as in TeacherRecipe. `chunks` is
+    the student's chunk plan: the engine runs the student, and its speed on the target machine sets how long a steady
+    chunk can be kept short.
     """
 
     init: str = ""
