@@ -37,7 +37,10 @@ class AutoencoderRecipe:
 
     init: a model folder to start from instead of fresh weights (its preset must be `preset`); its other networks
     are kept, so the output is that model with the trained autoencoder. train_encoder = false trains the decoder
-    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid."""
+    alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid.
+    latent_blur > 0 blurs each training latent by a Gaussian of a random width in [0, latent_blur] latent cells
+    while the target stays sharp: the decoder learns to draw crisp edges from the softer latents a few-step
+    generator produces, not only from the encoder's."""
 
     preset: str = "tiny-cpu"
     run: RunConfig = RunConfig()
@@ -47,6 +50,11 @@ class AutoencoderRecipe:
     refresh_every: int = 50
     init: str = ""
     train_encoder: bool = True
+    latent_blur: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.latent_blur <= 1.0:  # the blur kernel spans 5 cells: wider Gaussians would be cut off
+            raise ValueError(f"latent_blur = {self.latent_blur}: choose a width from 0 (off) to 1 latent cell")
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,24 @@ def image_gradient_loss(prediction: torch.Tensor, target: torch.Tensor, weight: 
     return total / scales
 
 
+def blur_latents(latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Latents (B, C, h, w), each sample blurred by a separable Gaussian of its own width sigma (B,) in latent
+    cells (0: unchanged), with reflected borders."""
+    taps = torch.arange(-2, 3, dtype=latents.dtype, device=latents.device)
+    kernel = torch.exp(-taps**2 / (2 * sigma[:, None].clamp_min(1e-3) ** 2))  # (B, 5)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    b, c, h, w = latents.shape
+    kernel = kernel.repeat_interleave(c, dim=0)  # (B*C, 5): one kernel per channel of each sample
+    x = F.pad(latents.reshape(1, b * c, h, w), (2, 2, 2, 2), mode="reflect")
+    x = F.conv2d(x, kernel[:, None, None, :], groups=b * c)
+    x = F.conv2d(x, kernel[:, None, :, None], groups=b * c)
+    return x.reshape(b, c, h, w)
+
+
 class AutoencoderObjective(nn.Module):
     """Reconstruction loss of a batch of images (B, 3, H, W) in [-1, 1] whose mouth masks (B, 1, H, W) weigh
-    1 + mouth_weight; a frozen encoder runs without gradients."""
+    1 + mouth_weight; a frozen encoder runs without gradients. A batch with `latent_blur` (B,) has its latents
+    blurred by that many latent cells before decoding, while the target stays the sharp image."""
 
     def __init__(self, model: AvatarModel, gradient_weight: float, mouth_weight: float = 0.0, train_encoder: bool = True):
         super().__init__()
@@ -77,6 +92,8 @@ class AutoencoderObjective(nn.Module):
         ae = self.model.autoencoder
         with torch.set_grad_enabled(self.train_encoder and torch.is_grad_enabled()):
             latents = ae.encode(images)
+        if "latent_blur" in batch:
+            latents = blur_latents(latents, batch["latent_blur"])
         reconstruction = ae.decode(latents)
         l1 = (weight * (reconstruction - images).abs()).mean()
         return l1 + self.gradient_weight * image_gradient_loss(reconstruction, images, weight)
@@ -270,7 +287,10 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
 
     def batch(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         images, mouth = pool.sample(recipe.run.batch_size, generator)
-        return {"images": images, "mouth": mouth}
+        if not recipe.latent_blur:
+            return {"images": images, "mouth": mouth}
+        blur = torch.rand(recipe.run.batch_size, generator=generator) * recipe.latent_blur
+        return {"images": images, "mouth": mouth, "latent_blur": blur}
 
     def export(step: int) -> None:  # a model started from `init` also records how that one was made
         save_model(model, out / "model", provenance=_provenance(loaded, data, step) | earlier)

@@ -27,7 +27,7 @@ from avatar_desktop.training.config import CurriculumConfig, RunConfig
 from avatar_desktop.training.data import (CachedClip, autoencoder_key, cache_latents, images_to_tensor, mouth_mask,
                                           sample_chunks, training_clips)
 from avatar_desktop.training.loop import learning_rate
-from avatar_desktop.training.stages import _warm_start, chunk_length
+from avatar_desktop.training.stages import _warm_start, blur_latents, chunk_length
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -201,13 +201,14 @@ def _mouth_error(model, clip_folder: Path) -> float:
 
 
 def test_a_decoder_fine_tune_sharpens_the_mouth_and_keeps_every_latent(autoencoder_run, dataset, tmp_path, capsys):
-    """train_encoder = false with a mouth weight: the held-out mouth error falls, the encoder (so the latent cache
-    key), the audio encoder and the denoiser stay exactly those of `init`; bad combinations are named."""
+    """train_encoder = false with a mouth weight (and blurred training latents): the held-out mouth error falls, the
+    encoder (so the latent cache key), the audio encoder and the denoiser stay exactly those of `init`; bad
+    combinations are named."""
     init = load_model(autoencoder_run / "model")
     heldout = dataset / next(e["path"] for e in load_manifest(dataset)["clips"] if e["split"] == "heldout")
     recipe = _recipe(tmp_path, "decoder", f'preset = "tiny-test"\ninit = "{autoencoder_run / "model"}"\n'
-                     "train_encoder = false\nmouth_weight = 8.0\npool_clips = 2\n[run]\nsteps = 60\nbatch_size = 4\n"
-                     "lr = 2e-3\nwarmup_steps = 1\nsave_every = 60\n")
+                     "train_encoder = false\nmouth_weight = 8.0\nlatent_blur = 0.5\npool_clips = 2\n"
+                     "[run]\nsteps = 60\nbatch_size = 4\nlr = 2e-3\nwarmup_steps = 1\nsave_every = 60\n")
     assert _train("autoencoder", recipe, dataset, tmp_path / "decoder") == 0
     tuned = load_model(tmp_path / "decoder" / "model")
     assert _mouth_error(tuned, heldout) < 0.9 * _mouth_error(init, heldout)
@@ -388,12 +389,24 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_its_floor():
     assert {learning_rate(step, constant) for step in range(10, 110)} == {1e-3}
 
 
+def test_latent_blur_softens_each_sample_by_its_own_width():
+    """Width 0 leaves a latent exactly as it is, a flat latent stays flat, and wider blurs remove more detail."""
+    latents = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    blurred = blur_latents(latents, torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.equal(blurred[0], latents[0])
+    detail = [float((blurred[i] - blurred[i].mean()).std()) for i in range(3)]
+    assert detail[0] > detail[1] > detail[2] > 0
+    flat = torch.full((1, 2, 8, 8), 0.7)
+    torch.testing.assert_close(blur_latents(flat, torch.tensor([1.0])), flat)
+
+
 @pytest.mark.parametrize(
     "stage, text, message",
     [
         ("autoencoder", 'preset = "tiny-test"\nlearning_rate = 1\n', "unknown key(s) ['learning_rate']"),
         ("autoencoder", '[run]\nstepz = 3\n', "autoencoder.run: unknown key(s) ['stepz']"),
         ("autoencoder", 'preset = "huge"\n', "unknown preset 'huge'"),
+        ("autoencoder", 'preset = "tiny-test"\nlatent_blur = 2.0\n', "latent_blur = 2.0: choose a width from 0"),
         ("teacher", "[run]\nsteps = 3\n", "set `init`"),
         ("teacher", "init = [", "not valid TOML"),
     ],
