@@ -2,7 +2,8 @@
 # The evaluations behind models/default/MODEL_CARD.md, one after the other (run on an otherwise idle machine):
 #   scripts/evaluate_default.sh DATA STUDENT TEACHER OUT
 # DATA: a `dataset synth` folder; STUDENT, TEACHER: model folders (runs/tiny-cpu-distill/model,
-# runs/tiny-cpu-teacher/model); OUT: where the JSON reports, plots and benchmarks go.
+# runs/tiny-cpu-teacher/model), TEACHER "-" to skip the teacher (when only the student changed and the teacher's
+# earlier report still holds); OUT: where the JSON reports, plots and benchmarks go.
 set -euo pipefail
 if [ $# -ne 4 ]; then
     echo "usage: $0 DATA STUDENT TEACHER OUT" >&2
@@ -30,7 +31,11 @@ for chunk in 1 2 4 8; do
 done
 step autoencoder "$bin" eval --model "$student" --data "$data" --clips $clips --autoencoder-only
 step still_head "$bin" eval --model still-head --data "$data" --clips $clips
-step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $compare --steps 10 --plot "$out/teacher.png"
+if [ "$teacher" != - ]; then
+    step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $compare --steps 10 --plot "$out/teacher.png"
+fi
 step bench_student "$bin" bench --model "$student"
 step bench_student_1thread "$bin" bench --model "$student" --threads 1
-step bench_teacher_10steps "$bin" bench --model "$teacher" --steps 10
+if [ "$teacher" != - ]; then
+    step bench_teacher_10steps "$bin" bench --model "$teacher" --steps 10
+fi
