@@ -1,6 +1,6 @@
 """The training stages as objectives (nn.Modules whose forward returns the batch loss) and their drivers.
 
-autoencoder: L1 + multi-scale gradient loss on frames.
+autoencoder: L1 + multi-scale gradient loss on frames (the decoder alone, and from blurred latents, on request).
 audio:       the audio encoder predicts each frame's mouth (opening, width, rounding, teeth) from its audio window.
 teacher:     EDM denoising loss (Karras et al. 2022) on chunks of cached latents, with the variable-length
              curriculum, noise-augmented motion frames and audio dropout.
