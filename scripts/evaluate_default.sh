@@ -31,11 +31,9 @@ for chunk in 1 2 4 8; do
 done
 step autoencoder "$bin" eval --model "$student" --data "$data" --clips $clips --autoencoder-only
 step still_head "$bin" eval --model still-head --data "$data" --clips $clips
-if [ "$teacher" != - ]; then
-    step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $compare --steps 10 --plot "$out/teacher.png"
-fi
 step bench_student "$bin" bench --model "$student"
 step bench_student_1thread "$bin" bench --model "$student" --threads 1
 if [ "$teacher" != - ]; then
+    step teacher_10steps "$bin" eval --model "$teacher" --data "$data" --clips $compare --steps 10 --plot "$out/teacher.png"
     step bench_teacher_10steps "$bin" bench --model "$teacher" --steps 10
 fi
