@@ -195,6 +195,34 @@ def expression_pose(expression: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return 0.6 * expression[..., names.index("head_yaw")], 0.6 * expression[..., names.index("head_pitch")]
 
 
+def record_frame_params(record: dict[str, np.ndarray], index: int, expression: np.ndarray | None = None) -> FrameParams:
+    """FrameParams of frame `index` of a synthetic clip's record (record.npz arrays): rendering them gives the stored
+    frame. With `expression` (5,), the frame as it would look with those slider values instead: the expression
+    and the head pose the head sliders add (expression_pose) change, everything else (mouth, blink, head motion,
+    sway) stays."""
+    yaw, pitch, roll = (float(v) for v in record["head_pose"][index])
+    if expression is None:
+        expression = record["expression"][index]
+    else:
+        expression = np.asarray(expression, np.float32)
+        new_yaw, new_pitch = expression_pose(expression)
+        old_yaw, old_pitch = expression_pose(record["expression"][index])
+        yaw = float(np.clip(yaw + new_yaw - old_yaw, -1, 1))
+        pitch = float(np.clip(pitch + new_pitch - old_pitch, -1, 1))
+    return FrameParams(
+        mouth_opening=float(record["mouth_open"][index]),
+        mouth_width=float(record["mouth_shape"][index, 0]),
+        mouth_rounding=float(record["mouth_shape"][index, 1]),
+        teeth=float(record["mouth_shape"][index, 2]),
+        blink=float(record["blink"][index]),
+        expression=expression,
+        head_yaw=yaw,
+        head_pitch=pitch,
+        head_roll=roll,
+        sway=(float(record["sway"][index, 0]), float(record["sway"][index, 1])),
+    )
+
+
 def _expression_track(rng: np.random.Generator, frames: int, listening: np.ndarray) -> np.ndarray:
     """(T, 5) slider values: a base expression per half clip, eased between, plus an attentive look when
     listening (brows up, eyes open, slight smile)."""

@@ -47,23 +47,16 @@ def test_every_clip_has_frames_audio_and_a_record(dataset):
 
 def test_frames_are_the_record_rendered_losslessly(dataset):
     """The record holds every rendering parameter: re-rendering it gives the stored frames, bit for bit."""
-    from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
+    from avatar_desktop.data.synthetic import Identity, render_frame
+    from avatar_desktop.data.timeline import record_frame_params
 
     clip = load_clip(dataset / "clips" / "id0001_c00")
-    record = clip.record
     identity = Identity.from_seed(clip.meta["identity_seed"])
     for index in (0, 37, 149):
-        params = FrameParams(mouth_opening=float(record["mouth_open"][index]),
-                             mouth_width=float(record["mouth_shape"][index, 0]),
-                             mouth_rounding=float(record["mouth_shape"][index, 1]),
-                             teeth=float(record["mouth_shape"][index, 2]), blink=float(record["blink"][index]),
-                             expression=record["expression"][index], head_yaw=float(record["head_pose"][index, 0]),
-                             head_pitch=float(record["head_pose"][index, 1]),
-                             head_roll=float(record["head_pose"][index, 2]),
-                             sway=tuple(map(float, record["sway"][index])))
+        params = record_frame_params(clip.record, index)
         frame, geometry = render_frame(identity, params, 128)
         np.testing.assert_array_equal(frame, clip.frames[index])
-        np.testing.assert_allclose(geometry.mouth_box, record["mouth_box"][index], rtol=1e-6)
+        np.testing.assert_allclose(geometry.mouth_box, clip.record["mouth_box"][index], rtol=1e-6)
 
 
 def test_visemes_line_up_with_the_phonemes_in_the_audio(dataset):

@@ -7,7 +7,7 @@ import pytest
 from avatar_desktop.config import EXPRESSION_COMPONENTS, State
 from avatar_desktop.data.speech import Viseme, Voice
 from avatar_desktop.data.synthetic import HAIR_STYLES, FrameParams, Identity, mouth_box, render_frame
-from avatar_desktop.data.timeline import coarticulate, make_clip_tracks, viseme_frames
+from avatar_desktop.data.timeline import coarticulate, make_clip_tracks, record_frame_params, viseme_frames
 
 
 def _inside(box, shape):
@@ -100,6 +100,28 @@ def test_clip_tracks_have_states_speech_and_motion():
     assert tracks.expression.shape == (frames, len(EXPRESSION_COMPONENTS))
     image, _ = render_frame(Identity.from_seed(1), tracks.frame_params(frames // 2), 64)
     assert image.shape == (64, 64, 3)
+
+
+def test_a_record_frame_redrawn_with_other_sliders_changes_only_the_expression_and_its_head_pose():
+    tracks = make_clip_tracks(np.random.default_rng(3), 2.0, Voice("en-us+f2"), Voice("en+m3"))
+    record = {"mouth_open": tracks.mouth[:, 0], "mouth_shape": tracks.mouth[:, 1:], "blink": tracks.blink,
+              "expression": tracks.expression, "head_pose": tracks.head_pose, "sway": tracks.sway}
+    index = 20
+    natural = tracks.frame_params(index)
+    same = record_frame_params(record, index)
+    np.testing.assert_array_equal(same.expression, natural.expression)
+    assert (same.mouth_opening, same.blink, same.head_yaw, same.head_pitch, same.sway) == (
+        natural.mouth_opening, natural.blink, natural.head_yaw, natural.head_pitch, natural.sway)
+    sliders = np.array([0.9, -0.5, 0.3, 0.5, -0.25], np.float32)  # smile, brow, eye_open, head_yaw, head_pitch
+    moved = record_frame_params(record, index, sliders)
+    np.testing.assert_array_equal(moved.expression, sliders)
+    shift = 0.6 * (sliders[3:] - tracks.expression[index, 3:])
+    assert moved.head_yaw == pytest.approx(np.clip(natural.head_yaw + shift[0], -1, 1), abs=1e-6)
+    assert moved.head_pitch == pytest.approx(np.clip(natural.head_pitch + shift[1], -1, 1), abs=1e-6)
+    assert (moved.mouth_opening, moved.blink, moved.head_roll, moved.sway) == (
+        natural.mouth_opening, natural.blink, natural.head_roll, natural.sway)
+    identity = Identity.from_seed(4)
+    assert not np.array_equal(render_frame(identity, moved, 64)[0], render_frame(identity, natural, 64)[0])
 
 
 def test_sample_portrait_looks_like_a_face():
