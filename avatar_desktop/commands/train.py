@@ -1,4 +1,4 @@
-"""`avatar-desktop train autoencoder|audio|teacher|distill --config FILE --data DIR --out DIR [--resume]`.
+"""`avatar-desktop train autoencoder|audio|teacher|distill|expression --config FILE --data DIR --out DIR [--resume]`.
 
 Runs as one process, or under `torchrun --nproc-per-node N -m avatar_desktop train ...` (DDP).
 """
@@ -30,4 +30,4 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-command("train", "Train the autoencoder, the teacher, or distil the few-step student")((_add, _run))
+command("train", "Train the autoencoder, audio encoder or teacher, distil the few-step student, or teach it the sliders")((_add, _run))

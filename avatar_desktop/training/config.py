@@ -141,13 +141,33 @@ class DistillRecipe:
     chunks: ChunkPlanConfig = ChunkPlanConfig()
 
 
-RECIPES = {"autoencoder": AutoencoderRecipe, "audio": AudioRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe}
+@dataclass(frozen=True)
+class ExpressionRecipe:
+    """Slider fine-tune of a one-step student (`init`: the distill stage's output, or its decoder-sharpened model) on
+    synthetic clips drawn twice, with the clip's own and with changed slider values (training.expression). Only
+    the denoiser trains. Outside the mouth each rendering is the target; inside it, a frozen copy of `init` (the
+    anchor), which keeps the lip sync distillation gave; chunks whose motion frames and sliders are the clip's own
+    keep the anchor everywhere. `difference_weight` weighs the loss on the difference between the two renderings
+    (the student's changed minus held output against the true changed minus held latents): the part of the
+    target that only the sliders explain. `change_share`: the chance that each slider is redrawn; motion frames
+    noised with sigma ~ U(0, motion_noise_max) as in distillation."""
+
+    init: str = ""
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig(max_frames=4)
+    change_share: float = 0.5
+    difference_weight: float = 1.0
+    motion_noise_max: float = 0.5
+
+
+RECIPES = {"autoencoder": AutoencoderRecipe, "audio": AudioRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe,
+           "expression": ExpressionRecipe}
 
 
 @dataclass(frozen=True)
 class LoadedRecipe:
     stage: str
-    recipe: AutoencoderRecipe | AudioRecipe | TeacherRecipe | DistillRecipe
+    recipe: AutoencoderRecipe | AudioRecipe | TeacherRecipe | DistillRecipe | ExpressionRecipe
     source: Path
     text: str = field(repr=False, default="")
 
@@ -158,7 +178,7 @@ class LoadedRecipe:
 
 
 def load_recipe(stage: str, path: str | Path) -> LoadedRecipe:
-    """Read the TOML recipe of `stage` ('autoencoder', 'audio', 'teacher' or 'distill')."""
+    """Read the TOML recipe of `stage` (a key of RECIPES)."""
     path = Path(path)
     if stage not in RECIPES:
         raise AvatarError(f"unknown training stage {stage!r}: expected one of {', '.join(RECIPES)}")

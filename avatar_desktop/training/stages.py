@@ -6,6 +6,8 @@ teacher:     EDM denoising loss (Karras et al. 2022) on chunks of cached latents
              curriculum, noise-augmented motion frames and audio dropout.
 distill:     consistency distillation (Song et al. 2023): the student at level sigma_{n+1} matches the EMA target at
              sigma_n after one Heun step of the teacher's ODE between the two levels.
+expression:  a one-step student learns what each slider changes from synthetic chunks rendered twice, with the
+             clip's own and with changed slider values (training.expression), its mouth anchored to its start.
 Every stage writes `out/model` (a model folder the engine loads), `out/checkpoint`, `out/loss.csv`, `out/loss.png`.
 """
 
@@ -30,6 +32,7 @@ from avatar_desktop.models.presets import build_model, preset_config
 from avatar_desktop.models.store import load_model, read_model_config, save_model
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
+from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.data import (
     MOUTH_TARGETS,
     FramePool,
@@ -222,6 +225,45 @@ class DistillObjective(nn.Module):
             target = self.target.denoise(x_now, s_now, conditioning(self.target, batch, motion))
         prediction = self.student.denoise(x_next, s_next, conditioning(self.student, batch, motion))
         return _weighted_mean((prediction - target) ** 2, batch, self.mouth_weight).mean()
+
+
+class ExpressionObjective(nn.Module):
+    """Slider loss of a one-step student on chunks rendered twice (training.expression.sample_expression_chunks,
+    then encode_batch, plus noise (B, T, C, h, w), motion_sigma (B,) and motion_noise (B, M, C, h, w)).
+
+    Each version v (held, changed): ||S_v - target_v||^2 with S_v the student's one-step output from sigma_max,
+    target_v the rendered latents outside the mouth box and the frozen anchor's output inside it (chunks whose
+    motion frames are `natural` take the anchor everywhere in their held version); plus difference_weight *
+    ||(S_changed - S_held) - (x_changed - x_held)||^2, what the changed sliders alone should change."""
+
+    def __init__(self, student: AvatarModel, anchor: AvatarModel, difference_weight: float):
+        super().__init__()
+        self.student = student
+        self.anchor = anchor  # frozen
+        self.difference_weight = difference_weight
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        noise = batch["noise"]
+        sigma = noise.new_full((len(noise),), self.student.config.sampling.sigma_max)
+        x = noise * sigma[:, None, None, None, None]
+        with torch.no_grad():  # the audio encoder is frozen and the same in both networks
+            audio = self.student.audio_encoder(batch["windows"])
+        outputs = {}
+        loss = noise.new_zeros(())
+        for version in ("held", "changed"):
+            cond = DenoiserInputs(reference=batch["reference"], motion=_noised_motion(batch), audio=audio,
+                                  label=batch["label"], expression=batch[f"{version}_expression"])
+            with torch.no_grad():
+                anchored = self.anchor.denoise(x, sigma, cond)
+            mouth = batch[f"{version}_mouth"]
+            target = mouth * anchored + (1 - mouth) * batch[f"{version}_x0"]
+            if version == "held":
+                target = torch.where(batch["natural"][:, None, None, None, None], anchored, target)
+            outputs[version] = self.student.denoise(x, sigma, cond)
+            loss = loss + ((outputs[version] - target) ** 2).mean()
+        change = outputs["changed"] - outputs["held"]
+        true_change = batch["changed_x0"] - batch["held_x0"]
+        return loss + self.difference_weight * ((change - true_change) ** 2).mean()
 
 
 def _heun_step(denoise, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
@@ -422,6 +464,43 @@ def train_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> 
                  after_step=update_target, on_save=export, parameters=trained)
 
 
+def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    student = _load_previous_stage(loaded)
+    sampling = student.config.sampling
+    if (sampling.parameterization, sampling.steps) != ("consistency", 1):
+        raise AvatarError(f"expression: {recipe.init} is a {sampling.parameterization!r} model with {sampling.steps} "
+                          "steps; this stage fine-tunes a one-step consistency student (a distill stage with "
+                          "student_steps = 1)")
+    _check_curriculum(recipe.curriculum, student.config)
+    earlier = {"init": read_model_config(loaded.resolve(recipe.init))[1].get("provenance", {})}
+    anchor = _freeze(copy.deepcopy(student))
+    for network in (student.autoencoder, student.audio_encoder):
+        _freeze(network)
+    student.denoiser.requires_grad_(True).train()
+    clips = record_clips(data, student.autoencoder)
+    objective = ExpressionObjective(student, anchor, recipe.difference_weight)
+    config = student.config
+    size = config.autoencoder.image_size
+    latent_size = student.latent_shape[-1]
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
+        frames = chunk_length(step, recipe.curriculum, generator)
+        sample = sample_expression_chunks(clips, recipe.run.batch_size, frames, config.denoiser.num_motion_frames,
+                                          config.audio, config.fps, generator, recipe.change_share, size, latent_size)
+        sample = encode_batch(student.autoencoder, sample)
+        sample["noise"] = torch.randn(sample["held_x0"].shape, generator=generator)
+        sample["motion_sigma"] = torch.rand(recipe.run.batch_size, generator=generator) * recipe.motion_noise_max
+        sample["motion_noise"] = torch.randn(sample["motion"].shape, generator=generator)
+        return sample
+
+    def export(step: int) -> None:
+        save_model(student, out / "model", provenance=_provenance(loaded, data, step) | earlier)
+
+    return train(objective, batch, run=recipe.run, out=out, title="expression", resume=resume, on_save=export,
+                 parameters=list(student.denoiser.parameters()))
+
+
 def _warm_start(denoiser: nn.Module, source: nn.Module, name: str) -> None:
     """Copy `source`'s weights into `denoiser` wherever a name and shape match; the rest keep their initialisation."""
     own = denoiser.state_dict()
@@ -453,4 +532,5 @@ def _provenance(loaded: LoadedRecipe, data: Path, step: int) -> dict[str, Any]:
     return {"stage": loaded.stage, "steps": step, "data": data.name, "recipe": loaded.text}
 
 
-STAGES = {"autoencoder": train_autoencoder, "audio": train_audio, "teacher": train_teacher, "distill": train_distill}
+STAGES = {"autoencoder": train_autoencoder, "audio": train_audio, "teacher": train_teacher, "distill": train_distill,
+          "expression": train_expression}

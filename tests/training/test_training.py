@@ -26,8 +26,9 @@ from avatar_desktop.models.store import load_model, save_model
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
 from avatar_desktop.training.data import (CachedClip, autoencoder_key, cache_latents, images_to_tensor, mouth_mask,
                                           sample_chunks, training_clips)
+from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.loop import learning_rate
-from avatar_desktop.training.stages import _warm_start, blur_latents, chunk_length
+from avatar_desktop.training.stages import ExpressionObjective, _warm_start, blur_latents, chunk_length
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -188,6 +189,95 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
     student = load_model(tmp_path / "student" / "model")
     for key, value in audio_model.audio_encoder.state_dict().items():
         torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
+
+
+def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6):
+    config = model.config
+    clips = record_clips(dataset, model.autoencoder)
+    sample = sample_expression_chunks(clips, batch, 3, config.denoiser.num_motion_frames, config.audio, config.fps,
+                                      torch.Generator().manual_seed(seed), change_share, 64, model.latent_shape[-1])
+    return clips, sample
+
+
+def test_expression_chunks_are_the_clip_redrawn_with_its_own_and_with_new_sliders(dataset):
+    """The held version's first frame is the stored frame (the clip's own sliders); natural motion frames are the
+    stored frames before the chunk; the changed version differs only in redrawn sliders, and its frames differ."""
+    model = build_model("tiny-test", seed=0)
+    clips, sample = _expression_chunks(dataset, model, change_share=0.6)
+    frames = {path.name: load_clip(path).frames for path in training_clips(dataset)}
+    names = [path.name for path in training_clips(dataset)]
+    assert sample["held_frames"].shape == sample["changed_frames"].shape == (6, 3, 3, 64, 64)
+    assert sample["motion"].shape == (6, 2, 3, 64, 64) and sample["windows"].shape[:2] == (6, 3)
+    assert sample["held_mouth"].shape == (6, 3, 1, 8, 8) and (sample["held_mouth"].sum(dim=(2, 3, 4)) > 0).all()
+    assert sample["natural"].any() and not sample["natural"].all()
+    redrawn = 0
+    for b in range(6):
+        clip, start = int(sample["clip"][b]), int(sample["start"][b])
+        stored = images_to_tensor(frames[names[clip]])
+        assert start >= 2
+        torch.testing.assert_close(sample["held_frames"][b, 0], stored[start], rtol=0, atol=0)
+        if sample["natural"][b]:
+            torch.testing.assert_close(sample["motion"][b], stored[start - 2 : start], rtol=0, atol=0)
+        own = torch.from_numpy(clips[clip].record["expression"][start])
+        torch.testing.assert_close(sample["held_expression"][b], own)
+        moved = sample["changed_expression"][b] != own
+        assert sample["changed_expression"][b].abs().max() <= 1
+        if moved.any():
+            redrawn += 1
+            assert not torch.equal(sample["changed_frames"][b], sample["held_frames"][b])
+    assert redrawn >= 3
+    _, unchanged = _expression_chunks(dataset, model, change_share=0.0)
+    torch.testing.assert_close(unchanged["changed_frames"], unchanged["held_frames"], rtol=0, atol=0)
+    encoded = encode_batch(model.autoencoder, sample)
+    assert encoded["held_x0"].shape == (6, 3, 4, 8, 8) and encoded["motion"].shape == (6, 2, 4, 8, 8)
+
+
+def test_the_expression_objective_anchors_the_mouth_and_learns_the_slider_difference(dataset):
+    """A student that still is its anchor: with the whole frame counted as mouth its own terms vanish, and only the
+    difference term (changed minus held renderings) is left, which grows with difference_weight."""
+    model = build_model("tiny-test", seed=0).eval()
+    anchor = build_model("tiny-test", seed=0).eval()
+    _, sample = _expression_chunks(dataset, model, change_share=0.6, seed=1)
+    batch = encode_batch(model.autoencoder, sample)
+    generator = torch.Generator().manual_seed(2)
+    batch["noise"] = torch.randn(batch["held_x0"].shape, generator=generator)
+    batch["motion_sigma"] = torch.full((6,), 0.3)
+    batch["motion_noise"] = torch.randn(batch["motion"].shape, generator=generator)
+    everywhere = {**batch, "held_mouth": torch.ones_like(batch["held_mouth"]),
+                  "changed_mouth": torch.ones_like(batch["changed_mouth"])}
+    with torch.no_grad():
+        assert float(ExpressionObjective(model, anchor, difference_weight=0.0)(everywhere)) < 1e-10
+        difference = float(ExpressionObjective(model, anchor, difference_weight=1.0)(everywhere))
+        assert difference > 1e-6
+        assert float(ExpressionObjective(model, anchor, difference_weight=3.0)(everywhere)) == pytest.approx(3 * difference)
+        assert float(ExpressionObjective(model, anchor, difference_weight=0.0)(batch)) > 1e-4  # outside the mouth
+
+
+def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(autoencoder_run, dataset, tmp_path,
+                                                                               capsys):
+    """Only the denoiser of the one-step student trains; the result is still a one-step student; a teacher is
+    refused by name."""
+    assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
+                  tmp_path / "teacher") == 0
+    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 1\n'
+                      "[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\nsave_every = 2\n")
+    assert _train("distill", distill, dataset, tmp_path / "student") == 0
+    recipe = _recipe(tmp_path, "expression", f'init = "{tmp_path / "student" / "model"}"\n[curriculum]\n'
+                     "max_frames = 3\n[run]\nsteps = 3\nbatch_size = 2\nlr = 1e-3\nwarmup_steps = 1\nsave_every = 3\n")
+    assert _train("expression", recipe, dataset, tmp_path / "expression") == 0
+    student, tuned = load_model(tmp_path / "student" / "model"), load_model(tmp_path / "expression" / "model")
+    assert (tuned.config.sampling.parameterization, tuned.config.sampling.steps) == ("consistency", 1)
+    assert len(_losses(tmp_path / "expression")) == 3
+    for network in ("autoencoder", "audio_encoder"):
+        for key, value in getattr(student, network).state_dict().items():
+            torch.testing.assert_close(getattr(tuned, network).state_dict()[key], value, rtol=0, atol=0)
+    assert any(not torch.equal(value, student.denoiser.state_dict()[key])
+               for key, value in tuned.denoiser.state_dict().items())
+    provenance = json.loads((tmp_path / "expression" / "model" / "model.json").read_text())["provenance"]
+    assert provenance["stage"] == "expression" and provenance["init"]["stage"] == "distill"
+    teacher = _recipe(tmp_path, "on_teacher", f'init = "{tmp_path / "teacher" / "model"}"\n[run]\nsteps = 2\n')
+    assert _train("expression", teacher, dataset, tmp_path / "refused") == 2
+    assert "fine-tunes a one-step consistency student" in capsys.readouterr().err
 
 
 def _mouth_error(model, clip_folder: Path) -> float:
