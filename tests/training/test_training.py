@@ -232,6 +232,18 @@ def test_expression_chunks_are_the_clip_redrawn_with_its_own_and_with_new_slider
     assert encoded["held_x0"].shape == (6, 3, 4, 8, 8) and encoded["motion"].shape == (6, 2, 4, 8, 8)
 
 
+def test_expression_chunks_refuse_clips_of_real_videos(dataset, tmp_path):
+    """A clip from `dataset videos` cannot be drawn again with other sliders: the stage says what data it needs."""
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data, ignore=shutil.ignore_patterns("cache"))
+    for meta_path in data.glob("clips/*/clip.json"):
+        meta = json.loads(meta_path.read_text())
+        del meta["identity_seed"]
+        meta_path.write_text(json.dumps({**meta, "source": "video"}))
+    with pytest.raises(AvatarError, match="needs data made by `avatar-desktop dataset synth`"):
+        record_clips(data, build_model("tiny-test", seed=0).autoencoder)
+
+
 def test_the_expression_objective_anchors_the_mouth_and_learns_the_slider_difference(dataset):
     """A student that still is its anchor: with the whole frame counted as mouth its own terms vanish, and only the
     difference term (changed minus held renderings) is left, which grows with difference_weight."""
