@@ -248,10 +248,11 @@ class ExpressionObjective(nn.Module):
         x = noise * sigma[:, None, None, None, None]
         with torch.no_grad():  # the audio encoder is frozen and the same in both networks
             audio = self.student.audio_encoder(batch["windows"])
+        motion = _noised_motion(batch)
         outputs = {}
         loss = noise.new_zeros(())
         for version in ("held", "changed"):
-            cond = DenoiserInputs(reference=batch["reference"], motion=_noised_motion(batch), audio=audio,
+            cond = DenoiserInputs(reference=batch["reference"], motion=motion, audio=audio,
                                   label=batch["label"], expression=batch[f"{version}_expression"])
             with torch.no_grad():
                 anchored = self.anchor.denoise(x, sigma, cond)
