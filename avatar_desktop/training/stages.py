@@ -32,7 +32,6 @@ from avatar_desktop.models.presets import build_model, preset_config
 from avatar_desktop.models.store import load_model, read_model_config, save_model
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
-from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.data import (
     MOUTH_TARGETS,
     FramePool,
@@ -44,6 +43,7 @@ from avatar_desktop.training.data import (
     sample_mouth_windows,
     training_clips,
 )
+from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.loop import Distributed, train
 
 # ----------------------------------------------------------------------------- autoencoder
