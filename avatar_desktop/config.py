@@ -105,7 +105,10 @@ class DenoiserConfig:
     """The chunk denoiser: a UNet over (B, T, C, h, w) with audio cross-attention and temporal layers.
 
     audio_embedding: each frame's audio tokens also enter the time embedding of that frame (off in models made
-    before it existed, whose model.json does not name it)."""
+    before it existed, whose model.json does not name it).
+    motion_expression: the expression embedding also reads the slider values the motion frames were made with
+    (DenoiserInputs.motion_expression), so that the network can tell a slider that just moved from one held
+    since the motion frames, which already show it (off in models made before it existed)."""
 
     patch_size: int = 2
     block_channels: tuple[int, ...] = (64, 128, 160)
@@ -121,6 +124,7 @@ class DenoiserConfig:
     norm_groups: int = 16
     max_chunk_frames: int = 16
     audio_embedding: bool = False
+    motion_expression: bool = False
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,7 @@ class StreamingGenerator:
         self._audio = np.zeros(0, np.float32)
         self._audio_start = 0  # absolute sample index of self._audio[0]
         self._motion: torch.Tensor | None = None  # (1, M, C, h, w)
+        self._motion_expression = torch.zeros_like(self._expression)  # the sliders the motion frames show; the portrait's: 0
         self._last_label: State | None = None
         self.planner.reset()
         self._generator.manual_seed(self.config.seed)
@@ -213,11 +214,13 @@ class StreamingGenerator:
             label=torch.tensor([int(label)], device=self.device),
             expression=self._expression,
             reference_kv=reference_kv if self.config.cache_reference else None,
+            motion_expression=self._motion_expression,
         )
         noise = self._randn((1, frames, channels, height, width))
         latents = self._sampler(self._denoiser(cond), noise, self._sigmas, generator=self._generator)
         history = latents if self._motion is None else torch.cat([self._motion, latents], dim=1)
         self._motion = history[:, -mc.denoiser.num_motion_frames :]
+        self._motion_expression = self._expression
         if self._motion.shape[1] < mc.denoiser.num_motion_frames:  # a 1-frame first chunk: pad with the reference
             pad = reference[:, None].expand(1, mc.denoiser.num_motion_frames - self._motion.shape[1], channels, height, width)
             self._motion = torch.cat([pad, self._motion], dim=1)
@@ -238,6 +241,7 @@ class StreamingGenerator:
             expression=cond.expression.expand(2, -1),
             reference_kv={index: (k.expand(2, -1, -1), v.expand(2, -1, -1)) for index, (k, v) in cond.reference_kv.items()}
             if cond.reference_kv else None,
+            motion_expression=cond.motion_expression.expand(2, -1),
         )
         scale = self.audio_guidance
 

@@ -119,7 +119,9 @@ class _Layer(nn.Module):
 @dataclass
 class DenoiserInputs:
     """Conditioning for one chunk. Shapes: reference (B, C, h, w); motion (B, M, C, h, w); audio (B, T, N, D);
-    label (B,) int64 state indices; expression (B, E) in [-1, 1]; reference_kv from `ChunkDenoiser.reference_kv`."""
+    label (B,) int64 state indices; expression (B, E) in [-1, 1]; motion_expression (B, E) the slider values the
+    newest motion frames were made with (None: the same as expression), read only by a denoiser whose config has
+    motion_expression; reference_kv from `ChunkDenoiser.reference_kv`."""
 
     reference: torch.Tensor
     motion: torch.Tensor
@@ -127,6 +129,7 @@ class DenoiserInputs:
     label: torch.Tensor
     expression: torch.Tensor
     reference_kv: ReferenceKV | None = None
+    motion_expression: torch.Tensor | None = None
 
 
 class ReferenceNet(nn.Module):
@@ -191,7 +194,8 @@ class ChunkDenoiser(nn.Module):
         self.time_proj = Timesteps(ch0, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(ch0, temb)
         self.label_embedding = nn.Embedding(cfg.num_states, temb)
-        self.expression_embedding = nn.Sequential(nn.Linear(cfg.expression_dim, temb), nn.SiLU(), nn.Linear(temb, temb))
+        expression_inputs = cfg.expression_dim * (2 if cfg.motion_expression else 1)
+        self.expression_embedding = nn.Sequential(nn.Linear(expression_inputs, temb), nn.SiLU(), nn.Linear(temb, temb))
         self.audio_embedding = None
         if cfg.audio_embedding:
             self.audio_embedding = nn.Sequential(
@@ -246,6 +250,13 @@ class ChunkDenoiser(nn.Module):
         features = self.reference_net(reference)
         return {index: spatial.reference_kv(features[level]) for index, (level, spatial) in enumerate(self.spatial_layers())}
 
+    def _expression_input(self, cond: DenoiserInputs) -> torch.Tensor:
+        """What the expression embedding reads: (B, E), or (B, 2E) with the motion frames' slider values after."""
+        if not self.cfg.motion_expression:
+            return cond.expression
+        before = cond.expression if cond.motion_expression is None else cond.motion_expression
+        return torch.cat([cond.expression, before.to(cond.expression.dtype)], dim=1)
+
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: DenoiserInputs) -> torch.Tensor:
         batch, frames, channels, h, w = x.shape
         motion = cond.motion.flatten(1, 2)[:, None].expand(batch, frames, -1, h, w)
@@ -253,7 +264,7 @@ class ChunkDenoiser(nn.Module):
         hidden = self.conv_in(torch.cat([x, reference, motion], dim=2).flatten(0, 1))  # (B*T, ch0, h', w')
 
         emb = self.time_embedding(self.time_proj(c_noise.reshape(-1).expand(batch) * NOISE_EMBEDDING_SCALE).to(x.dtype))
-        emb = emb + self.label_embedding(cond.label) + self.expression_embedding(cond.expression.to(x.dtype))
+        emb = emb + self.label_embedding(cond.label) + self.expression_embedding(self._expression_input(cond).to(x.dtype))
         emb = emb.repeat_interleave(frames, dim=0)  # (B*T, temb)
         audio = cond.audio.flatten(0, 1)  # (B*T, N, D)
         if self.audio_embedding is not None:

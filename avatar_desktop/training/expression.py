@@ -81,13 +81,14 @@ def sample_expression_chunks(
     over the chunk, `changed` with each of those values redrawn from U(-1, 1) with probability `change_share`.
 
     Both share reference (B, C, h, w) the portrait latent, motion images (B, M, 3, H, W) of the M frames before the
-    chunk (drawn as one of MOTION_KINDS; `natural` (B,) bool marks the first kind), windows (B, T, W) and label (B,).
+    chunk (drawn as one of MOTION_KINDS; `natural` (B,) bool marks the first kind) and motion_expression (B, E) the
+    slider values of the last of them, windows (B, T, W) and label (B,).
     Per version: {v}_frames (B, T, 3, H, W) images in [-1, 1], {v}_mouth (B, T, 1, h, w) mouth masks in latent
     cells, {v}_expression (B, E). clip, start (B,) say where each chunk comes from. Chunks start after M frames,
     so the motion frames are always the clip's own past.
     """
     out: dict[str, list] = {key: [] for key in (
-        "reference", "motion", "natural", "windows", "label", "clip", "start", "held_frames", "held_mouth",
+        "reference", "motion", "motion_expression", "natural", "windows", "label", "clip", "start", "held_frames", "held_mouth",
         "held_expression", "changed_frames", "changed_mouth", "changed_expression")}
     for _ in range(batch):
         clip_index = int(torch.randint(len(clips), (1,), generator=generator))
@@ -101,6 +102,7 @@ def sample_expression_chunks(
         changed = np.where(redraw, (torch.rand(len(held), generator=generator) * 2 - 1).numpy(), held).astype(np.float32)
         kind = MOTION_KINDS[int(torch.randint(len(MOTION_KINDS), (1,), generator=generator))]
         motion_expression = {"natural": None, "changed": changed, "neutral": np.zeros_like(held)}[kind]
+        last_motion_expression = clip.record["expression"][start - 1] if kind == "natural" else motion_expression
         chunk = range(start, start + frames)
         for version, expression in (("held", held), ("changed", changed)):
             images, mouth = _render(clip, chunk, expression, size, latent_size)
@@ -108,6 +110,7 @@ def sample_expression_chunks(
             out[f"{version}_mouth"].append(mouth)
             out[f"{version}_expression"].append(torch.from_numpy(expression))
         out["motion"].append(_render(clip, range(start - motion_frames, start), motion_expression, size, latent_size)[0])
+        out["motion_expression"].append(torch.from_numpy(last_motion_expression.astype(np.float32)))
         out["reference"].append(clip.portrait)
         out["natural"].append(torch.tensor(kind == "natural"))
         out["windows"].append(chunk_windows(clip.audio, start, frames, audio, fps))

@@ -7,7 +7,8 @@ teacher:     EDM denoising loss (Karras et al. 2022) on chunks of cached latents
 distill:     consistency distillation (Song et al. 2023): the student at level sigma_{n+1} matches the EMA target at
              sigma_n after one Heun step of the teacher's ODE between the two levels.
 expression:  a one-step student learns what each slider changes from synthetic chunks rendered twice, with the
-             clip's own and with changed slider values (training.expression), its mouth anchored to its start.
+             clip's own and with changed slider values (training.expression), its mouth anchored to its start;
+             it also reads the slider values its motion frames were made with (DenoiserConfig.motion_expression).
 Every stage writes `out/model` (a model folder the engine loads), `out/checkpoint`, `out/loss.csv`, `out/loss.png`.
 """
 
@@ -252,8 +253,9 @@ class ExpressionObjective(nn.Module):
         outputs = {}
         loss = noise.new_zeros(())
         for version in ("held", "changed"):
-            cond = DenoiserInputs(reference=batch["reference"], motion=motion, audio=audio,
-                                  label=batch["label"], expression=batch[f"{version}_expression"])
+            cond = DenoiserInputs(reference=batch["reference"], motion=motion, audio=audio, label=batch["label"],
+                                  expression=batch[f"{version}_expression"],
+                                  motion_expression=batch["motion_expression"])
             with torch.no_grad():
                 anchored = self.anchor.denoise(x, sigma, cond)
             mouth = batch[f"{version}_mouth"]
@@ -476,6 +478,7 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
     _check_curriculum(recipe.curriculum, student.config)
     earlier = {"init": read_model_config(loaded.resolve(recipe.init))[1].get("provenance", {})}
     anchor = _freeze(copy.deepcopy(student))
+    student = _with_motion_expression(student)
     for network in (student.autoencoder, student.audio_encoder):
         _freeze(network)
     student.denoiser.requires_grad_(True).train()
@@ -500,6 +503,22 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
 
     return train(objective, batch, run=recipe.run, out=out, title="expression", resume=resume, on_save=export,
                  parameters=list(student.denoiser.parameters()))
+
+
+def _with_motion_expression(model: AvatarModel) -> AvatarModel:
+    """`model` with DenoiserConfig.motion_expression on. The expression embedding's new inputs (the motion frames'
+    slider values m) start with the negated weights of the chunk's values e, so that its first layer reads W (e - m):
+    a slider held since the motion frames asks for no change (they show it already), one that just moved asks for
+    what the model did before. Training then learns what else the pair tells."""
+    if model.config.denoiser.motion_expression:
+        return model
+    denoiser = dataclasses.replace(model.config.denoiser, motion_expression=True)
+    widened = AvatarModel(dataclasses.replace(model.config, denoiser=denoiser), autoencoder=model.autoencoder)
+    state = model.state_dict()
+    key = "denoiser.expression_embedding.0.weight"
+    state[key] = torch.cat([state[key], -state[key]], dim=1)
+    widened.load_state_dict(state)
+    return widened
 
 
 def _warm_start(denoiser: nn.Module, source: nn.Module, name: str) -> None:

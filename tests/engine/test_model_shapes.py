@@ -115,6 +115,21 @@ def test_conditioning_changes_the_output(tiny_model):
         assert not torch.allclose(tiny_model.denoise(x, torch.tensor(1.0), changed), reference_out), field
 
 
+def test_a_motion_expression_model_reads_the_sliders_its_motion_frames_were_made_with(tiny_model):
+    """With DenoiserConfig.motion_expression the motion frames' slider values change the output; left out, they are
+    taken to be the chunk's own (a slider held since the motion frames)."""
+    config = tiny_model.config
+    model = AvatarModel(dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True)))
+    assert model.denoiser.expression_embedding[0].in_features == 2 * config.denoiser.expression_dim
+    x = torch.randn(1, 3, *model.latent_shape)
+    held = DenoiserInputs(**{**_inputs(model, 3).__dict__, "expression": torch.full((1, 5), 0.5)})
+    out = model.denoise(x, torch.tensor(1.0), held)
+    same = DenoiserInputs(**{**held.__dict__, "motion_expression": held.expression})
+    torch.testing.assert_close(model.denoise(x, torch.tensor(1.0), same), out, rtol=0, atol=0)
+    moved = DenoiserInputs(**{**held.__dict__, "motion_expression": torch.zeros(1, 5)})
+    assert not torch.allclose(model.denoise(x, torch.tensor(1.0), moved), out)
+
+
 def test_a_reference_residual_model_denoises_around_the_portrait(tiny_model):
     """D(x) = r + D_net(x - r), D_net the same network without the residual: with a zero output layer the estimate
     at high noise is the reference itself."""

@@ -1,6 +1,7 @@
 """StreamingGenerator: chunking, timestamps, motion continuity, states, step counts, precision."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.streaming import StreamingGenerator
+from avatar_desktop.models.avatar import AvatarModel
 
 SAMPLES_PER_FRAME = 640
 
@@ -151,6 +153,23 @@ def test_expression_and_state_change_the_frames(tiny_model, portrait):
     neutral = frames()
     assert not np.array_equal(neutral, frames(expression={"smile": 1.0}))
     assert not np.array_equal(neutral, frames(label=State.IDLE))
+
+
+def test_a_motion_expression_model_is_told_the_sliders_its_motion_frames_were_made_with(tiny_model, portrait):
+    """The first chunk continues the portrait (sliders at 0); each later one the chunk made with the sliders before."""
+    config = tiny_model.config
+    model = AvatarModel(dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True)))
+    generator = _generator(model, portrait, fixed_chunk=2)
+    told = []
+    denoise = model.denoise
+    model.denoise = lambda x, sigma, cond: told.append(cond.motion_expression) or denoise(x, sigma, cond)
+    generator.push_audio(benchmark_audio(0.3))
+    sliders = [{"smile": 1.0}, {"smile": -0.5, "head_pitch": 0.5}, {"smile": -0.5, "head_pitch": 0.5}]
+    before = [torch.zeros(5), torch.tensor([1.0, 0, 0, 0, 0]), torch.tensor([-0.5, 0, 0, 0, 0.5])]
+    for expression, expected in zip(sliders, before):
+        told.clear()
+        assert generator.step(None, State.SPEAKING, expression) is not None
+        assert told and all(torch.equal(motion_expression, expected.expand_as(motion_expression)) for motion_expression in told)
 
 
 def test_audio_guidance_scales_the_difference_from_silence(tiny_model, portrait):

@@ -28,7 +28,13 @@ from avatar_desktop.training.data import (CachedClip, autoencoder_key, cache_lat
                                           sample_chunks, training_clips)
 from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.loop import learning_rate
-from avatar_desktop.training.stages import ExpressionObjective, _warm_start, blur_latents, chunk_length
+from avatar_desktop.training.stages import (
+    ExpressionObjective,
+    _warm_start,
+    _with_motion_expression,
+    blur_latents,
+    chunk_length,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -218,6 +224,12 @@ def test_expression_chunks_are_the_clip_redrawn_with_its_own_and_with_new_slider
         torch.testing.assert_close(sample["held_frames"][b, 0], stored[start], rtol=0, atol=0)
         if sample["natural"][b]:
             torch.testing.assert_close(sample["motion"][b], stored[start - 2 : start], rtol=0, atol=0)
+            shown = torch.from_numpy(clips[clip].record["expression"][start - 1])
+        elif sample["motion_expression"][b].abs().max() > 0:  # the `changed` kind: the sliders moved a while ago
+            shown = sample["changed_expression"][b]
+        else:  # the `neutral` kind (or a changed chunk whose every slider is 0)
+            shown = torch.zeros(5)
+        torch.testing.assert_close(sample["motion_expression"][b], shown, rtol=0, atol=0)
         own = torch.from_numpy(clips[clip].record["expression"][start])
         torch.testing.assert_close(sample["held_expression"][b], own)
         moved = sample["changed_expression"][b] != own
@@ -265,10 +277,33 @@ def test_the_expression_objective_anchors_the_mouth_and_learns_the_slider_differ
         assert float(ExpressionObjective(model, anchor, difference_weight=0.0)(batch)) > 1e-4  # outside the mouth
 
 
+def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change():
+    """The widened student reads e - m: sliders held since the motion frames act as the old student's neutral
+    sliders, sliders that just moved from 0 as the old student's sliders."""
+    old = build_model("tiny-test", seed=0).eval()
+    torch.nn.init.normal_(old.denoiser.expression_embedding[0].weight)  # sliders that do something
+    widened = _with_motion_expression(old)
+    channels, h, w = old.latent_shape
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 2, channels, h, w, generator=generator)
+    base = dict(reference=torch.randn(1, channels, h, w, generator=generator),
+                motion=torch.randn(1, 2, channels, h, w, generator=generator),
+                audio=torch.randn(1, 2, old.config.audio.tokens_per_frame, old.config.audio.token_dim, generator=generator),
+                label=torch.tensor([0]))
+    sliders, neutral = torch.tensor([[0.9, -0.4, 0.3, 0.7, -1.0]]), torch.zeros(1, 5)
+    with torch.no_grad():
+        def denoise(model, expression, motion_expression=None):
+            cond = DenoiserInputs(**base, expression=expression, motion_expression=motion_expression)
+            return model.denoise(x, torch.tensor(2.0), cond)
+        assert not torch.allclose(denoise(old, sliders), denoise(old, neutral))
+        torch.testing.assert_close(denoise(widened, sliders, sliders), denoise(old, neutral))
+        torch.testing.assert_close(denoise(widened, sliders, neutral), denoise(old, sliders))
+
+
 def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(autoencoder_run, dataset, tmp_path,
                                                                                capsys):
-    """Only the denoiser of the one-step student trains; the result is still a one-step student; a teacher is
-    refused by name."""
+    """Only the denoiser of the one-step student trains; the result is still a one-step student that also reads the
+    sliders its motion frames were made with; a teacher is refused by name."""
     assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
                   tmp_path / "teacher") == 0
     distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 1\n'
@@ -279,6 +314,7 @@ def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(au
     assert _train("expression", recipe, dataset, tmp_path / "expression") == 0
     student, tuned = load_model(tmp_path / "student" / "model"), load_model(tmp_path / "expression" / "model")
     assert (tuned.config.sampling.parameterization, tuned.config.sampling.steps) == ("consistency", 1)
+    assert tuned.config.denoiser.motion_expression and not student.config.denoiser.motion_expression
     assert len(_losses(tmp_path / "expression")) == 3
     for network in ("autoencoder", "audio_encoder"):
         for key, value in getattr(student, network).state_dict().items():
