@@ -193,6 +193,9 @@ class EngineConfig:
     reference keys/values once in prepare() (True) or again for every chunk and denoiser call (False, naive).
     fixed_chunk: generate every chunk with this many frames instead of following the chunk plan.
     audio_guidance: override the checkpoint's audio guidance scale (SamplingConfig.audio_guidance).
+    slider_speed: the most an expression slider's value moves per second of video (slider units; the range is
+    -1..1): a slider moved further eases there over the next chunks, so that no chunk asks the model for a jump it
+    can only draw as a cross-fade. None: every chunk takes the sliders as they are.
     """
 
     device: str = "cpu"
@@ -202,6 +205,7 @@ class EngineConfig:
     cache_reference: bool = True
     fixed_chunk: int | None = None
     audio_guidance: float | None = None
+    slider_speed: float | None = 2.0
     seed: int = 0
 
 

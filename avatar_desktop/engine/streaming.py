@@ -207,12 +207,13 @@ class StreamingGenerator:
             motion = reference[:, None].expand(1, mc.denoiser.num_motion_frames, channels, height, width)
         noise_level = mc.sampling.motion_noise_sigma
         motion = motion + noise_level * self._randn(motion.shape)
+        expression = self._eased_expression(frames)
         cond = DenoiserInputs(
             reference=reference,
             motion=motion,
             audio=tokens,
             label=torch.tensor([int(label)], device=self.device),
-            expression=self._expression,
+            expression=expression,
             reference_kv=reference_kv if self.config.cache_reference else None,
             motion_expression=self._motion_expression,
         )
@@ -220,11 +221,19 @@ class StreamingGenerator:
         latents = self._sampler(self._denoiser(cond), noise, self._sigmas, generator=self._generator)
         history = latents if self._motion is None else torch.cat([self._motion, latents], dim=1)
         self._motion = history[:, -mc.denoiser.num_motion_frames :]
-        self._motion_expression = self._expression
+        self._motion_expression = expression
         if self._motion.shape[1] < mc.denoiser.num_motion_frames:  # a 1-frame first chunk: pad with the reference
             pad = reference[:, None].expand(1, mc.denoiser.num_motion_frames - self._motion.shape[1], channels, height, width)
             self._motion = torch.cat([pad, self._motion], dim=1)
         return latents
+
+    def _eased_expression(self, frames: int) -> torch.Tensor:
+        """The sliders (1, E) for the next chunk of `frames`: those set, reached from the motion frames' values at
+        no more than EngineConfig.slider_speed per second."""
+        if self.config.slider_speed is None:
+            return self._expression
+        most = self.config.slider_speed * frames / self.fps
+        return self._motion_expression + (self._expression - self._motion_expression).clamp(-most, most)
 
     def _denoiser(self, cond: DenoiserInputs):
         """The clean estimate x, sigma -> D(x, sigma) for this chunk, with audio guidance when its scale is not 1:

@@ -144,18 +144,21 @@ class DistillRecipe:
 @dataclass(frozen=True)
 class ExpressionRecipe:
     """Slider fine-tune of a one-step student (`init`: the distill stage's output, or its decoder-sharpened model) on
-    synthetic clips drawn twice, with the clip's own and with changed slider values (training.expression). Only
-    the denoiser trains. Outside the mouth each rendering is the target; inside it, a frozen copy of `init` (the
-    anchor), which keeps the lip sync distillation gave; chunks whose motion frames and sliders are the clip's own
-    keep the anchor everywhere. `difference_weight` weighs the loss on the difference between the two renderings
-    (the student's changed minus held output against the true changed minus held latents): the part of the
-    target that only the sliders explain. `change_share`: the chance that each slider is redrawn; motion frames
-    noised with sigma ~ U(0, motion_noise_max) as in distillation."""
+    synthetic clips drawn twice, with the sliders the motion frames show held and with some of them moving on
+    (training.expression). Only the denoiser trains. Outside the mouth each rendering is the target; inside it, a
+    frozen copy of `init` (the anchor), which keeps the lip sync distillation gave; chunks whose motion frames and
+    sliders are the clip's own keep the anchor everywhere. `difference_weight` weighs the loss on the difference
+    between the two renderings (the student's changed minus held output against the true changed minus held
+    latents): the part of the target that only the sliders explain. `change_share`: the chance that each slider is
+    redrawn for the motion frames, and that it moves in the chunk; `slider_speed`: how fast a moving slider moves
+    (slider units per second: the engine's EngineConfig.slider_speed); motion frames noised with
+    sigma ~ U(0, motion_noise_max) as in distillation."""
 
     init: str = ""
     run: RunConfig = RunConfig()
     curriculum: CurriculumConfig = CurriculumConfig(max_frames=4)
     change_share: float = 0.5
+    slider_speed: float = 2.0
     difference_weight: float = 1.0
     motion_noise_max: float = 0.5
 

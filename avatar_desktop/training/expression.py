@@ -21,9 +21,9 @@ from avatar_desktop.data.timeline import record_frame_params
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.training.data import chunk_windows, images_to_tensor, mouth_mask, training_clips
 
-MOTION_KINDS = ("natural", "changed", "neutral")
-"""How a chunk's motion frames are drawn, one kind per chunk with equal odds: with the clip's own slider values,
-with the chunk's changed ones (the sliders moved a while ago), or with all sliders at 0 (they moved just now)."""
+MOTION_KINDS = ("natural", "redrawn")
+"""What a chunk's motion frames show, one kind per chunk with equal odds: the clip's own sliders (the stored
+frames), or sliders redrawn (each with probability change_share) and held since."""
 
 
 @dataclass
@@ -62,11 +62,12 @@ def record_clips(root: Path, autoencoder: torch.nn.Module, split: str = "train")
 
 def _render(clip: RecordClip, indices: range, expression: np.ndarray | None, size: int, latent_size: int
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames `indices` of `clip` with slider values `expression` (5,) (None: the clip's own): images
-    (T, 3, size, size) in [-1, 1] and mouth masks (T, 1, latent_size, latent_size)."""
+    """Frames `indices` of `clip` with slider values `expression`, (5,) for all of them or (T, 5) per frame (None: the
+    clip's own): images (T, 3, size, size) in [-1, 1] and mouth masks (T, 1, latent_size, latent_size)."""
+    per_frame = np.broadcast_to(expression, (len(indices), 5)) if expression is not None else [None] * len(indices)
     images, boxes = [], []
-    for index in indices:
-        image, geometry = render_frame(clip.identity, record_frame_params(clip.record, index, expression), size)
+    for index, sliders in zip(indices, per_frame):
+        image, geometry = render_frame(clip.identity, record_frame_params(clip.record, index, sliders), size)
         images.append(image)
         boxes.append(geometry.mouth_box)
     cells = torch.tensor(np.array(boxes), dtype=torch.float32) * (latent_size / size)
@@ -75,21 +76,24 @@ def _render(clip: RecordClip, indices: range, expression: np.ndarray | None, siz
 
 def sample_expression_chunks(
     clips: list[RecordClip], batch: int, frames: int, motion_frames: int, audio: AudioConfig, fps: int,
-    generator: torch.Generator, change_share: float, size: int, latent_size: int,
+    generator: torch.Generator, change_share: float, slider_step: float, size: int, latent_size: int,
 ) -> dict[str, torch.Tensor]:
-    """A batch of chunks, each rendered twice: `held` with the clip's slider values at the chunk's first frame held
-    over the chunk, `changed` with each of those values redrawn from U(-1, 1) with probability `change_share`.
+    """A batch of chunks, each rendered twice after the same motion frames: `held` with the sliders the motion
+    frames show held over the chunk, `changed` with each of them moved on, with probability `change_share`, by
+    `slider_step` per frame up or down (a slider being dragged, as the engine eases it at EngineConfig.slider_speed).
 
-    Both share reference (B, C, h, w) the portrait latent, motion images (B, M, 3, H, W) of the M frames before the
-    chunk (drawn as one of MOTION_KINDS; `natural` (B,) bool marks the first kind) and motion_expression (B, E) the
-    slider values of the last of them, windows (B, T, W) and label (B,).
-    Per version: {v}_frames (B, T, 3, H, W) images in [-1, 1], {v}_mouth (B, T, 1, h, w) mouth masks in latent
-    cells, {v}_expression (B, E). clip, start (B,) say where each chunk comes from. Chunks start after M frames,
-    so the motion frames are always the clip's own past.
+    The motion frames (B, M, 3, H, W), the M frames before the chunk, are one of MOTION_KINDS (`natural` (B,) bool
+    marks the first: the stored frames, whose sliders the held chunk keeps from its first frame on);
+    motion_expression (B, E) is the sliders of the last of them. Both versions share reference (B, C, h, w) the
+    portrait latent, windows (B, T, W) and label (B,). Per version: {v}_frames (B, T, 3, H, W) images in [-1, 1],
+    {v}_mouth (B, T, 1, h, w) mouth masks in latent cells, {v}_expression (B, E) the sliders at the chunk's last
+    frame (what the engine conditions a chunk on). clip, start (B,) say where each chunk comes from. Chunks start
+    after M frames, so the motion frames are always the clip's own past.
     """
     out: dict[str, list] = {key: [] for key in (
-        "reference", "motion", "motion_expression", "natural", "windows", "label", "clip", "start", "held_frames", "held_mouth",
-        "held_expression", "changed_frames", "changed_mouth", "changed_expression")}
+        "reference", "motion", "motion_expression", "natural", "windows", "label", "clip", "start", "held_frames",
+        "held_mouth", "held_expression", "changed_frames", "changed_mouth", "changed_expression")}
+    ramp = np.arange(1, frames + 1, dtype=np.float32)[:, None] * slider_step  # (T, 1) how far a moving slider got
     for _ in range(batch):
         clip_index = int(torch.randint(len(clips), (1,), generator=generator))
         clip = clips[clip_index]
@@ -97,20 +101,24 @@ def sample_expression_chunks(
             raise AvatarError(f"a clip of {clip.frames} frames is shorter than {motion_frames} motion frames and a "
                               f"chunk of {frames}; use longer clips")
         start = int(torch.randint(motion_frames, clip.frames - frames + 1, (1,), generator=generator))
-        held = clip.record["expression"][start].astype(np.float32)
-        redraw = (torch.rand(len(held), generator=generator) < change_share).numpy()
-        changed = np.where(redraw, (torch.rand(len(held), generator=generator) * 2 - 1).numpy(), held).astype(np.float32)
+        own = clip.record["expression"][start].astype(np.float32)
         kind = MOTION_KINDS[int(torch.randint(len(MOTION_KINDS), (1,), generator=generator))]
-        motion_expression = {"natural": None, "changed": changed, "neutral": np.zeros_like(held)}[kind]
-        last_motion_expression = clip.record["expression"][start - 1] if kind == "natural" else motion_expression
+        redraw = (torch.rand(len(own), generator=generator) < change_share).numpy()
+        redrawn = np.where(redraw, (torch.rand(len(own), generator=generator) * 2 - 1).numpy(), own).astype(np.float32)
+        move = (torch.rand(len(own), generator=generator) < change_share).numpy()
+        direction = np.where(torch.rand(len(own), generator=generator).numpy() < 0.5, -1.0, 1.0) * move
+        held = own if kind == "natural" else redrawn
+        changed = np.clip(held + direction * ramp, -1, 1).astype(np.float32)  # (T, E)
         chunk = range(start, start + frames)
         for version, expression in (("held", held), ("changed", changed)):
             images, mouth = _render(clip, chunk, expression, size, latent_size)
             out[f"{version}_frames"].append(images)
             out[f"{version}_mouth"].append(mouth)
-            out[f"{version}_expression"].append(torch.from_numpy(expression))
-        out["motion"].append(_render(clip, range(start - motion_frames, start), motion_expression, size, latent_size)[0])
-        out["motion_expression"].append(torch.from_numpy(last_motion_expression.astype(np.float32)))
+            out[f"{version}_expression"].append(torch.from_numpy(np.array(expression.reshape(-1, 5)[-1])))
+        before = range(start - motion_frames, start)
+        out["motion"].append(_render(clip, before, None if kind == "natural" else held, size, latent_size)[0])
+        shown = clip.record["expression"][start - 1] if kind == "natural" else held
+        out["motion_expression"].append(torch.from_numpy(shown.astype(np.float32)))
         out["reference"].append(clip.portrait)
         out["natural"].append(torch.tensor(kind == "natural"))
         out["windows"].append(chunk_windows(clip.audio, start, frames, audio, fps))

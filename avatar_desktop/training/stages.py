@@ -7,7 +7,7 @@ teacher:     EDM denoising loss (Karras et al. 2022) on chunks of cached latents
 distill:     consistency distillation (Song et al. 2023): the student at level sigma_{n+1} matches the EMA target at
              sigma_n after one Heun step of the teacher's ODE between the two levels.
 expression:  a one-step student learns what each slider changes from synthetic chunks rendered twice, with the
-             clip's own and with changed slider values (training.expression), its mouth anchored to its start;
+             sliders held and with some of them moving (training.expression), its mouth anchored to its start;
              it also reads the slider values its motion frames were made with (DenoiserConfig.motion_expression).
 Every stage writes `out/model` (a model folder the engine loads), `out/checkpoint`, `out/loss.csv`, `out/loss.png`.
 """
@@ -491,7 +491,8 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         frames = chunk_length(step, recipe.curriculum, generator)
         sample = sample_expression_chunks(clips, recipe.run.batch_size, frames, config.denoiser.num_motion_frames,
-                                          config.audio, config.fps, generator, recipe.change_share, size, latent_size)
+                                          config.audio, config.fps, generator, recipe.change_share,
+                                          recipe.slider_speed / config.fps, size, latent_size)
         sample = encode_batch(student.autoencoder, sample)
         sample["noise"] = torch.randn(sample["held_x0"].shape, generator=generator)
         sample["motion_sigma"] = torch.rand(recipe.run.batch_size, generator=generator) * recipe.motion_noise_max

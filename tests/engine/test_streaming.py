@@ -155,21 +155,37 @@ def test_expression_and_state_change_the_frames(tiny_model, portrait):
     assert not np.array_equal(neutral, frames(label=State.IDLE))
 
 
-def test_a_motion_expression_model_is_told_the_sliders_its_motion_frames_were_made_with(tiny_model, portrait):
-    """The first chunk continues the portrait (sliders at 0); each later one the chunk made with the sliders before."""
-    config = tiny_model.config
-    model = AvatarModel(dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True)))
-    generator = _generator(model, portrait, fixed_chunk=2)
+def _told_sliders(model, portrait, sliders, **engine):
+    """Per chunk of 2 frames, each set to `sliders`' next item: the (expression, motion_expression) the model got."""
+    generator = _generator(model, portrait, fixed_chunk=2, **engine)
     told = []
     denoise = model.denoise
-    model.denoise = lambda x, sigma, cond: told.append(cond.motion_expression) or denoise(x, sigma, cond)
-    generator.push_audio(benchmark_audio(0.3))
-    sliders = [{"smile": 1.0}, {"smile": -0.5, "head_pitch": 0.5}, {"smile": -0.5, "head_pitch": 0.5}]
-    before = [torch.zeros(5), torch.tensor([1.0, 0, 0, 0, 0]), torch.tensor([-0.5, 0, 0, 0, 0.5])]
-    for expression, expected in zip(sliders, before):
+    model.denoise = lambda x, sigma, cond: told.append((cond.expression[0], cond.motion_expression[0])) or denoise(
+        x, sigma, cond)
+    generator.push_audio(benchmark_audio(0.5))
+    chunks = []
+    for expression in sliders:
         told.clear()
         assert generator.step(None, State.SPEAKING, expression) is not None
-        assert told and all(torch.equal(motion_expression, expected.expand_as(motion_expression)) for motion_expression in told)
+        assert all(torch.equal(pair[0], told[0][0]) and torch.equal(pair[1], told[0][1]) for pair in told)
+        chunks.append([value.tolist() for value in told[0]])
+    return chunks
+
+
+def test_the_engine_eases_sliders_and_tells_the_model_what_its_motion_frames_show(tiny_model, portrait):
+    """slider_speed 2/s at 25 fps: a 2-frame chunk moves a slider by at most 0.16, from the values of the chunk
+    before (0 for the portrait); each chunk is told those values. Without a speed the sliders jump at once."""
+    config = tiny_model.config
+    model = AvatarModel(dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True)))
+    sliders = [{"smile": 1.0}, {"smile": 1.0}, {"smile": 0.2, "head_pitch": -0.1}, {"smile": 0.2}]
+    eased = _told_sliders(model, portrait, sliders, slider_speed=2.0)
+    within = 0.005  # the CPU engine runs in bfloat16
+    assert [(told[0], shown[0]) for told, shown in eased] == [
+        pytest.approx(pair, abs=within) for pair in [(0.16, 0.0), (0.32, 0.16), (0.2, 0.32), (0.2, 0.2)]]
+    assert [told[4] for told, _ in eased] == pytest.approx([0.0, 0.0, -0.1, 0.0], abs=within)
+    jumped = _told_sliders(model, portrait, sliders, slider_speed=None)
+    assert [(told[0], shown[0]) for told, shown in jumped] == [
+        pytest.approx(pair, abs=within) for pair in [(1, 0), (1, 1), (0.2, 1), (0.2, 0.2)]]
 
 
 def test_audio_guidance_scales_the_difference_from_silence(tiny_model, portrait):

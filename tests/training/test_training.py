@@ -197,17 +197,19 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
         torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
 
 
-def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6):
+def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6, step: float = 0.2):
     config = model.config
     clips = record_clips(dataset, model.autoencoder)
     sample = sample_expression_chunks(clips, batch, 3, config.denoiser.num_motion_frames, config.audio, config.fps,
-                                      torch.Generator().manual_seed(seed), change_share, 64, model.latent_shape[-1])
+                                      torch.Generator().manual_seed(seed), change_share, step, 64,
+                                      model.latent_shape[-1])
     return clips, sample
 
 
-def test_expression_chunks_are_the_clip_redrawn_with_its_own_and_with_new_sliders(dataset):
-    """The held version's first frame is the stored frame (the clip's own sliders); natural motion frames are the
-    stored frames before the chunk; the changed version differs only in redrawn sliders, and its frames differ."""
+def test_expression_chunks_hold_the_sliders_the_motion_frames_show_and_move_some_on(dataset):
+    """Natural chunks: the stored motion frames, then the stored frame with the clip's own sliders held. Redrawn
+    chunks: the motion frames and the held chunk share new sliders. The changed version moves some sliders on by
+    `step` per frame (3 frames: by 0.6 at the last) and only then differs."""
     model = build_model("tiny-test", seed=0)
     clips, sample = _expression_chunks(dataset, model, change_share=0.6)
     frames = {path.name: load_clip(path).frames for path in training_clips(dataset)}
@@ -216,28 +218,29 @@ def test_expression_chunks_are_the_clip_redrawn_with_its_own_and_with_new_slider
     assert sample["motion"].shape == (6, 2, 3, 64, 64) and sample["windows"].shape[:2] == (6, 3)
     assert sample["held_mouth"].shape == (6, 3, 1, 8, 8) and (sample["held_mouth"].sum(dim=(2, 3, 4)) > 0).all()
     assert sample["natural"].any() and not sample["natural"].all()
-    redrawn = 0
+    moved_chunks = 0
     for b in range(6):
         clip, start = int(sample["clip"][b]), int(sample["start"][b])
-        stored = images_to_tensor(frames[names[clip]])
-        assert start >= 2
-        torch.testing.assert_close(sample["held_frames"][b, 0], stored[start], rtol=0, atol=0)
+        record = clips[clip].record["expression"]
+        held = sample["held_expression"][b]
+        assert start >= 2 and held.abs().max() <= 1
         if sample["natural"][b]:
+            stored = images_to_tensor(frames[names[clip]])
             torch.testing.assert_close(sample["motion"][b], stored[start - 2 : start], rtol=0, atol=0)
-            shown = torch.from_numpy(clips[clip].record["expression"][start - 1])
-        elif sample["motion_expression"][b].abs().max() > 0:  # the `changed` kind: the sliders moved a while ago
-            shown = sample["changed_expression"][b]
-        else:  # the `neutral` kind (or a changed chunk whose every slider is 0)
-            shown = torch.zeros(5)
-        torch.testing.assert_close(sample["motion_expression"][b], shown, rtol=0, atol=0)
-        own = torch.from_numpy(clips[clip].record["expression"][start])
-        torch.testing.assert_close(sample["held_expression"][b], own)
-        moved = sample["changed_expression"][b] != own
-        assert sample["changed_expression"][b].abs().max() <= 1
-        if moved.any():
-            redrawn += 1
+            torch.testing.assert_close(sample["held_frames"][b, 0], stored[start], rtol=0, atol=0)
+            torch.testing.assert_close(held, torch.from_numpy(record[start]), rtol=0, atol=0)
+            torch.testing.assert_close(sample["motion_expression"][b], torch.from_numpy(record[start - 1]), rtol=0, atol=0)
+        else:
+            torch.testing.assert_close(sample["motion_expression"][b], held, rtol=0, atol=0)
+        moved = sample["changed_expression"][b] - held
+        free = (held + 0.6 <= 1) & (held - 0.6 >= -1)  # sliders that cannot hit an end of their range
+        assert all(torch.isclose(m.abs(), torch.tensor(0.6)) or m == 0 for m in moved[free])
+        if moved.abs().max() > 0:
+            moved_chunks += 1
             assert not torch.equal(sample["changed_frames"][b], sample["held_frames"][b])
-    assert redrawn >= 3
+        else:
+            torch.testing.assert_close(sample["changed_frames"][b], sample["held_frames"][b], rtol=0, atol=0)
+    assert moved_chunks >= 3
     _, unchanged = _expression_chunks(dataset, model, change_share=0.0)
     torch.testing.assert_close(unchanged["changed_frames"], unchanged["held_frames"], rtol=0, atol=0)
     encoded = encode_batch(model.autoencoder, sample)
