@@ -140,6 +140,10 @@ class SamplingConfig:
     `reference_residual`: the network denoises the chunk's difference from the reference latent r,
     D(x) = r + D_net(x - r), so that a network whose output is zero already returns the portrait and training learns
     only what moves (the identity is kept by construction, not learnt).
+    `slider_speed`: the most an expression slider's value moves per second of video (slider units; the range is
+    -1..1) in the chunks this checkpoint was trained on: the engine eases a slider moved further over the next
+    chunks, so that no chunk asks the model for a jump it can only draw as a cross-fade. None: every chunk takes the
+    sliders as they are.
     """
 
     parameterization: str = "consistency"
@@ -153,6 +157,7 @@ class SamplingConfig:
     motion_noise_sigma: float = 0.05
     audio_guidance: float = 1.0
     reference_residual: bool = False
+    slider_speed: float | None = None
 
 
 @dataclass(frozen=True)
@@ -193,9 +198,7 @@ class EngineConfig:
     reference keys/values once in prepare() (True) or again for every chunk and denoiser call (False, naive).
     fixed_chunk: generate every chunk with this many frames instead of following the chunk plan.
     audio_guidance: override the checkpoint's audio guidance scale (SamplingConfig.audio_guidance).
-    slider_speed: the most an expression slider's value moves per second of video (slider units; the range is
-    -1..1): a slider moved further eases there over the next chunks, so that no chunk asks the model for a jump it
-    can only draw as a cross-fade. None: every chunk takes the sliders as they are.
+    slider_speed: override the checkpoint's slider easing (SamplingConfig.slider_speed; slider units per second).
     """
 
     device: str = "cpu"
@@ -205,7 +208,7 @@ class EngineConfig:
     cache_reference: bool = True
     fixed_chunk: int | None = None
     audio_guidance: float | None = None
-    slider_speed: float | None = 2.0
+    slider_speed: float | None = None
     seed: int = 0
 
 

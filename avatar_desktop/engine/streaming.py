@@ -69,6 +69,7 @@ class StreamingGenerator:
             self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
             self._sampler = sampler
         self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
+        self.slider_speed = sampling.slider_speed if config.slider_speed is None else config.slider_speed
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
@@ -229,10 +230,10 @@ class StreamingGenerator:
 
     def _eased_expression(self, frames: int) -> torch.Tensor:
         """The sliders (1, E) for the next chunk of `frames`: those set, reached from the motion frames' values at
-        no more than EngineConfig.slider_speed per second."""
-        if self.config.slider_speed is None:
+        no more than slider_speed per second (SamplingConfig.slider_speed)."""
+        if self.slider_speed is None:
             return self._expression
-        most = self.config.slider_speed * frames / self.fps
+        most = self.slider_speed * frames / self.fps
         return self._motion_expression + (self._expression - self._motion_expression).clamp(-most, most)
 
     def _denoiser(self, cond: DenoiserInputs):

@@ -478,7 +478,7 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
     _check_curriculum(recipe.curriculum, student.config)
     earlier = {"init": read_model_config(loaded.resolve(recipe.init))[1].get("provenance", {})}
     anchor = _freeze(copy.deepcopy(student))
-    student = _with_motion_expression(student)
+    student = _expression_student(student, recipe.slider_speed)
     for network in (student.autoencoder, student.audio_encoder):
         _freeze(network)
     student.denoiser.requires_grad_(True).train()
@@ -506,20 +506,22 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
                  parameters=list(student.denoiser.parameters()))
 
 
-def _with_motion_expression(model: AvatarModel) -> AvatarModel:
-    """`model` with DenoiserConfig.motion_expression on. The expression embedding's new inputs (the motion frames'
-    slider values m) start with the negated weights of the chunk's values e, so that its first layer reads W (e - m):
-    a slider held since the motion frames asks for no change (they show it already), one that just moved asks for
-    what the model did before. Training then learns what else the pair tells."""
-    if model.config.denoiser.motion_expression:
-        return model
+def _expression_student(model: AvatarModel, slider_speed: float) -> AvatarModel:
+    """`model` with DenoiserConfig.motion_expression on and SamplingConfig.slider_speed set. The expression
+    embedding's new inputs (the motion frames' slider values m) start with the negated weights of the chunk's values
+    e, so that its first layer reads W (e - m): a slider held since the motion frames asks for no change (they show
+    it already), one that just moved asks for what the model did before. Training then learns what else the pair
+    tells."""
     denoiser = dataclasses.replace(model.config.denoiser, motion_expression=True)
-    widened = AvatarModel(dataclasses.replace(model.config, denoiser=denoiser), autoencoder=model.autoencoder)
+    sampling = dataclasses.replace(model.config.sampling, slider_speed=slider_speed)
+    student = AvatarModel(dataclasses.replace(model.config, denoiser=denoiser, sampling=sampling),
+                          autoencoder=model.autoencoder)
     state = model.state_dict()
-    key = "denoiser.expression_embedding.0.weight"
-    state[key] = torch.cat([state[key], -state[key]], dim=1)
-    widened.load_state_dict(state)
-    return widened
+    if not model.config.denoiser.motion_expression:
+        key = "denoiser.expression_embedding.0.weight"
+        state[key] = torch.cat([state[key], -state[key]], dim=1)
+    student.load_state_dict(state)
+    return student
 
 
 def _warm_start(denoiser: nn.Module, source: nn.Module, name: str) -> None:

@@ -173,17 +173,22 @@ def _told_sliders(model, portrait, sliders, **engine):
 
 
 def test_the_engine_eases_sliders_and_tells_the_model_what_its_motion_frames_show(tiny_model, portrait):
-    """slider_speed 2/s at 25 fps: a 2-frame chunk moves a slider by at most 0.16, from the values of the chunk
-    before (0 for the portrait); each chunk is told those values. Without a speed the sliders jump at once."""
+    """A model trained for sliders at 2/s (25 fps): a 2-frame chunk moves a slider by at most 0.16, from the values
+    of the chunk before (0 for the portrait); each chunk is told those values. EngineConfig overrides the speed; a
+    model without one takes the sliders at once."""
     config = tiny_model.config
-    model = AvatarModel(dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True)))
+    denoiser = dataclasses.replace(config.denoiser, motion_expression=True)
+    eased_model = AvatarModel(dataclasses.replace(config, denoiser=denoiser,
+                                                  sampling=dataclasses.replace(config.sampling, slider_speed=2.0)))
     sliders = [{"smile": 1.0}, {"smile": 1.0}, {"smile": 0.2, "head_pitch": -0.1}, {"smile": 0.2}]
-    eased = _told_sliders(model, portrait, sliders, slider_speed=2.0)
     within = 0.005  # the CPU engine runs in bfloat16
+    eased = _told_sliders(eased_model, portrait, sliders)
     assert [(told[0], shown[0]) for told, shown in eased] == [
         pytest.approx(pair, abs=within) for pair in [(0.16, 0.0), (0.32, 0.16), (0.2, 0.32), (0.2, 0.2)]]
     assert [told[4] for told, _ in eased] == pytest.approx([0.0, 0.0, -0.1, 0.0], abs=within)
-    jumped = _told_sliders(model, portrait, sliders, slider_speed=None)
+    slower = _told_sliders(eased_model, portrait, sliders[:1], slider_speed=1.0)
+    assert slower[0][0][0] == pytest.approx(0.08, abs=within)
+    jumped = _told_sliders(AvatarModel(dataclasses.replace(config, denoiser=denoiser)), portrait, sliders)
     assert [(told[0], shown[0]) for told, shown in jumped] == [
         pytest.approx(pair, abs=within) for pair in [(1, 0), (1, 1), (0.2, 1), (0.2, 0.2)]]
 

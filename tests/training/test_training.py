@@ -31,7 +31,7 @@ from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages import (
     ExpressionObjective,
     _warm_start,
-    _with_motion_expression,
+    _expression_student,
     blur_latents,
     chunk_length,
 )
@@ -285,7 +285,8 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
     sliders, sliders that just moved from 0 as the old student's sliders."""
     old = build_model("tiny-test", seed=0).eval()
     torch.nn.init.normal_(old.denoiser.expression_embedding[0].weight)  # sliders that do something
-    widened = _with_motion_expression(old)
+    widened = _expression_student(old, slider_speed=2.0)
+    assert widened.config.sampling.slider_speed == 2.0 and old.config.sampling.slider_speed is None
     channels, h, w = old.latent_shape
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, channels, h, w, generator=generator)
@@ -306,7 +307,7 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
 def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(autoencoder_run, dataset, tmp_path,
                                                                                capsys):
     """Only the denoiser of the one-step student trains; the result is still a one-step student that also reads the
-    sliders its motion frames were made with; a teacher is refused by name."""
+    sliders its motion frames were made with and eases them; a teacher is refused by name."""
     assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
                   tmp_path / "teacher") == 0
     distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 1\n'
@@ -318,6 +319,7 @@ def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(au
     student, tuned = load_model(tmp_path / "student" / "model"), load_model(tmp_path / "expression" / "model")
     assert (tuned.config.sampling.parameterization, tuned.config.sampling.steps) == ("consistency", 1)
     assert tuned.config.denoiser.motion_expression and not student.config.denoiser.motion_expression
+    assert tuned.config.sampling.slider_speed == 2.0  # the recipe's default, at which the engine eases the sliders
     assert len(_losses(tmp_path / "expression")) == 3
     for network in ("autoencoder", "audio_encoder"):
         for key, value in getattr(student, network).state_dict().items():
