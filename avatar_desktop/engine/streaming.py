@@ -106,7 +106,7 @@ class StreamingGenerator:
         self._audio = np.zeros(0, np.float32)
         self._audio_start = 0  # absolute sample index of self._audio[0]
         self._motion: torch.Tensor | None = None  # (1, M, C, h, w)
-        self._motion_expression = torch.zeros_like(self._expression)  # the sliders the motion frames show; the portrait's: 0
+        self._motion_expression = torch.zeros_like(self._expression)  # what the motion frames show (the portrait: 0)
         self._last_label: State | None = None
         self.planner.reset()
         self._generator.manual_seed(self.config.seed)

@@ -264,7 +264,8 @@ class ChunkDenoiser(nn.Module):
         hidden = self.conv_in(torch.cat([x, reference, motion], dim=2).flatten(0, 1))  # (B*T, ch0, h', w')
 
         emb = self.time_embedding(self.time_proj(c_noise.reshape(-1).expand(batch) * NOISE_EMBEDDING_SCALE).to(x.dtype))
-        emb = emb + self.label_embedding(cond.label) + self.expression_embedding(self._expression_input(cond).to(x.dtype))
+        expression = self.expression_embedding(self._expression_input(cond).to(x.dtype))
+        emb = emb + self.label_embedding(cond.label) + expression
         emb = emb.repeat_interleave(frames, dim=0)  # (B*T, temb)
         audio = cond.audio.flatten(0, 1)  # (B*T, N, D)
         if self.audio_embedding is not None:

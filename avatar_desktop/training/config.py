@@ -152,8 +152,7 @@ class ExpressionRecipe:
     latents): the part of the target that only the sliders explain. `change_share`: the chance that each slider is
     redrawn for the motion frames, and that it moves in the chunk; `slider_speed`: how fast a moving slider moves
     (slider units per second; written to the model as SamplingConfig.slider_speed, at which the engine then eases
-    the sliders); motion frames noised with
-    sigma ~ U(0, motion_noise_max) as in distillation."""
+    the sliders); motion frames noised with sigma ~ U(0, motion_noise_max) as in distillation."""
 
     init: str = ""
     run: RunConfig = RunConfig()

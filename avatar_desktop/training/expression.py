@@ -80,7 +80,7 @@ def sample_expression_chunks(
 ) -> dict[str, torch.Tensor]:
     """A batch of chunks, each rendered twice after the same motion frames: `held` with the sliders the motion
     frames show held over the chunk, `changed` with each of them moved on, with probability `change_share`, by
-    `slider_step` per frame up or down (a slider being dragged, as the engine eases it at EngineConfig.slider_speed).
+    `slider_step` per frame up or down (a slider being dragged, as the engine eases it: SamplingConfig.slider_speed).
 
     The motion frames (B, M, 3, H, W), the M frames before the chunk, are one of MOTION_KINDS (`natural` (B,) bool
     marks the first: the stored frames, whose sliders the held chunk keeps from its first frame on);

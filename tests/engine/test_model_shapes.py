@@ -119,7 +119,8 @@ def test_a_motion_expression_model_reads_the_sliders_its_motion_frames_were_made
     """With DenoiserConfig.motion_expression the motion frames' slider values change the output; left out, they are
     taken to be the chunk's own (a slider held since the motion frames)."""
     config = tiny_model.config
-    model = AvatarModel(dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True)))
+    denoiser = dataclasses.replace(config.denoiser, motion_expression=True)
+    model = AvatarModel(dataclasses.replace(config, denoiser=denoiser))
     assert model.denoiser.expression_embedding[0].in_features == 2 * config.denoiser.expression_dim
     x = torch.randn(1, 3, *model.latent_shape)
     held = DenoiserInputs(**{**_inputs(model, 3).__dict__, "expression": torch.full((1, 5), 0.5)})

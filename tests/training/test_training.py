@@ -229,7 +229,8 @@ def test_expression_chunks_hold_the_sliders_the_motion_frames_show_and_move_some
             torch.testing.assert_close(sample["motion"][b], stored[start - 2 : start], rtol=0, atol=0)
             torch.testing.assert_close(sample["held_frames"][b, 0], stored[start], rtol=0, atol=0)
             torch.testing.assert_close(held, torch.from_numpy(record[start]), rtol=0, atol=0)
-            torch.testing.assert_close(sample["motion_expression"][b], torch.from_numpy(record[start - 1]), rtol=0, atol=0)
+            shown = torch.from_numpy(record[start - 1])
+            torch.testing.assert_close(sample["motion_expression"][b], shown, rtol=0, atol=0)
         else:
             torch.testing.assert_close(sample["motion_expression"][b], held, rtol=0, atol=0)
         moved = sample["changed_expression"][b] - held
@@ -292,7 +293,8 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
     x = torch.randn(1, 2, channels, h, w, generator=generator)
     base = dict(reference=torch.randn(1, channels, h, w, generator=generator),
                 motion=torch.randn(1, 2, channels, h, w, generator=generator),
-                audio=torch.randn(1, 2, old.config.audio.tokens_per_frame, old.config.audio.token_dim, generator=generator),
+                audio=torch.randn(1, 2, old.config.audio.tokens_per_frame, old.config.audio.token_dim,
+                                  generator=generator),
                 label=torch.tensor([0]))
     sliders, neutral = torch.tensor([[0.9, -0.4, 0.3, 0.7, -1.0]]), torch.zeros(1, 5)
     with torch.no_grad():
