@@ -38,6 +38,9 @@ smile: mouth corners up (+) / down (-); brow: raised (+) / lowered (-); eye_open
 head_yaw: turned to the viewer's right (+); head_pitch: tilted up (+).
 """
 
+HEAD_POSE_MODES = ("warp", "model")
+"""How a checkpoint's head_yaw / head_pitch sliders act (SamplingConfig.head_pose)."""
+
 
 def parse_expression(text: str) -> dict[str, float]:
     """Parse `smile=0.5,brow=-0.2` into a dict; unknown names or values outside [-1, 1] raise ValueError."""
@@ -144,6 +147,9 @@ class SamplingConfig:
     -1..1) in the chunks this checkpoint was trained on: the engine eases a slider moved further over the next
     chunks, so that no chunk asks the model for a jump it can only draw as a cross-fade. None: every chunk takes the
     sliders as they are.
+    `head_pose`: how the head_yaw / head_pitch sliders act. 'warp': the engine re-poses the generated frames
+    (engine/head_pose.py) and the denoiser gets these two sliders at 0; 'model': the denoiser gets them (a model
+    taught to turn the head, as the expression stage teaches it).
     """
 
     parameterization: str = "consistency"
@@ -158,6 +164,11 @@ class SamplingConfig:
     audio_guidance: float = 1.0
     reference_residual: bool = False
     slider_speed: float | None = None
+    head_pose: str = "warp"
+
+    def __post_init__(self) -> None:
+        if self.head_pose not in HEAD_POSE_MODES:
+            raise ValueError(f"sampling.head_pose is {self.head_pose!r}: expected one of {', '.join(HEAD_POSE_MODES)}")
 
 
 @dataclass(frozen=True)

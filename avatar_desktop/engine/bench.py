@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import replace
+from typing import Mapping
 
 import cv2
 import numpy as np
@@ -58,15 +59,17 @@ def _peak_memory_mb(device: torch.device) -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
-def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 10.0) -> dict:
-    """Stream `seconds` of audio through a prepared generator and report the numbers of DESIGN.md section 7.
+def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 10.0,
+                  expression: Mapping[str, float] | None = None) -> dict:
+    """Stream `seconds` of audio through a prepared generator, with the `expression` sliders held, and report the
+    numbers of DESIGN.md section 7.
 
     first_frame_ms: the first chunk's audio (with lookahead) is handed over at once -> its frames are out.
     fps: frames of the chunks after the first / their generation time (audio already available: pure throughput).
     p50/p99_frame_ms: per frame, its chunk's generation time divided by the chunk's frames.
     """
     generator = StreamingGenerator(model, config)
-    generator.prepare(benchmark_portrait())
+    generator.prepare(benchmark_portrait(), expression or {})
     audio = benchmark_audio(seconds)
     device = generator.device
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -109,6 +112,7 @@ def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 
         "cached_reference": config.cache_reference,
         "threads": torch.get_num_threads(),
         "seconds": seconds,
+        "expression": dict(expression or {}),
         "frames": frames + 1,
         "fps": round(frames / (sum(chunk_times) / 1000), 2),
         "first_frame_ms": round(first_frame_ms, 1),

@@ -2,7 +2,8 @@
 
 prepare() encodes everything that depends only on the portrait (reference latent, reference keys/values) and
 warms the kernels up; step() appends audio and, once the next chunk's audio (with lookahead) has arrived,
-generates it. Motion frames (the last latents of the previous chunk, lightly noised) carry continuity.
+generates it. Motion frames (the last latents of the previous chunk, lightly noised) carry continuity. With a
+checkpoint whose head sliders warp (SamplingConfig.head_pose), the decoded frames are re-posed (engine/head_pose.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 
 from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import EngineConfig, State, expression_vector
+from avatar_desktop.engine.head_pose import HEAD_SLIDER_INDICES, repose
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.engine.portrait import portrait_from_array, square_crop
 from avatar_desktop.engine.precision import select_backend
@@ -29,7 +31,7 @@ from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
 class Chunk:
     """frames: uint8 (T, H, W, 3) RGB; timestamps: float64 (T,) media seconds (frame f starts at f / fps);
     start_frame: index of frames[0] in the stream; label: the state it was generated with;
-    stage_ms: wall time of each stage for this chunk (audio, denoise, decode)."""
+    stage_ms: wall time of each stage for this chunk (audio, denoise, decode; decode includes the head re-posing)."""
 
     frames: np.ndarray
     timestamps: np.ndarray
@@ -70,12 +72,13 @@ class StreamingGenerator:
             self._sampler = sampler
         self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
         self.slider_speed = sampling.slider_speed if config.slider_speed is None else config.slider_speed
+        self.head_pose_warp = sampling.head_pose == "warp"
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
         self._reference: torch.Tensor | None = None  # (1, C, h, w)
         self._reference_kv = None
-        self._expression = torch.zeros(1, len(expression_vector(None)), device=self.device, dtype=self.dtype)
+        self._expression = torch.zeros(1, len(expression_vector(None)), device=self.device)  # float32 until the denoiser
         self.reset()
 
     # ----------------------------------------------------------------- setup
@@ -98,7 +101,7 @@ class StreamingGenerator:
 
     def set_expression(self, expression: Mapping[str, float]) -> None:
         """Named components in [-1, 1] (config.EXPRESSION_COMPONENTS); missing ones are neutral (0)."""
-        self._expression = torch.tensor([expression_vector(expression)], device=self.device, dtype=self.dtype)
+        self._expression = torch.tensor([expression_vector(expression)], device=self.device)
 
     def reset(self) -> None:
         """Start a new stream at frame 0 with the same portrait: audio history and motion frames are cleared."""
@@ -175,13 +178,17 @@ class StreamingGenerator:
         stage_ms["audio"] = (time.perf_counter() - clock) * 1000
 
         clock = time.perf_counter()
-        latents = self._denoise(reference, reference_kv, tokens, label)  # (1, T, C, h, w)
+        expression = self._eased_expression(frames)
+        latents = self._denoise(reference, reference_kv, tokens, label, expression)  # (1, T, C, h, w)
         stage_ms["denoise"] = (time.perf_counter() - clock) * 1000
 
         clock = time.perf_counter()
         images = self.model.autoencoder.decode(latents[0].contiguous(memory_format=torch.channels_last))
         pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         frames_rgb = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
+        if self.head_pose_warp:
+            yaw, pitch = (float(expression[0, index]) for index in HEAD_SLIDER_INDICES)
+            frames_rgb = repose(frames_rgb, yaw, pitch)
         stage_ms["decode"] = (time.perf_counter() - clock) * 1000
 
         self.frame_index += frames
@@ -199,7 +206,9 @@ class StreamingGenerator:
         windows = frame_windows(torch.from_numpy(audio), self._audio_start, start, frames, self.model.config.audio, self.fps)
         return self.model.audio_encoder(windows.to(self.device)).to(self.dtype)
 
-    def _denoise(self, reference, reference_kv, tokens, label: State) -> torch.Tensor:
+    def _denoise(self, reference, reference_kv, tokens, label: State, expression: torch.Tensor) -> torch.Tensor:
+        """The chunk's latents (1, T, C, h, w) for audio tokens (1, T, N, D) and sliders (1, E); keeps the motion
+        frames and the sliders they were made with for the next chunk."""
         mc = self.model.config
         channels, height, width = self.model.latent_shape
         frames = tokens.shape[1]
@@ -208,15 +217,14 @@ class StreamingGenerator:
             motion = reference[:, None].expand(1, mc.denoiser.num_motion_frames, channels, height, width)
         noise_level = mc.sampling.motion_noise_sigma
         motion = motion + noise_level * self._randn(motion.shape)
-        expression = self._eased_expression(frames)
         cond = DenoiserInputs(
             reference=reference,
             motion=motion,
             audio=tokens,
             label=torch.tensor([int(label)], device=self.device),
-            expression=expression,
+            expression=self._denoiser_sliders(expression),
             reference_kv=reference_kv if self.config.cache_reference else None,
-            motion_expression=self._motion_expression,
+            motion_expression=self._denoiser_sliders(self._motion_expression),
         )
         noise = self._randn((1, frames, channels, height, width))
         latents = self._sampler(self._denoiser(cond), noise, self._sigmas, generator=self._generator)
@@ -235,6 +243,14 @@ class StreamingGenerator:
             return self._expression
         most = self.slider_speed * frames / self.fps
         return self._motion_expression + (self._expression - self._motion_expression).clamp(-most, most)
+
+    def _denoiser_sliders(self, expression: torch.Tensor) -> torch.Tensor:
+        """The sliders (1, E) as the denoiser gets them, in its dtype: the head sliders at 0 when the frames are warped
+        instead."""
+        expression = expression.to(self.dtype, copy=True)
+        if self.head_pose_warp:
+            expression[:, list(HEAD_SLIDER_INDICES)] = 0
+        return expression
 
     def _denoiser(self, cond: DenoiserInputs):
         """The clean estimate x, sigma -> D(x, sigma) for this chunk, with audio guidance when its scale is not 1:

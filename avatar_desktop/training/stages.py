@@ -507,13 +507,14 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
 
 
 def _expression_student(model: AvatarModel, slider_speed: float) -> AvatarModel:
-    """`model` with DenoiserConfig.motion_expression on and SamplingConfig.slider_speed set. The expression
+    """`model` with DenoiserConfig.motion_expression on, SamplingConfig.slider_speed set and head_pose 'model' (the
+    stage teaches the head sliders from rendered chunks, so the engine must hand them to the denoiser). The expression
     embedding's new inputs (the motion frames' slider values m) start with the negated weights of the chunk's values
     e, so that its first layer reads W (e - m): a slider held since the motion frames asks for no change (they show
     it already), one that just moved asks for what the model did before. Training then learns what else the pair
     tells."""
     denoiser = dataclasses.replace(model.config.denoiser, motion_expression=True)
-    sampling = dataclasses.replace(model.config.sampling, slider_speed=slider_speed)
+    sampling = dataclasses.replace(model.config.sampling, slider_speed=slider_speed, head_pose="model")
     student = AvatarModel(dataclasses.replace(model.config, denoiser=denoiser, sampling=sampling),
                           autoencoder=model.autoencoder)
     state = model.state_dict()

@@ -149,6 +149,14 @@ def test_bench_naive_uses_the_teacher_without_caches(tiny_model_dir, capsys):
     assert result["dtype"] == "float32" and result["chunk_plan"]["steady"] == 4
 
 
+def test_bench_holds_the_sliders_it_is_given(tiny_model_dir, capsys):
+    assert main(["bench", "--model", str(tiny_model_dir), "--seconds", "1", "--expression", "head_yaw=0.5",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["expression"] == {"head_yaw": 0.5}
+    assert main(["bench", "--model", str(tiny_model_dir), "--expression", "nose=1"]) == 2
+    assert "--expression: bad expression item 'nose=1'" in capsys.readouterr().err
+
+
 def test_bench_on_cuda_without_a_gpu_says_so(capsys, tiny_model_dir):
     import torch
 

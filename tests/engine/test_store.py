@@ -104,3 +104,12 @@ def test_unknown_config_key_is_named(tiny_model, tmp_path):
     (folder / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"model.denoiser: unknown key\(s\) \['wings'\]"):
         load_model(folder)
+
+
+def test_unknown_head_pose_mode_is_named(tiny_model, tmp_path):
+    folder = save_model(tiny_model, tmp_path / "m")
+    meta = json.loads((folder / "model.json").read_text())
+    meta["config"]["sampling"]["head_pose"] = "tilt"
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"sampling.head_pose is 'tilt': expected one of warp, model"):
+        load_model(folder)

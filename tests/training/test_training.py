@@ -288,6 +288,7 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
     torch.nn.init.normal_(old.denoiser.expression_embedding[0].weight)  # sliders that do something
     widened = _expression_student(old, slider_speed=2.0)
     assert widened.config.sampling.slider_speed == 2.0 and old.config.sampling.slider_speed is None
+    assert widened.config.sampling.head_pose == "model"  # the stage teaches the denoiser to turn the head
     channels, h, w = old.latent_shape
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, channels, h, w, generator=generator)
