@@ -1,12 +1,12 @@
 """The head_yaw / head_pitch sliders as a re-posing warp of the generated frames.
 
-A one-step student of the tiny preset cannot learn to turn the head (MODEL_CARD.md: it draws a moving head as a
-cross-fade of two). Turning a head by a few degrees mostly slides its front (eyes, nose, mouth) across the frame
+None of the tiny preset's one-step students learnt to turn the head (MODEL_CARD.md: they drew a moving head as a
+cross-fade of two, or did not move it). Turning a head by a few degrees mostly slides its front (eyes, nose, mouth) across the frame
 while its outline moves half as far, what lies behind the head (long hair, the back of the head) moves the other
 way and the background stays. The warp does that: every pixel moves by the turn times a depth that is 1 at the
 face centre, about 1/2 on an ellipse of the face's size, dips to about -0.45 at 1.5 face radii and fades to 0
 beyond. The dip's size and place were fitted to the renderer on 60 characters (seeds 0-59) and checked on 100 others
-(seeds 1000-1099): the warped neutral face moves along the renderer's own +-1 difference by 0.72 (yaw) and 0.81
+(seeds 1000-1099), at 256 px: the warped neutral face moves along the renderer's own +-1 difference by 0.72 (yaw) and 0.81
 (pitch) of it on average, at least 0.20 / 0.36 on every character; without the dip long-haired characters moved
 the wrong way (down to -0.39).
 The face is taken where the portrait framing puts it (centred, FACE_HALF_WIDTH of the frame), as in the bundled
