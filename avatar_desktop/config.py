@@ -38,6 +38,10 @@ smile: mouth corners up (+) / down (-); brow: raised (+) / lowered (-); eye_open
 head_yaw: turned to the viewer's right (+); head_pitch: tilted up (+).
 """
 
+HEAD_SLIDERS = ("head_yaw", "head_pitch")
+HEAD_SLIDER_INDICES = tuple(EXPRESSION_COMPONENTS.index(name) for name in HEAD_SLIDERS)
+"""The sliders that turn the head (re-posed by the engine's warp unless the model turns the head itself)."""
+
 HEAD_POSE_MODES = ("warp", "model")
 """How a checkpoint's head_yaw / head_pitch sliders act (SamplingConfig.head_pose)."""
 

@@ -21,12 +21,8 @@ import functools
 import cv2
 import numpy as np
 
-from avatar_desktop.config import EXPRESSION_COMPONENTS
 from avatar_desktop.data.synthetic import PITCH_RANGE_DEG, YAW_RANGE_DEG
 from avatar_desktop.data.timeline import expression_pose
-
-HEAD_SLIDERS = ("head_yaw", "head_pitch")
-HEAD_SLIDER_INDICES = tuple(EXPRESSION_COMPONENTS.index(name) for name in HEAD_SLIDERS)
 
 FACE_HALF_WIDTH = 0.235
 """The face's half-width as a fraction of the frame side (the framing of the bundled portraits)."""

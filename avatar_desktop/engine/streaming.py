@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from avatar_desktop.audio.features import frame_windows, window_geometry
-from avatar_desktop.config import EngineConfig, State, expression_vector
-from avatar_desktop.engine.head_pose import HEAD_SLIDER_INDICES, repose
+from avatar_desktop.config import HEAD_SLIDER_INDICES, EngineConfig, State, expression_vector
+from avatar_desktop.engine.head_pose import repose
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.engine.portrait import portrait_from_array, square_crop
 from avatar_desktop.engine.precision import select_backend

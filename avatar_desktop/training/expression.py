@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avatar_desktop.config import AudioConfig
+from avatar_desktop.config import EXPRESSION_COMPONENTS, AudioConfig
 from avatar_desktop.data.clips import load_clip
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.data.timeline import record_frame_params
@@ -77,10 +77,12 @@ def _render(clip: RecordClip, indices: range, expression: np.ndarray | None, siz
 def sample_expression_chunks(
     clips: list[RecordClip], batch: int, frames: int, motion_frames: int, audio: AudioConfig, fps: int,
     generator: torch.Generator, change_share: float, slider_step: float, size: int, latent_size: int,
+    taught: np.ndarray | None = None,
 ) -> dict[str, torch.Tensor]:
     """A batch of chunks, each rendered twice after the same motion frames: `held` with the sliders the motion
     frames show held over the chunk, `changed` with each of them moved on, with probability `change_share`, by
     `slider_step` per frame up or down (a slider being dragged, as the engine eases it: SamplingConfig.slider_speed).
+    Only the sliders marked in `taught` (E,) bool (default: all) are redrawn or moved; the others keep the clip's.
 
     The motion frames (B, M, 3, H, W), the M frames before the chunk, are one of MOTION_KINDS (`natural` (B,) bool
     marks the first: the stored frames, whose sliders the held chunk keeps from its first frame on);
@@ -94,6 +96,7 @@ def sample_expression_chunks(
         "reference", "motion", "motion_expression", "natural", "windows", "label", "clip", "start", "held_frames",
         "held_mouth", "held_expression", "changed_frames", "changed_mouth", "changed_expression")}
     ramp = np.arange(1, frames + 1, dtype=np.float32)[:, None] * slider_step  # (T, 1) how far a moving slider got
+    taught = np.ones(len(EXPRESSION_COMPONENTS), bool) if taught is None else np.asarray(taught, bool)
     for _ in range(batch):
         clip_index = int(torch.randint(len(clips), (1,), generator=generator))
         clip = clips[clip_index]
@@ -103,9 +106,9 @@ def sample_expression_chunks(
         start = int(torch.randint(motion_frames, clip.frames - frames + 1, (1,), generator=generator))
         own = clip.record["expression"][start].astype(np.float32)
         kind = MOTION_KINDS[int(torch.randint(len(MOTION_KINDS), (1,), generator=generator))]
-        redraw = (torch.rand(len(own), generator=generator) < change_share).numpy()
+        redraw = (torch.rand(len(own), generator=generator) < change_share).numpy() & taught
         redrawn = np.where(redraw, (torch.rand(len(own), generator=generator) * 2 - 1).numpy(), own).astype(np.float32)
-        move = (torch.rand(len(own), generator=generator) < change_share).numpy()
+        move = (torch.rand(len(own), generator=generator) < change_share).numpy() & taught
         direction = np.where(torch.rand(len(own), generator=generator).numpy() < 0.5, -1.0, 1.0) * move
         held = own if kind == "natural" else redrawn
         changed = np.clip(held + direction * ramp, -1, 1).astype(np.float32)  # (T, E)

@@ -197,13 +197,32 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
         torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
 
 
-def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6, step: float = 0.2):
+def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6, step: float = 0.2,
+                       taught=None):
     config = model.config
     clips = record_clips(dataset, model.autoencoder)
     sample = sample_expression_chunks(clips, batch, 3, config.denoiser.num_motion_frames, config.audio, config.fps,
                                       torch.Generator().manual_seed(seed), change_share, step, 64,
-                                      model.latent_shape[-1])
+                                      model.latent_shape[-1], taught)
     return clips, sample
+
+
+def test_expression_chunks_leave_the_sliders_not_taught_as_the_clip_has_them(dataset):
+    """Teaching smile only: every other slider of every chunk, held, changed or shown by the motion frames, is the
+    clip's own at that frame, while smile is redrawn or moved in some chunks."""
+    model = build_model("tiny-test", seed=0)
+    clips, sample = _expression_chunks(dataset, model, change_share=0.9, batch=8,
+                                       taught=np.array([True, False, False, False, False]))
+    smile_changed = 0
+    for b in range(8):
+        record = clips[int(sample["clip"][b])].record["expression"]
+        start = int(sample["start"][b])
+        own = torch.from_numpy(record[start])
+        shown = torch.from_numpy(record[start - 1]) if sample["natural"][b] else own
+        for key, expected in (("held_expression", own), ("changed_expression", own), ("motion_expression", shown)):
+            torch.testing.assert_close(sample[key][b, 1:], expected[1:], rtol=0, atol=0)
+        smile_changed += bool(sample["changed_expression"][b, 0] != own[0])
+    assert smile_changed >= 3
 
 
 def test_expression_chunks_hold_the_sliders_the_motion_frames_show_and_move_some_on(dataset):
@@ -333,6 +352,11 @@ def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(au
     assert provenance["stage"] == "expression" and provenance["init"]["stage"] == "distill"
     teacher = _recipe(tmp_path, "on_teacher", f'init = "{tmp_path / "teacher" / "model"}"\n[run]\nsteps = 2\n')
     assert _train("expression", teacher, dataset, tmp_path / "refused") == 2
+    face_only = _recipe(tmp_path, "face", f'init = "{tmp_path / "student" / "model"}"\nsliders = ["smile", "brow"]\n'
+                        "[curriculum]\nmax_frames = 2\n[run]\nsteps = 1\nbatch_size = 2\nsave_every = 1\n")
+    assert _train("expression", face_only, dataset, tmp_path / "face") == 0
+    assert load_model(tmp_path / "face" / "model").config.sampling.head_pose == "warp"  # the engine turns the head
+    assert tuned.config.sampling.head_pose == "model"  # taught with every slider
     assert "fine-tunes a one-step consistency student" in capsys.readouterr().err
 
 
@@ -553,6 +577,8 @@ def test_latent_blur_softens_each_sample_by_its_own_width():
         ("autoencoder", '[run]\nstepz = 3\n', "autoencoder.run: unknown key(s) ['stepz']"),
         ("autoencoder", 'preset = "huge"\n', "unknown preset 'huge'"),
         ("autoencoder", 'preset = "tiny-test"\nlatent_blur = 2.0\n', "latent_blur = 2.0: choose a width from 0"),
+        ("expression", 'sliders = ["smile", "nose"]\n', "sliders = ['smile', 'nose']: name one or more of smile"),
+        ("expression", 'sliders = ["smile", "head_yaw"]\n', "head_yaw without the other head slider"),
         ("teacher", "[run]\nsteps = 3\n", "set `init`"),
         ("teacher", "init = [", "not valid TOML"),
     ],
