@@ -1,14 +1,14 @@
 """The head_yaw / head_pitch sliders as a re-posing warp of the generated frames.
 
 None of the tiny preset's one-step students learnt to turn the head (MODEL_CARD.md: they drew a moving head as a
-cross-fade of two, or did not move it). Turning a head by a few degrees mostly slides its front (eyes, nose, mouth) across the frame
-while its outline moves half as far, what lies behind the head (long hair, the back of the head) moves the other
-way and the background stays. The warp does that: every pixel moves by the turn times a depth that is 1 at the
-face centre, about 1/2 on an ellipse of the face's size, dips to about -0.45 at 1.5 face radii and fades to 0
-beyond. The dip's size and place were fitted to the renderer on 60 characters (seeds 0-59) and checked on 100 others
-(seeds 1000-1099), at 256 px: the warped neutral face moves along the renderer's own +-1 difference by 0.72 (yaw) and 0.81
-(pitch) of it on average, at least 0.20 / 0.36 on every character; without the dip long-haired characters moved
-the wrong way (down to -0.39).
+cross-fade of two, or did not move it). Turning a head by a few degrees mostly slides its front (eyes, nose, mouth)
+across the frame while its outline moves half as far, what lies behind the head (long hair, the back of the head)
+moves the other way and the background stays. The warp does that: every pixel moves by the turn times a depth that
+is 1 at the face centre, about 1/2 on an ellipse of the face's size, dips to about -0.45 at 1.5 face radii and fades
+to 0 beyond. The dip's size and place were fitted to the renderer on 60 characters (seeds 0-59) and checked on 100
+others (seeds 1000-1099), at 256 px: the warped neutral face moves along the renderer's own +-1 difference by 0.72
+(yaw) and 0.81 (pitch) of it on average, at least 0.20 / 0.36 on every character; without the dip long-haired
+characters moved the wrong way (down to -0.39).
 The face is taken where the portrait framing puts it (centred, FACE_HALF_WIDTH of the frame), as in the bundled
 characters and the synthetic data; the angles per slider unit are those the training data renders
 (data/timeline.expression_pose, data/synthetic._Pose).
@@ -21,6 +21,7 @@ import functools
 import cv2
 import numpy as np
 
+from avatar_desktop.config import EXPRESSION_COMPONENTS, HEAD_SLIDER_INDICES
 from avatar_desktop.data.synthetic import PITCH_RANGE_DEG, YAW_RANGE_DEG
 from avatar_desktop.data.timeline import expression_pose
 
@@ -36,7 +37,9 @@ BACK_DEPTH, BACK_RADIUS, BACK_WIDTH = 0.5, 1.5, 0.3
 
 def head_shift(yaw_slider: float, pitch_slider: float) -> tuple[float, float]:
     """Slider values in [-1, 1] -> how far the front of the face moves (dx, dy), in face half-widths (y down)."""
-    yaw, pitch = expression_pose(np.array([0, 0, 0, yaw_slider, pitch_slider], np.float64))
+    sliders = np.zeros(len(EXPRESSION_COMPONENTS))
+    sliders[list(HEAD_SLIDER_INDICES)] = yaw_slider, pitch_slider
+    yaw, pitch = expression_pose(sliders)
     return (FRONT_DEPTH * float(np.sin(np.radians(yaw * YAW_RANGE_DEG))),
             -FRONT_DEPTH * float(np.sin(np.radians(pitch * PITCH_RANGE_DEG))))
 

@@ -16,7 +16,8 @@ def _render(identity: Identity, name: str, value: float) -> np.ndarray:
     sliders = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
     sliders[EXPRESSION_COMPONENTS.index(name)] = value
     yaw, pitch = expression_pose(sliders)
-    return render_frame(identity, FrameParams(expression=sliders, head_yaw=float(yaw), head_pitch=float(pitch)), SIZE)[0]
+    params = FrameParams(expression=sliders, head_yaw=float(yaw), head_pitch=float(pitch))
+    return render_frame(identity, params, SIZE)[0]
 
 
 @pytest.mark.parametrize("name", ["head_yaw", "head_pitch"])
@@ -33,7 +34,8 @@ def test_the_warp_turns_the_neutral_face_as_the_renderer_does(name):
         def warped(value: float) -> np.ndarray:
             return repose(neutral[None], *((value, 0.0) if name == "head_yaw" else (0.0, value)))[0]
 
-        gains.append(expression_effect(warped(1.0), neutral, direction) - expression_effect(warped(-1.0), neutral, direction))
+        gains.append(expression_effect(warped(1.0), neutral, direction)
+                     - expression_effect(warped(-1.0), neutral, direction))
         assert psnr(warped(1.0), turned) > psnr(neutral, turned) + 1.0, seed
     assert min(gains) > 0.1 and np.mean(gains) > 0.6, gains
 
