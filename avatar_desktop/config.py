@@ -40,10 +40,7 @@ head_yaw: turned to the viewer's right (+); head_pitch: tilted up (+).
 
 HEAD_SLIDERS = ("head_yaw", "head_pitch")
 HEAD_SLIDER_INDICES = tuple(EXPRESSION_COMPONENTS.index(name) for name in HEAD_SLIDERS)
-"""The sliders that turn the head (re-posed by the engine's warp unless the model turns the head itself)."""
-
-HEAD_POSE_MODES = ("warp", "model")
-"""How a checkpoint's head_yaw / head_pitch sliders act (SamplingConfig.head_pose)."""
+"""The sliders that turn the head (the engine's warp turns it unless the model was taught to)."""
 
 
 def parse_expression(text: str) -> dict[str, float]:
@@ -151,9 +148,9 @@ class SamplingConfig:
     -1..1) in the chunks this checkpoint was trained on: the engine eases a slider moved further over the next
     chunks, so that no chunk asks the model for a jump it can only draw as a cross-fade. None: every chunk takes the
     sliders as they are.
-    `head_pose`: how the head_yaw / head_pitch sliders act. 'warp': the engine re-poses the generated frames
-    (engine/head_pose.py) and the denoiser gets these two sliders at 0; 'model': the denoiser gets them (a model
-    taught to turn the head, as the expression stage teaches it).
+    `warped_sliders`: the sliders the engine carries out by warping the generated frames (engine/slider_warp.py);
+    the denoiser gets them at 0. The others go to the denoiser: those a model was taught (the expression stage
+    teaches its recipe's `sliders` and warps the rest).
     """
 
     parameterization: str = "consistency"
@@ -168,11 +165,13 @@ class SamplingConfig:
     audio_guidance: float = 1.0
     reference_residual: bool = False
     slider_speed: float | None = None
-    head_pose: str = "warp"
+    warped_sliders: tuple[str, ...] = EXPRESSION_COMPONENTS
 
     def __post_init__(self) -> None:
-        if self.head_pose not in HEAD_POSE_MODES:
-            raise ValueError(f"sampling.head_pose is {self.head_pose!r}: expected one of {', '.join(HEAD_POSE_MODES)}")
+        unknown = sorted(set(self.warped_sliders) - set(EXPRESSION_COMPONENTS))
+        if unknown:
+            raise ValueError(f"sampling.warped_sliders names {', '.join(map(repr, unknown))}: expected names from "
+                             f"{', '.join(EXPRESSION_COMPONENTS)}")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 prepare() encodes everything that depends only on the portrait (reference latent, reference keys/values) and
 warms the kernels up; step() appends audio and, once the next chunk's audio (with lookahead) has arrived,
-generates it. Motion frames (the last latents of the previous chunk, lightly noised) carry continuity. With a
-checkpoint whose head sliders warp (SamplingConfig.head_pose), the decoded frames are re-posed (engine/head_pose.py).
+generates it. Motion frames (the last latents of the previous chunk, lightly noised) carry continuity. The sliders
+a checkpoint leaves to the engine (SamplingConfig.warped_sliders) warp the decoded frames (engine/slider_warp.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from avatar_desktop.audio.features import frame_windows, window_geometry
-from avatar_desktop.config import HEAD_SLIDER_INDICES, EngineConfig, State, expression_vector
-from avatar_desktop.engine.head_pose import repose
+from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State, expression_vector
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.engine.portrait import portrait_from_array, square_crop
 from avatar_desktop.engine.precision import select_backend
+from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
@@ -72,7 +72,7 @@ class StreamingGenerator:
             self._sampler = sampler
         self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
         self.slider_speed = sampling.slider_speed if config.slider_speed is None else config.slider_speed
-        self.head_pose_warp = sampling.head_pose == "warp"
+        self._warped = [EXPRESSION_COMPONENTS.index(name) for name in sampling.warped_sliders]  # slider positions
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
@@ -186,9 +186,10 @@ class StreamingGenerator:
         images = self.model.autoencoder.decode(latents[0].contiguous(memory_format=torch.channels_last))
         pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         frames_rgb = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
-        if self.head_pose_warp:
-            yaw, pitch = (float(expression[0, index]) for index in HEAD_SLIDER_INDICES)
-            frames_rgb = repose(frames_rgb, yaw, pitch)
+        if self._warped:
+            warped_values = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
+            warped_values[self._warped] = expression[0, self._warped].cpu().numpy()
+            frames_rgb = warp(frames_rgb, warped_values)
         stage_ms["decode"] = (time.perf_counter() - clock) * 1000
 
         self.frame_index += frames
@@ -245,11 +246,9 @@ class StreamingGenerator:
         return self._motion_expression + (self._expression - self._motion_expression).clamp(-most, most)
 
     def _denoiser_sliders(self, expression: torch.Tensor) -> torch.Tensor:
-        """The sliders (1, E) as the denoiser gets them, in its dtype: the head sliders at 0 when the frames are warped
-        instead."""
+        """The sliders (1, E) as the denoiser gets them, in its dtype: those the engine warps at 0."""
         expression = expression.to(self.dtype, copy=True)
-        if self.head_pose_warp:
-            expression[:, list(HEAD_SLIDER_INDICES)] = 0
+        expression[:, self._warped] = 0
         return expression
 
     def _denoiser(self, cond: DenoiserInputs):

@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from avatar_desktop.config import EXPRESSION_COMPONENTS, HEAD_SLIDERS, ChunkPlanConfig, _from_dict
+from avatar_desktop.config import EXPRESSION_COMPONENTS, ChunkPlanConfig, _from_dict
 from avatar_desktop.errors import AvatarError
 
 
@@ -153,8 +153,8 @@ class ExpressionRecipe:
     redrawn for the motion frames, and that it moves in the chunk; `slider_speed`: how fast a moving slider moves
     (slider units per second; written to the model as SamplingConfig.slider_speed, at which the engine then eases
     the sliders); motion frames noised with sigma ~ U(0, motion_noise_max) as in distillation. `sliders`: the ones
-    the stage redraws and moves (the others keep the clip's own values). Without the head sliders the student keeps
-    the engine's warp for them (SamplingConfig.head_pose 'warp') and is told them at 0, as the engine tells it."""
+    the stage redraws and moves (the others keep the clip's own values); the student is told the others at 0, as
+    the engine tells it, since the engine warps them (SamplingConfig.warped_sliders)."""
 
     init: str = ""
     run: RunConfig = RunConfig()
@@ -169,14 +169,6 @@ class ExpressionRecipe:
         unknown = sorted(set(self.sliders) - set(EXPRESSION_COMPONENTS))
         if unknown or not self.sliders:
             raise ValueError(f"sliders = {list(self.sliders)}: name one or more of {', '.join(EXPRESSION_COMPONENTS)}")
-        heads = set(HEAD_SLIDERS) & set(self.sliders)
-        if len(heads) == 1:
-            raise ValueError(f"sliders: {heads.pop()} without the other head slider; the head sliders are taught "
-                             "together or left to the engine's warp together")
-
-    @property
-    def teaches_head(self) -> bool:
-        return HEAD_SLIDERS[0] in self.sliders
 
 
 RECIPES = {"autoencoder": AutoencoderRecipe, "audio": AudioRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from avatar_desktop.config import EXPRESSION_COMPONENTS, HEAD_SLIDER_INDICES, ModelConfig, SamplingConfig
+from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig, SamplingConfig
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.autoencoder import decoder_parameters
 from avatar_desktop.models.avatar import AvatarModel
@@ -479,7 +479,9 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
     _check_curriculum(recipe.curriculum, student.config)
     earlier = {"init": read_model_config(loaded.resolve(recipe.init))[1].get("provenance", {})}
     anchor = _freeze(copy.deepcopy(student))
-    student = _expression_student(student, recipe.slider_speed, recipe.teaches_head)
+    taught = np.array([name in recipe.sliders for name in EXPRESSION_COMPONENTS])
+    warped = np.flatnonzero(~taught).tolist()  # the engine warps them and tells the denoiser 0
+    student = _expression_student(student, recipe.slider_speed, recipe.sliders)
     for network in (student.autoencoder, student.audio_encoder):
         _freeze(network)
     student.denoiser.requires_grad_(True).train()
@@ -488,16 +490,14 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
     config = student.config
     size = config.autoencoder.image_size
     latent_size = student.latent_shape[-1]
-    taught = np.array([name in recipe.sliders for name in EXPRESSION_COMPONENTS])
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         frames = chunk_length(step, recipe.curriculum, generator)
         sample = sample_expression_chunks(clips, recipe.run.batch_size, frames, config.denoiser.num_motion_frames,
                                           config.audio, config.fps, generator, recipe.change_share,
                                           recipe.slider_speed / config.fps, size, latent_size, taught)
-        if not recipe.teaches_head:  # the engine warps them and tells the denoiser 0
-            for key in ("held_expression", "changed_expression", "motion_expression"):
-                sample[key][:, list(HEAD_SLIDER_INDICES)] = 0
+        for key in ("held_expression", "changed_expression", "motion_expression"):
+            sample[key][:, warped] = 0
         sample = encode_batch(student.autoencoder, sample)
         sample["noise"] = torch.randn(sample["held_x0"].shape, generator=generator)
         sample["motion_sigma"] = torch.rand(recipe.run.batch_size, generator=generator) * recipe.motion_noise_max
@@ -511,16 +511,17 @@ def train_expression(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) 
                  parameters=list(student.denoiser.parameters()))
 
 
-def _expression_student(model: AvatarModel, slider_speed: float, teaches_head: bool = True) -> AvatarModel:
-    """`model` with DenoiserConfig.motion_expression on, SamplingConfig.slider_speed set and head_pose 'model' when
-    the stage teaches the head sliders (the engine must then hand them to the denoiser), 'warp' when not. The expression
+def _expression_student(model: AvatarModel, slider_speed: float,
+                        taught: tuple[str, ...] = EXPRESSION_COMPONENTS) -> AvatarModel:
+    """`model` with DenoiserConfig.motion_expression on, SamplingConfig.slider_speed set and the sliders not `taught`
+    left to the engine's warp (SamplingConfig.warped_sliders; the taught ones go to the denoiser). The expression
     embedding's new inputs (the motion frames' slider values m) start with the negated weights of the chunk's values
     e, so that its first layer reads W (e - m): a slider held since the motion frames asks for no change (they show
     it already), one that just moved asks for what the model did before. Training then learns what else the pair
     tells."""
     denoiser = dataclasses.replace(model.config.denoiser, motion_expression=True)
     sampling = dataclasses.replace(model.config.sampling, slider_speed=slider_speed,
-                                   head_pose="model" if teaches_head else "warp")
+                                   warped_sliders=tuple(name for name in EXPRESSION_COMPONENTS if name not in taught))
     student = AvatarModel(dataclasses.replace(model.config, denoiser=denoiser, sampling=sampling),
                           autoencoder=model.autoencoder)
     state = model.state_dict()

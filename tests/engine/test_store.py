@@ -106,10 +106,10 @@ def test_unknown_config_key_is_named(tiny_model, tmp_path):
         load_model(folder)
 
 
-def test_unknown_head_pose_mode_is_named(tiny_model, tmp_path):
+def test_an_unknown_warped_slider_is_named(tiny_model, tmp_path):
     folder = save_model(tiny_model, tmp_path / "m")
     meta = json.loads((folder / "model.json").read_text())
-    meta["config"]["sampling"]["head_pose"] = "tilt"
+    meta["config"]["sampling"]["warped_sliders"] = ["smile", "tilt"]
     (folder / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match=r"sampling.head_pose is 'tilt': expected one of warp, model"):
+    with pytest.raises(CheckpointError, match=r"sampling.warped_sliders names 'tilt': expected names from smile"):
         load_model(folder)

@@ -9,7 +9,7 @@ import torch
 
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.bench import benchmark_audio
-from avatar_desktop.engine.head_pose import repose
+from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.engine.streaming import StreamingGenerator
 from avatar_desktop.models.avatar import AvatarModel
 
@@ -176,10 +176,10 @@ def _told_sliders(model, portrait, sliders, **engine):
 def test_the_engine_eases_sliders_and_tells_the_model_what_its_motion_frames_show(tiny_model, portrait):
     """A model trained for sliders at 2/s (25 fps): a 2-frame chunk moves a slider by at most 0.16, from the values
     of the chunk before (0 for the portrait); each chunk is told those values. EngineConfig overrides the speed; a
-    model without one takes the sliders at once. (The models turn the head themselves: head_pose 'model'.)"""
+    model without one takes the sliders at once. (The models were taught every slider: warped_sliders empty.)"""
     config = tiny_model.config
     denoiser = dataclasses.replace(config.denoiser, motion_expression=True)
-    sampling = dataclasses.replace(config.sampling, head_pose="model")
+    sampling = dataclasses.replace(config.sampling, warped_sliders=())
     eased_model = AvatarModel(dataclasses.replace(config, denoiser=denoiser,
                                                   sampling=dataclasses.replace(sampling, slider_speed=2.0)))
     sliders = [{"smile": 1.0}, {"smile": 1.0}, {"smile": 0.2, "head_pitch": -0.1}, {"smile": 0.2}]
@@ -190,35 +190,44 @@ def test_the_engine_eases_sliders_and_tells_the_model_what_its_motion_frames_sho
     assert [told[4] for told, _ in eased] == pytest.approx([0.0, 0.0, -0.1, 0.0], abs=within)
     slower = _told_sliders(eased_model, portrait, sliders[:1], slider_speed=1.0)
     assert slower[0][0][0] == pytest.approx(0.08, abs=within)
-    jumped = _told_sliders(AvatarModel(dataclasses.replace(config, denoiser=denoiser)), portrait, sliders)
+    jumped = _told_sliders(AvatarModel(dataclasses.replace(config, denoiser=denoiser, sampling=sampling)), portrait,
+                           sliders)
     assert [(told[0], shown[0]) for told, shown in jumped] == [
         pytest.approx(pair, abs=within) for pair in [(1, 0), (1, 1), (0.2, 1), (0.2, 0.2)]]
 
 
-def test_head_sliders_of_a_warping_model_re_pose_the_frames_instead_of_reaching_the_denoiser(tiny_model, portrait):
-    """With head_pose 'warp' (the default) the denoiser is told the head sliders are 0, so it makes the latents of
-    the neutral pose, and the engine hands out those frames re-posed by the sliders (eased at the model's speed)."""
-    motion_model = AvatarModel(dataclasses.replace(
-        tiny_model.config, denoiser=dataclasses.replace(tiny_model.config.denoiser, motion_expression=True)))
-    sliders = {"smile": 0.5, "head_yaw": 0.8, "head_pitch": -0.4}
-    told = _told_sliders(motion_model, portrait, [sliders, sliders])
-    assert [values[3:] for pair in told for values in pair] == [[0.0, 0.0]] * 4
+def test_the_sliders_a_model_leaves_to_the_engine_warp_the_frames_instead_of_reaching_the_denoiser(tiny_model,
+                                                                                                   portrait):
+    """The denoiser is told 0 for the sliders in SamplingConfig.warped_sliders (by default all of them), so it makes
+    the latents of the neutral face for those, and the engine hands out those frames warped by the sliders (eased at
+    the model's speed); the other sliders reach the denoiser."""
+    sliders = {"smile": 0.5, "brow": 0.6, "head_yaw": 0.8, "head_pitch": -0.4}
+    config = tiny_model.config
+    motion_config = dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, motion_expression=True))
+    assert [values for pair in _told_sliders(AvatarModel(motion_config), portrait, [sliders]) for values in pair] == [
+        [0.0] * 5] * 2
+    warps_some = dataclasses.replace(config.sampling, warped_sliders=("brow", "head_yaw", "head_pitch"))
+    told = _told_sliders(AvatarModel(dataclasses.replace(motion_config, sampling=warps_some)), portrait,
+                         [sliders, sliders])
+    assert [values[1:] for pair in told for values in pair] == [[0.0] * 4] * 4
     assert told[0][0][0] == pytest.approx(0.5, abs=0.005)
 
+    model = AvatarModel(dataclasses.replace(config, sampling=warps_some))
+    model.load_state_dict(tiny_model.state_dict())
+
     def frames(expression, slider_speed=None):
-        generator = _generator(tiny_model, portrait, seed=2, slider_speed=slider_speed)
+        generator = _generator(model, portrait, seed=2, slider_speed=slider_speed)
         generator.set_expression(expression)
         generator.push_audio(benchmark_audio(0.4))
         return [chunk.frames for chunk in _drain(generator)]
 
-    neutral_head = frames({"smile": 0.5})
-    turned = frames(sliders)
-    for plain, warped in zip(neutral_head, turned):
-        assert np.array_equal(warped, repose(plain, 0.8, -0.4))
+    unwarped = frames({"smile": 0.5})
+    for plain, warped in zip(unwarped, frames(sliders)):
+        assert np.array_equal(warped, warp(plain, np.array([0.0, 0.6, 0.0, 0.8, -0.4], np.float32)))
     eased = frames(sliders, slider_speed=2.0)
-    first_chunk_reach = 2.0 / 25  # a 1-frame first chunk at 2 slider units per second
-    assert np.array_equal(eased[0], repose(frames({"smile": first_chunk_reach}, slider_speed=2.0)[0],
-                                           first_chunk_reach, -first_chunk_reach))
+    reach = 2.0 / 25  # a 1-frame first chunk at 2 slider units per second
+    assert np.array_equal(eased[0], warp(frames({"smile": reach}, slider_speed=2.0)[0],
+                                         np.array([0.0, reach, 0.0, reach, -reach], np.float32)))
 
 
 def test_audio_guidance_scales_the_difference_from_silence(tiny_model, portrait):

@@ -3,8 +3,7 @@ as the tiny-cpu student, stays small, and keeps what its model card reports it c
 
 The thresholds sit below the card's numbers by a margin, so that a damaged model fails, not one that scores a
 little differently. They check what the current model achieves: lip sync at lag 0, a closed mouth in silence, a picture that stays,
-chunk seams not much worse than frame-to-frame motion, a smile slider that acts and head sliders that turn the head
-(by the engine's warp); brow and eye_open join them when a model that moves them is shipped.
+chunk seams not much worse than frame-to-frame motion, and sliders that act (by the engine's warp).
 """
 
 from pathlib import Path
@@ -38,9 +37,13 @@ def test_default_model_keeps_its_card_on_an_unseen_character(eval_data):
     assert report["appearance"]["psnr_outside"] >= 19.0  # 20.8 dB on this clip; card: 23.5 on 20 held-out clips
     # 1.29 on this clip; the target (1.3) is the card's, on 20 clips: 1.25
     assert report["temporal"]["chunk_boundary_ratio"] <= 1.45
-    assert report["expression_gain"]["smile"] >= 0.01  # 0.040 on this character; card: 0.025 over three
-    # The head sliders' warp on a long-haired character, whose back hair the renderer moves against the turn:
-    # 0.062 / 0.150 here; card: 0.60 / 0.67 over three characters
+    # The sliders' warp (engine/slider_warp.py) on a long-haired character, measured 0.52 / 0.87 / 0.40 for smile /
+    # brow / eye_open; card: see its expression table (three characters)
+    assert report["expression_gain"]["smile"] >= 0.3
+    assert report["expression_gain"]["brow"] >= 0.4
+    assert report["expression_gain"]["eye_open"] >= 0.2
+    assert all(report["expression_response"][name] >= 0.8 for name in report["expression_response"])
+    # whose back hair the renderer moves against a turn: 0.064 / 0.156 here; card: 0.60 / 0.67 over three characters
     assert report["expression_gain"]["head_yaw"] >= 0.03
     assert report["expression_gain"]["head_pitch"] >= 0.08
 

@@ -307,7 +307,7 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
     torch.nn.init.normal_(old.denoiser.expression_embedding[0].weight)  # sliders that do something
     widened = _expression_student(old, slider_speed=2.0)
     assert widened.config.sampling.slider_speed == 2.0 and old.config.sampling.slider_speed is None
-    assert widened.config.sampling.head_pose == "model"  # the stage teaches the denoiser to turn the head
+    assert widened.config.sampling.warped_sliders == ()  # taught every slider: the denoiser gets them all
     channels, h, w = old.latent_shape
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, 2, channels, h, w, generator=generator)
@@ -355,8 +355,9 @@ def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(au
     face_only = _recipe(tmp_path, "face", f'init = "{tmp_path / "student" / "model"}"\nsliders = ["smile", "brow"]\n'
                         "[curriculum]\nmax_frames = 2\n[run]\nsteps = 1\nbatch_size = 2\nsave_every = 1\n")
     assert _train("expression", face_only, dataset, tmp_path / "face") == 0
-    assert load_model(tmp_path / "face" / "model").config.sampling.head_pose == "warp"  # the engine turns the head
-    assert tuned.config.sampling.head_pose == "model"  # taught with every slider
+    face = load_model(tmp_path / "face" / "model")
+    assert face.config.sampling.warped_sliders == ("eye_open", "head_yaw", "head_pitch")  # the engine's warp
+    assert tuned.config.sampling.warped_sliders == ()  # taught every slider
     assert "fine-tunes a one-step consistency student" in capsys.readouterr().err
 
 
@@ -578,7 +579,6 @@ def test_latent_blur_softens_each_sample_by_its_own_width():
         ("autoencoder", 'preset = "huge"\n', "unknown preset 'huge'"),
         ("autoencoder", 'preset = "tiny-test"\nlatent_blur = 2.0\n', "latent_blur = 2.0: choose a width from 0"),
         ("expression", 'sliders = ["smile", "nose"]\n', "sliders = ['smile', 'nose']: name one or more of smile"),
-        ("expression", 'sliders = ["smile", "head_yaw"]\n', "head_yaw without the other head slider"),
         ("teacher", "[run]\nsteps = 3\n", "set `init`"),
         ("teacher", "init = [", "not valid TOML"),
     ],
