@@ -3,6 +3,7 @@ copied), and a tiny seeded model on the model search path."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import sys
@@ -36,9 +37,12 @@ def model_dirs(tmp_path_factory):
     `tiny` is the tiny test model with seeded random weights, made expression-sensitive: random weights decode
     nearly the same image whatever the conditioning, so the input convolution is zeroed and the expression
     embedding, the state label embedding and the output convolution scaled up; a slider's or a state's effect then
-    shows in the frames (tens of grey levels against about 2 from frame to frame)."""
+    shows in the frames (tens of grey levels against about 2 from frame to frame). Its denoiser gets the sliders
+    (no warped_sliders), as that of a model taught them does."""
     root = tmp_path_factory.mktemp("models")
-    model = build_model(tiny_test_config(), seed=0)
+    config = tiny_test_config()
+    model = build_model(dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, warped_sliders=())),
+                        seed=0)
     with torch.no_grad():
         denoiser = model.denoiser
         for name, parameter in denoiser.conv_in.named_parameters():
