@@ -35,6 +35,8 @@ METRICS = [  # (section, key, label, target)
     ("appearance", "psnr_outside", "PSNR outside the mouth (dB)", ">= 26"),
     ("appearance", "psnr_mouth", "PSNR of the mouth (dB)", ""),
     ("appearance", "ssim_outside", "SSIM outside the mouth", ""),
+    ("appearance_still_head", "psnr_outside", "PSNR outside the mouth against the still-head render (dB)", ""),
+    ("appearance_still_head", "psnr_mouth", "PSNR of the mouth against the still-head render (dB)", ""),
 ]
 
 

@@ -4,6 +4,7 @@ flicker and chunk seams are caught. Frame sources below transform the ground tru
 import dataclasses
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -73,6 +74,8 @@ def test_ground_truth_against_itself_is_perfect(truth_report):
     assert report["long_run"]["window_seconds"] == pytest.approx(6.0)
     assert report["measurer"]["ground_truth_r"] > 0.95
     assert report["model"] == "ground-truth" and report["seed"] == 0 and len(report["clips"]) == 3
+    # against the truth without its random head motion and blinks: what they cost the still-head baseline
+    assert 15 < report["appearance_still_head"]["psnr_outside"] < 40
 
 
 def test_static_portrait_scores_only_chance(eval_data, truth_report):
@@ -93,8 +96,24 @@ def test_the_still_head_baseline_has_the_true_mouth_but_not_the_random_motion(ev
     assert report["lip_sync"]["closure_rate"] == 1.0
     assert report["states"] == {"listening_mouth_closed": 1.0, "idle_mouth_closed": 1.0}
     assert 15 < report["appearance"]["psnr_outside"] < 40
+    assert report["appearance"]["psnr_outside"] == pytest.approx(
+        truth_report["appearance_still_head"]["psnr_outside"], abs=0.5)  # the same pairs of frames, other boxes
+    assert report["appearance_still_head"] == {"psnr_mouth": 100.0, "psnr_outside": 100.0, "ssim_mouth": 1.0,
+                                               "ssim_outside": 1.0}
     assert all(value == pytest.approx(1.0) for value in report["expression_response"].values())
     assert all(value == pytest.approx(1.0) for value in report["expression_gain"].values())
+
+
+def test_clips_without_a_character_seed_have_no_still_head_appearance(eval_data, tmp_path):
+    """Real videos (no identity_seed) cannot be rendered still: their report says so with None."""
+    data = tmp_path / "data"
+    shutil.copytree(eval_data, data)
+    for meta_file in (data / "clips").glob("*/clip.json"):
+        meta = json.loads(meta_file.read_text())
+        del meta["identity_seed"]
+        meta_file.write_text(json.dumps(meta))
+    report = evaluate(data, GroundTruthSource(), clips=1)["report"]
+    assert report["appearance_still_head"] is None and report["appearance"]["psnr_outside"] == 100.0
 
 
 def test_the_still_head_baseline_refuses_real_videos(eval_data):
