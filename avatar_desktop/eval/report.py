@@ -277,12 +277,13 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
     rows: list[dict[str, float]] = []
     trace: dict[str, list[float]] = {}
     for index, clip in enumerate(clips):
-        generated, starts = source.generate(clip_stream(clip))
+        stream = clip_stream(clip)
+        generated, starts = source.generate(stream)
         row = {**metrics.appearance(generated, clip.frames, clip.record["mouth_box"]),
                "flicker": metrics.flicker(generated, clip.frames),
                "chunk_boundary_ratio": metrics.chunk_boundary_ratio(generated, starts)}
         if "identity_seed" in clip.meta:
-            still, still_boxes = still_head_frames(clip_stream(clip))
+            still, still_boxes = still_head_frames(stream)
             row.update({f"still_head_{key}": value
                         for key, value in metrics.appearance(generated, still, still_boxes).items()})
         if calibration is not None:
