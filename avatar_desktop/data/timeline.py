@@ -231,5 +231,10 @@ def _expression_track(rng: np.random.Generator, frames: int, listening: np.ndarr
     switch = rng.uniform(0.3, 0.7) * frames
     ease = 1 / (1 + np.exp(-(np.arange(frames) - switch) / 6.0))
     expression = halves[0] * (1 - ease[:, None]) + halves[1] * ease[:, None]
-    attentive = np.convolve(listening, np.ones(9) / 9, mode="same")[:, None] * np.array([0.2, 0.25, 0.2, 0, 0])
-    return np.clip(expression + attentive, -1, 1).astype(np.float32)
+    return np.clip(expression + attentive_look(listening), -1, 1).astype(np.float32)
+
+
+def attentive_look(listening: np.ndarray) -> np.ndarray:
+    """The expression (T, 5) a listener adds to its sliders (brows up, eyes open, slight smile), eased in and out
+    over 9 frames: listening float (T,) 1 where the state is listening."""
+    return np.convolve(listening, np.ones(9) / 9, mode="same")[:, None] * np.array([0.2, 0.25, 0.2, 0, 0])
