@@ -1,0 +1,80 @@
+"""`eval --photos`: the measurements on arrays discriminate, the speech plan holds what the numbers need, bad input
+gets a clear message, and the astronaut and its variants through the whole photo path meet issue 22's numbers."""
+
+import numpy as np
+import pytest
+
+from avatar_desktop.cli import main
+from avatar_desktop.config import State
+from avatar_desktop.data.speech import Viseme
+from avatar_desktop.eval import photos
+
+
+def test_speech_plan_has_every_state_and_closures():
+    speech = photos.photo_speech(6.0, seed=0)
+    assert speech.frames == 150
+    assert len(speech.audio) == 150 * 640
+    assert set(np.unique(speech.states)) == {int(s) for s in State}
+    windows = speech.closure_windows()
+    assert windows and all(speech.viseme[a: b + 1].tolist().count(int(Viseme.CLOSED)) for a, b in windows)
+    assert (speech.opening[speech.states != State.SPEAKING] == 0).all()
+    pauses = speech.speech_pauses()
+    assert (speech.states[pauses] == State.SPEAKING).all() and (speech.viseme[pauses] == Viseme.REST).all()
+    again = photos.photo_speech(6.0, seed=0)  # seeded (espeak-ng's timings vary by a few samples between calls)
+    assert np.array_equal(again.states, speech.states) and [p[0] for p in again.phonemes] == [p[0] for p in
+                                                                                               speech.phonemes]
+    looped = speech.looped(400)
+    assert looped.frames == 400 and len(looped.audio) == 400 * 640
+    assert np.array_equal(looped.states[150:300], speech.states)
+
+
+def test_lip_sync_finds_the_lag_and_survives_missing_frames():
+    truth = np.clip(np.sin(np.arange(200) / 3.0), 0, None)
+    late = np.concatenate([np.zeros(2), truth[:-2]]) * 0.1 + 0.03  # face widths, 2 frames late
+    late[[10, 50, 51]] = np.nan  # the mesh missed these
+    result = photos.lip_sync(late, truth)
+    assert result["lag_frames"] == 2 and result["r_at_lag"] > 0.99
+    assert 0.3 < result["r"] < 0.95
+    assert photos.lip_sync(np.full(200, np.nan), truth)["lag_frames"] is None
+
+
+def test_closure_rate_against_chance():
+    frames = 300
+    windows = [(20, 21), (80, 82), (150, 150), (220, 221)]
+    speech_frames = np.ones(frames, bool)
+    closed = np.zeros(frames, bool)
+    for a, _ in windows:
+        closed[a] = True
+    rate, chance = photos.closure(closed, windows, speech_frames)
+    assert rate == 1.0 and chance < 0.05
+    rate, chance = photos.closure(np.ones(frames, bool), windows, speech_frames)
+    assert rate == 1.0 and chance == 1.0  # a mouth always closed closes by chance too
+    rate, _ = photos.closure(np.roll(closed, 5), windows, speech_frames)
+    assert rate == 0.0
+
+
+def test_psnr_outside_the_dilated_head_and_ssim_inside():
+    neutral = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    head = np.zeros((120, 160), bool)
+    head[30:90, 50:110] = True
+    region = photos.HeadRegion.from_mask(head)
+    moved = neutral.copy()
+    moved[32:88, 52:108] = 255 - moved[32:88, 52:108]  # a change inside the head only
+    assert photos.psnr_from_error(*photos.squared_error_outside(moved, neutral, region)) == 100.0
+    assert photos.ssim_inside(moved, neutral, region) < 0.5
+    assert photos.ssim_inside(neutral, neutral, region) == pytest.approx(1.0)
+    leaked = moved.copy()
+    leaked[0:10] = np.clip(leaked[0:10].astype(int) + 20, 0, 255)  # the background changed
+    assert photos.psnr_from_error(*photos.squared_error_outside(leaked, neutral, region)) < 40
+
+
+def test_empty_folder_and_conflicting_options(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a photo")
+    assert main(["eval", "--photos", str(tmp_path)]) == 2
+    assert "holds no images" in capsys.readouterr().err
+    assert main(["eval", "--photos", str(tmp_path / "missing")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["eval", "--photos", str(tmp_path), "--data", str(tmp_path)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["eval", "--clips", "2"]) == 2
+    assert "--photos" in capsys.readouterr().err
