@@ -97,8 +97,8 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, *
         members = remaining[same]
         weights = scores[members][:, None]
         merged = (values[members] * weights).sum(axis=0) / weights.sum()
-        faces.append(Detection(box=merged[:4].astype(np.float32), keypoints=merged[4:].reshape(-1, 2).astype(np.float32),
-                               score=float(scores[best])))
+        faces.append(Detection(box=merged[:4].astype(np.float32),
+                               keypoints=merged[4:].reshape(-1, 2).astype(np.float32), score=float(scores[best])))
         remaining = remaining[~same]
     return faces
 

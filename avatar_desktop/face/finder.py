@@ -2,8 +2,9 @@
 
 `find` runs the detector on the whole image (then on overlapping tiles if it finds nothing), takes the largest face,
 cuts a square around it (1.5 x the box, rotated so the eyes are level) from the full-resolution image, runs the mesh
-model on it, and once more on the square the mesh itself gives (as MediaPipe's tracking does on the next frame);
-then the iris model on a square around each eye. `track` skips the detector: the previous mesh gives the square.
+model on it, then again on the square the mesh itself gives (as MediaPipe's tracking does on the next frame) until
+the mesh settles; then the iris model on a square around each eye. `track` skips the detector: the previous mesh
+gives the square.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ MIN_FACE_WIDTH = 128  # pixels, FaceMesh.width: below it a photo's face is too s
 MIN_MESH_SCORE = 0.5  # the mesh model's own face score; below it the square holds no face
 MESH_REGION_SCALE = 1.5  # the mesh model's square: this many times the face box (or the mesh's extent)
 IRIS_REGION_SCALE = 2.3  # the iris model's square: this many times the eye's corner-to-corner width
+MAX_REFINEMENTS = 4  # find: at most this many mesh runs after the first, each on the square the last one gives
+SETTLED = 0.002  # find: the mesh has settled when its points move less than this many face widths on average
 TILED_ABOVE = 1024  # pixels on the long side: a larger image is also searched in tiles when whole it shows no face
 TILE_SIZE = 1024
 
@@ -80,9 +83,13 @@ class FaceFinder:
         region = SquareRegion(center=((x0 + x1) / 2, (y0 + y1) / 2), size=max(x1 - x0, y1 - y0) * MESH_REGION_SCALE,
                               angle=math.atan2(dy, dx))
         points, score = self._mesh(image, region)
-        if score < MIN_MESH_SCORE:
-            return None
-        points, score = self._mesh(image, _region_of(points))  # refined: the square the mesh itself gives
+        for _ in range(MAX_REFINEMENTS):  # the square the mesh itself gives, until the mesh settles
+            if score < MIN_MESH_SCORE:
+                return None
+            previous = points
+            points, score = self._mesh(image, _region_of(points))
+            if np.linalg.norm(points[:, :2] - previous[:, :2], axis=1).mean() < SETTLED * _face_width(points):
+                break
         if score < MIN_MESH_SCORE:
             return None
         return FaceMesh(points=points, irises=self._irises(image, points), box=face.box, score=face.score,
