@@ -1,0 +1,146 @@
+"""The dense backward warp: for each output pixel of the head region, the photo pixel it shows.
+
+Control points are the mesh and three rings around the face outline (1.3, 1.75 and 2.3 times its size about its
+centre) that carry 0.7, 0.3 and 0 of the nearest outline point's move: the hair and the neck follow the head part
+of the way and the outer ring stays still, so the warp is exactly the identity at the edge of the head region and
+outside it. Ring points near the image's border carry less (nothing at the border).
+
+Piecewise-affine over a Delaunay triangulation of the neutral points (cv2.Subdiv2D), not a thin-plate spline: a
+spline from the moved points would need a new dense solve every frame and cannot tear the lips apart (the inner
+lips of a closed mouth share their neutral positions), while the triangles open the mouth exactly and cost a few
+milliseconds. Fold-overs (a turned nose over the far cheek) are resolved by drawing the moved triangles from far
+to near, so the nearer surface wins as in a real view. The triangles are rasterized into a coarse grid (one cell
+per `grid_step` output pixels) where each cell gets its triangle's affine map; the displacement is upsampled
+bilinearly to full resolution and `cv2.remap` reads the photo there.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from avatar_desktop.face import landmarks as lm
+
+RING_SCALES = (1.3, 1.75, 2.3)
+RING_CARRY = (0.7, 0.3, 0.0)
+_SUBPIXEL_BITS = 4
+
+
+def _triangulate(points: np.ndarray) -> np.ndarray:
+    """float32 (M, 2) distinct points -> int32 (T, 3) Delaunay triangles (indices)."""
+    low, high = points.min(0) - 10, points.max(0) + 10
+    subdiv = cv2.Subdiv2D((int(low[0]), int(low[1]), int(high[0] - low[0]) + 1, int(high[1] - low[1]) + 1))
+    index_of = {}
+    for index, point in enumerate(points.astype(np.float32)):
+        subdiv.insert((float(point[0]), float(point[1])))
+        index_of[(float(point[0]), float(point[1]))] = index
+    triangles = []
+    for triangle in subdiv.getTriangleList().reshape(-1, 3, 2).astype(np.float32):
+        indices = [index_of.get((float(x), float(y))) for x, y in triangle]
+        if None not in indices:  # not one of the bounding box's virtual vertices
+            triangles.append(indices)
+    return np.unique(np.sort(np.array(triangles, np.int32), axis=1), axis=0)
+
+
+class HeadWarp:
+    """Builds the backward map of the head region from moved mesh points.
+
+    neutral: float32 (468, 3) mesh points at the output scale; face_width in pixels; frame_size (width, height).
+    """
+
+    def __init__(self, neutral: np.ndarray, face_width: float, frame_size: tuple[int, int], *,
+                 grid_step: int | None = None, topology_points: np.ndarray | None = None):
+        width, height = frame_size
+        self.step = grid_step or int(np.clip(round(face_width / 60), 2, 8))
+        margin = 2 * self.step + 2
+        xy = np.asarray(neutral, np.float32)[:, :2]
+        oval = xy[list(lm.FACE_OVAL)]
+        centre = oval.mean(0)
+        # the hair reaches above the outline's top, the neck below the chin: stretch the rings up a little
+        rings, carries, owners, ring_of = [], [], [], []
+        for scale, carry in zip(RING_SCALES, RING_CARRY):
+            ring = centre + scale * (oval - centre) - [0, 0.08 * (scale - 1) * face_width]
+            ring = np.clip(ring, margin, [width - 1 - margin, height - 1 - margin])
+            border = np.minimum.reduce([ring[:, 0], ring[:, 1], width - 1 - ring[:, 0], height - 1 - ring[:, 1]])
+            rings.append(ring)
+            carries.append(carry * np.clip((border - margin) / (0.25 * face_width), 0, 1))
+            owners.append(np.array(lm.FACE_OVAL))
+            ring_of.append(np.full(len(oval), len(rings) - 1))
+        ring_points = np.concatenate(rings)
+        ring_carry = np.concatenate(carries)
+        ring_owner = np.concatenate(owners)
+        keep = np.ones(len(ring_points), bool)  # drop ring points that the clipping piled onto others
+        for index in range(len(ring_points)):
+            others = ring_points[index + 1:][keep[index + 1:]]
+            if len(others) and np.linalg.norm(others - ring_points[index], axis=1).min() < 1.0:
+                keep[index] = False
+        self.ring_points, self.ring_carry, self.ring_owner = ring_points[keep], ring_carry[keep], ring_owner[keep]
+        self.neutral = np.concatenate([xy, self.ring_points]).astype(np.float32)  # (M, 2)
+        topology = xy if topology_points is None else np.asarray(topology_points, np.float32)[:, :2]
+        self.triangles = _triangulate(np.concatenate([topology, self.ring_points]))  # (T, 3)
+        corners = np.concatenate([self.neutral[self.triangles], np.ones((len(self.triangles), 3, 1), np.float32)], 2)
+        self._orientation = np.sign(np.linalg.det(corners))  # (T,) of the neutral triangles
+        outer = self.ring_points[np.concatenate(ring_of)[keep] == len(RING_SCALES) - 1]
+        hull = cv2.convexHull(outer.astype(np.float32)).reshape(-1, 2)
+        # the head region: the outer ring's hull, grown by the upsampling's reach
+        mask = np.zeros((height, width), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1)
+        mask = cv2.dilate(mask, np.ones((2 * self.step + 1,) * 2, np.uint8))
+        self.head_mask = mask.astype(bool)  # (H, W)
+        ys, xs = np.nonzero(self.head_mask)
+        x0, y0 = xs.min() // self.step * self.step, ys.min() // self.step * self.step
+        x1 = min(-(-(xs.max() + 1) // self.step) * self.step, width // self.step * self.step)
+        y1 = min(-(-(ys.max() + 1) // self.step) * self.step, height // self.step * self.step)
+        self.box = (int(x0), int(y0), int(x1), int(y1))  # the region the maps cover, multiples of the step
+        grid_x = x0 + (np.arange((x1 - x0) // self.step) + 0.5) * self.step - 0.5
+        grid_y = y0 + (np.arange((y1 - y0) // self.step) + 0.5) * self.step - 0.5
+        self.grid = np.stack(np.meshgrid(grid_x, grid_y), -1).astype(np.float32)  # (Hg, Wg, 2) pixel centres
+        pixels = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        self.pixels = np.stack(pixels, -1)  # (h, w, 2) pixel coordinates of the box
+
+    def control_points(self, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moved mesh float32 (468, 3) -> moved control points float32 (M, 2) and their depth (M,)."""
+        moved_xy = moved[:, :2]
+        displacement = moved_xy - self.neutral[: len(moved)]
+        rings = self.ring_points + self.ring_carry[:, None] * displacement[self.ring_owner]
+        depth = np.concatenate([moved[:, 2], np.full(len(rings), moved[:, 2].max() + 1, np.float32)])
+        return np.concatenate([moved_xy, rings]).astype(np.float32), depth
+
+    def grid_displacement(self, moved: np.ndarray) -> np.ndarray:
+        """Moved mesh float32 (468, 3) -> backward displacement float32 (Hg, Wg, 2) on the coarse grid (pixels)."""
+        points, depth = self.control_points(moved)
+        x0, y0 = self.box[:2]
+        corners = points[self.triangles]  # (T, 3, 2) moved
+        sources = self.neutral[self.triangles]  # (T, 3, 2)
+        # affine maps moved -> neutral: [x y 1] @ coefficients = source
+        homogeneous = np.concatenate([corners, np.ones((len(corners), 3, 1), np.float32)], 2)
+        determinant = np.linalg.det(homogeneous)
+        valid = np.abs(determinant) > 1e-3
+        coefficients = np.zeros((len(corners), 3, 2), np.float32)
+        coefficients[valid] = np.linalg.solve(homogeneous[valid], sources[valid])
+        # back-face culling: a triangle that the move turned over only fills what no other triangle covers;
+        # the others are drawn from far to near
+        flipped = np.sign(np.linalg.det(homogeneous)) != self._orientation
+        order = np.lexsort((-depth[self.triangles].mean(1), ~flipped))
+        grid_corners = ((corners - [x0, y0] + 0.5) / self.step - 0.5) * (1 << _SUBPIXEL_BITS)
+        grid_corners = np.round(grid_corners).astype(np.int32)
+        ids = np.full(self.grid.shape[:2], -1, np.int32)
+        for index in order[valid[order]]:
+            cv2.fillConvexPoly(ids, grid_corners[index], int(index), cv2.LINE_8, _SUBPIXEL_BITS)
+        covered = ids >= 0
+        displacement = np.zeros_like(self.grid)
+        cells = self.grid[covered]  # (K, 2)
+        chosen = coefficients[ids[covered]]  # (K, 3, 2)
+        source = cells[:, :1] * chosen[:, 0] + cells[:, 1:] * chosen[:, 1] + chosen[:, 2]
+        displacement[covered] = source - cells
+        return displacement
+
+    def map(self, moved: np.ndarray) -> np.ndarray:
+        """Moved mesh (468, 3) -> cv2.remap map float32 (h, w, 2) over `box`: the photo pixel each pixel shows.
+
+        Outside `head_mask` the displacement is exactly zero (the outer ring stays still and the upsampling
+        reaches at most one grid step beyond it).
+        """
+        x0, y0, x1, y1 = self.box
+        displacement = cv2.resize(self.grid_displacement(moved), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        return np.add(displacement, self.pixels, out=displacement)
