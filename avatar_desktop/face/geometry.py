@@ -6,6 +6,7 @@ centre is (j + 0.5, i + 0.5) and mirroring an image of width W maps x to W - x.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -43,7 +44,7 @@ class SquareRegion:
         to_crop = self.to_crop(out_size, flip=flip)
         shrink = self.size / out_size
         if shrink > MAX_DIRECT_SHRINK:
-            image, to_crop = _area_shrunk(image, to_crop, self, factor=shrink / MAX_DIRECT_SHRINK)
+            image, to_crop = _area_shrunk(image, to_crop, self, factor=math.ceil(shrink / MAX_DIRECT_SHRINK))
         return cv2.warpAffine(image, _for_opencv(to_crop), (out_size, out_size), flags=cv2.INTER_LINEAR,
                               borderMode=border, borderValue=0)
 
@@ -58,21 +59,20 @@ def _for_opencv(matrix: np.ndarray) -> np.ndarray:
     return np.hstack([matrix[:, :2], (matrix[:, 2] + matrix[:, :2].sum(axis=1) * 0.5 - 0.5)[:, None]])
 
 
-def _area_shrunk(image: np.ndarray, to_crop: np.ndarray, region: SquareRegion, *, factor: float
+def _area_shrunk(image: np.ndarray, to_crop: np.ndarray, region: SquareRegion, *, factor: int
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """The part of `image` under `region`, shrunk by `factor` with area averaging, and `to_crop` adjusted to it."""
+    """The part of `image` under `region`, shrunk by a whole `factor` with area averaging (OpenCV's fast case),
+    and `to_crop` adjusted to it."""
     height, width = image.shape[:2]
-    half = region.size / np.sqrt(2)  # the rotated square's reach from its centre
-    x0, y0 = (max(0, int(np.floor(c - half))) for c in region.center)
-    x1, y1 = min(width, int(np.ceil(region.center[0] + half))), min(height, int(np.ceil(region.center[1] + half)))
-    if x1 <= x0 or y1 <= y0:
+    reach = region.size / np.sqrt(2)  # the rotated square's half diagonal
+    x0, y0 = (max(0, int(np.floor(c - reach))) for c in region.center)
+    x1, y1 = min(width, int(np.ceil(region.center[0] + reach))), min(height, int(np.ceil(region.center[1] + reach)))
+    columns, rows = (x1 - x0) // factor, (y1 - y0) // factor  # whole blocks only
+    if columns < 1 or rows < 1:
         return image, to_crop
-    part = image[y0:y1, x0:x1]  # (h, w, 3)
-    new_size = (max(1, round((x1 - x0) / factor)), max(1, round((y1 - y0) / factor)))
-    shrunk = cv2.resize(part, new_size, interpolation=cv2.INTER_AREA)
-    scale_x, scale_y = (x1 - x0) / new_size[0], (y1 - y0) / new_size[1]
-    # shrunk pixel q -> image pixel p = (x0 + qx * scale_x, y0 + qy * scale_y)
-    from_shrunk = np.array([[scale_x, 0.0, x0], [0.0, scale_y, y0]])
+    part = image[y0:y0 + rows * factor, x0:x0 + columns * factor]  # (rows * factor, columns * factor, 3)
+    shrunk = cv2.resize(part, (columns, rows), interpolation=cv2.INTER_AREA)
+    from_shrunk = np.array([[factor, 0.0, x0], [0.0, factor, y0]])  # shrunk pixels -> image pixels
     return shrunk, _compose(to_crop, from_shrunk)
 
 

@@ -243,3 +243,19 @@ def test_anchor_layouts_and_weighted_nms():
     assert len(faces) == 2 and faces[0].score == pytest.approx(0.9) and faces[1].score == pytest.approx(0.7)
     np.testing.assert_allclose(faces[0].box, [0.4, 0, 10.4, 10], atol=1e-5)  # weighted 0.9 : 0.6
     np.testing.assert_allclose(faces[1].box, boxes[2])
+
+
+def test_close_up_filling_the_frame(finder, astronaut_2x, mesh):
+    left, top = 360, 160  # 200 x 200 px around the face: the full-range detector misses it, the short-range finds it
+    close_up = np.ascontiguousarray(astronaut_2x[top:top + 200, left:left + 200])
+    found = finder.find(close_up)
+    expected = mesh.scaled(2.0).points[:, :2] - [left, top]
+    inside = ((expected > 5) & (expected < 195)).all(axis=1)
+    assert point_errors(found, expected)[inside].mean() < 0.015 * found.width
+
+
+def test_closed_finder_refuses_work(astronaut):
+    finder = FaceFinder()
+    finder.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        finder.find(astronaut)
