@@ -16,6 +16,7 @@ import numpy as np
 from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.face.detector import Detection, FaceDetector, weighted_nms
 from avatar_desktop.face.geometry import SquareRegion, apply
+from avatar_desktop.face.landmarks import CHEEK_IMAGE_LEFT, CHEEK_IMAGE_RIGHT
 from avatar_desktop.face.mesh import FaceMesh
 from avatar_desktop.face.tflite import TFLiteModel
 
@@ -173,7 +174,8 @@ def _region_of(points: np.ndarray) -> SquareRegion:
 
 
 def _face_width(points: np.ndarray) -> float:
-    return float(np.linalg.norm(points[454, :2] - points[234, :2]))
+    """float (468, 3) mesh -> its width in pixels, as FaceMesh.width."""
+    return float(np.linalg.norm(points[CHEEK_IMAGE_RIGHT, :2] - points[CHEEK_IMAGE_LEFT, :2]))
 
 
 def _tiles(width: int, height: int) -> list[SquareRegion]:
