@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import cv2
 import numpy as np
@@ -236,10 +236,13 @@ def silence(seconds: float, fps: int = FPS) -> PhotoSpeech:
                        viseme=np.full(frames, int(Viseme.REST), np.int8), phonemes=[], voice="", fps=fps)
 
 
-def drive(generator, speech: PhotoSpeech) -> Iterator[tuple[int, np.ndarray]]:
+def drive(generator, speech: PhotoSpeech, expression: Mapping[str, float] | None = None
+          ) -> Iterator[tuple[int, np.ndarray]]:
     """Feed the speech's audio to a prepared generator one video frame at a time with that frame's state label
-    (sliders 0), as the live app does, from a new stream; yield (index, frame uint8 (H, W, 3)) in order."""
+    and the sliders `expression` (None: all 0), as the live app does, from a new stream; yield (index, frame uint8
+    (H, W, 3)) in order."""
     generator.reset()
+    generator.set_expression(expression or {})
     per_frame = SAMPLE_RATE // speech.fps
 
     def frames_of(chunk) -> Iterator[tuple[int, np.ndarray]]:
@@ -371,8 +374,8 @@ def drift(generator, finder, speech: PhotoSpeech, region: HeadRegion, minutes: f
     result: dict[str, Any] = {"minutes": total / speech.fps / 60, "window_seconds": window / speech.fps}
     for part, values in sums.items():
         result[f"{part}_opening"] = float(np.mean(values["opening"])) if values["opening"] else None
-        result[f"{part}_colour"] = np.mean(values["colour"], axis=0).round(2).tolist()
-        result[f"{part}_nose_shift"] = (np.mean(values["position"], axis=0).round(4).tolist()
+        result[f"{part}_colour"] = [round(float(v), 2) for v in np.mean(values["colour"], axis=0)]
+        result[f"{part}_nose_shift"] = ([round(float(v), 4) for v in np.mean(values["position"], axis=0)]
                                         if values["position"] else None)
     result["colour_change"] = float(np.abs(np.subtract(result["last_colour"], result["first_colour"])).max())
     return result
@@ -408,7 +411,7 @@ def evaluate_photos(folder: Path, model: str | None = None, *, seconds: float = 
     if seconds < 2:
         raise EvaluationError(f"--seconds must be at least 2 (a speaking segment needs room), got {seconds}")
     paths = photo_paths(folder)
-    from avatar_desktop.models.motion import DEFAULT_MOTION_MODEL, load_motion_model
+    from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model
 
     model = model or DEFAULT_MOTION_MODEL
     motion_model = load_motion_model(model)
@@ -469,10 +472,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"model {report['model']}, {report['seconds']:.1f} s of speech per photo (voice {report['voice']}, seed "
              f"{report['seed']}); closed: {report['closed_rule']}",
              "thresholds: " + ", ".join(f"{name} {value:g}" for name, value in THRESHOLDS.items()), ""]
-    rows = []
+    rows, errors = [], []
     for row in report["photos"] + [{"photo": "mean", **report["mean"]}]:
         if "error" in row:
-            lines.append(f"{row['photo']}: not evaluated: {row['error']}")
+            errors.append(f"{row['photo']}: not evaluated: {row['error']}")
             continue
         details = row["details"]
         size = f"{row['frame_size'][0]}x{row['frame_size'][1]}" if "frame_size" in row else ""
@@ -481,8 +484,8 @@ def format_report(report: dict[str, Any]) -> str:
                     + [number(lag, "{:+.0f}" if "frame_size" in row else "{:+.1f}"),
                        number(details["closure_chance"], "{:.2f}"), number(details["flicker_idle"], "{:.2f}")])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    lines = lines[:3] + ["  ".join(h.ljust(w) for h, w in zip(header, widths))] + lines[3:]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows] + errors
     lines.append("passed: " + ", ".join(f"{name} {count}" for name, count in report["mean"]["passed"].items()))
     for row in report["photos"]:
         if row.get("drift"):
