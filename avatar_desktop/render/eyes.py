@@ -116,10 +116,11 @@ class EyePainter:
                              cv2.LINE_AA, 4)
                 cover = cv2.GaussianBlur(cover, (0, 0), max(0.7, 0.006 * self.face_width))
                 alpha = cover.astype(np.float32)[..., None] * (closing * closing * (3 - 2 * closing) / 255)
-                # the lid's skin: the skin above the lid in this frame moved down over the eye, half the lid's colour, a little darker
-                lift = int(round(0.05 * self.face_width))
-                skin = frame[max(y0 - lift, 0): y1 - lift, x0:x1].astype(np.float32)
-                skin = 0.47 * skin + 0.47 * self.lid_skin[eye] if skin.shape[0] == y1 - y0 else self.lid_skin[eye]
+                # the lid's skin colour, a little darker towards the lash line
+                rows = np.arange(y1 - y0, dtype=np.float32)[:, None] - np.interp(
+                    np.arange(x1 - x0), lid[:, 0], lid[:, 1])[None, :]  # (h, w) pixels below the closed lid's edge
+                shading = 1 - 0.08 * np.exp(-np.square(rows / max(1.0, 0.02 * self.face_width)))
+                skin = self.lid_skin[eye] * shading[..., None]
                 region[:] = np.clip(region * (1 - alpha) + skin * alpha + 0.5, 0, 255).astype(np.uint8)
                 thickness = max(1, int(round(0.008 * self.face_width)))
                 lash = np.zeros(region.shape[:2], np.uint8)

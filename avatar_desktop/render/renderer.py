@@ -27,11 +27,16 @@ MAX_OUTPUT_SIDE = 1920
 CAMERA_SIZE = (1280, 720)
 
 
+def _even(size: float) -> int:
+    """The nearest even size (halves rounded up), at least 2."""
+    return max(2, int(size / 2 + 0.5) * 2)
+
+
 def default_output_size(photo_size: tuple[int, int], *, max_side: int = MAX_OUTPUT_SIDE) -> tuple[int, int]:
     """(width, height) of a photo -> the output size: the same, scaled down to max_side on the long side, even."""
     width, height = photo_size
     scale = min(1.0, max_side / max(width, height))
-    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+    return _even(width * scale), _even(height * scale)
 
 
 class PhotoRenderer:
@@ -104,8 +109,8 @@ def camera_frame_size(photo_size: tuple[int, int], camera_size: tuple[int, int] 
     """(width, height) of the photo fitted inside the camera frame without distortion, even sizes."""
     width, height = photo_size
     scale = min(camera_size[0] / width, camera_size[1] / height)
-    fitted_width = min(camera_size[0], max(2, int(round(width * scale / 2)) * 2))
-    fitted_height = min(camera_size[1], max(2, int(round(height * scale / 2)) * 2))
+    fitted_width = min(camera_size[0], _even(width * scale))
+    fitted_height = min(camera_size[1], _even(height * scale))
     return fitted_width, fitted_height
 
 
