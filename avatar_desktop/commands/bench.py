@@ -1,21 +1,23 @@
-"""`avatar-desktop bench`: streaming speed of a model (DESIGN.md section 7)."""
+"""`avatar-desktop bench`: streaming speed of a model on either path (DESIGN.md section 7)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-
-import torch
+from pathlib import Path
 
 from avatar_desktop.cli import command
-from avatar_desktop.commands.model_args import add_model_arguments, model_from_args
+from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
 from avatar_desktop.config import EngineConfig, parse_expression
-from avatar_desktop.engine.bench import naive_config, run_benchmark
 from avatar_desktop.errors import AvatarError
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
+    parser.add_argument("--portrait", type=Path,
+                        help="a photo: benchmark the photo renderer on it, with frames fitted to the camera canvas "
+                             "(default: a drawn stand-in portrait and the latent model)")
+    parser.add_argument("--camera-size", default="1280x720", help="camera canvas for --portrait (default 1280x720)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (CUDA)")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
@@ -27,19 +29,40 @@ def _add(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from avatar_desktop.engine.bench import benchmark_portrait, naive_config, run_benchmark
+    from avatar_desktop.engine.model_spec import ModelSpec, open_generator
+    from avatar_desktop.engine.portrait import load_portrait
+    from avatar_desktop.output.camera import CameraConfig
+
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AvatarError("--device cuda: no CUDA device is available here (run on a machine with an NVIDIA GPU, or use --device cpu)")
-    if args.seconds < 1:
+    if not args.seconds >= 1:  # also refuses nan
         raise AvatarError(f"--seconds must be at least 1, got {args.seconds}")
+    if args.steps is not None and args.steps < 1:
+        raise AvatarError(f"--steps must be at least 1, got {args.steps}")
     try:
         expression = parse_expression(args.expression)
     except ValueError as error:
         raise AvatarError(f"--expression: {error}") from None
-    model = model_from_args(args)
+    try:
+        width, height = (int(v) for v in args.camera_size.lower().split("x"))
+        camera = CameraConfig(width=width, height=height) if args.portrait else None
+    except ValueError as error:
+        raise AvatarError(f"--camera-size {args.camera_size!r}: expected WIDTHxHEIGHT, even, e.g. 1280x720 "
+                          f"({error})") from None
+    spec = model_spec_from_args(args)
+    if args.portrait is None and spec.name is None:
+        spec = ModelSpec("default")  # the drawn stand-in portrait is a character of the latent model
+    portrait = load_portrait(args.portrait) if args.portrait else benchmark_portrait()
+    frame_limit = (camera.width, camera.height) if camera else None
     config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps)
+    generator = open_generator(spec, portrait, config, frame_limit=frame_limit, source=str(args.portrait or "portrait"))
     if args.naive:
-        config = naive_config(config, model)
-    result = run_benchmark(model, config, seconds=args.seconds, expression=expression)
+        config = naive_config(config, generator.planner.plan.steady)
+        generator = open_generator(spec, portrait, config, frame_limit=frame_limit)
+    result = run_benchmark(generator, seconds=args.seconds, expression=expression, camera=camera)
     if args.json:
         print(json.dumps(result))
     else:

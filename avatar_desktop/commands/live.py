@@ -10,9 +10,8 @@ import threading
 from pathlib import Path
 
 from avatar_desktop.cli import command
-from avatar_desktop.commands.model_args import add_model_arguments
+from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
 from avatar_desktop.config import EngineConfig, State, parse_expression
-from avatar_desktop.errors import AvatarError
 
 
 def device_arg(text: str) -> str | int:
@@ -65,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
     config = SessionConfig(
-        model=_model_spec(args),
+        model=model_spec_from_args(args),
         engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk),
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
@@ -106,20 +105,6 @@ def _run(args: argparse.Namespace) -> int:
             args.stats_json.parent.mkdir(parents=True, exist_ok=True)
             args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
     return 0
-
-
-def _model_spec(args: argparse.Namespace):
-    """--model NAME_OR_DIR, or --preset NAME --random-weights (the worker loads it, in its own process)."""
-    from avatar_desktop.models.presets import PRESETS
-    from avatar_desktop.runtime.worker import ModelSpec
-
-    if not (args.preset or args.random_weights):
-        return ModelSpec(args.model or "default")
-    if args.model or not (args.preset and args.random_weights):
-        raise AvatarError("give either --model, or --preset NAME with --random-weights")
-    if args.preset not in PRESETS:
-        raise AvatarError(f"unknown preset {args.preset!r}: available presets are {', '.join(PRESETS)}")
-    return ModelSpec(args.preset, random_weights=True)
 
 
 def _print_summary(stats: dict) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from avatar_desktop.cli import command
-from avatar_desktop.commands.model_args import add_model_arguments, model_from_args
+from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, parse_expression
 from avatar_desktop.data.videos import speech_states
 from avatar_desktop.engine.portrait import load_portrait
-from avatar_desktop.engine.streaming import StreamingGenerator
+from avatar_desktop.engine.model_spec import open_generator
 from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.media import Mp4Writer, decode_audio
 
@@ -38,8 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     audio = decode_audio(args.audio)
     if len(audio) == 0:
         raise InputFileError(f"audio file {args.audio} holds no samples: give a file with speech in it")
-    model = model_from_args(args, seed=args.seed)
-    generator = StreamingGenerator(model, EngineConfig(seed=args.seed))
+    spec = model_spec_from_args(args)
+    generator = open_generator(spec, portrait, EngineConfig(seed=args.seed), expression=expression,
+                               source=str(args.portrait))
+    print(f"render: {generator.path}, {generator.resolution} px", file=sys.stderr)
     total_frames = round(len(audio) / generator.samples_per_frame)
     if total_frames == 0:
         raise InputFileError(
@@ -50,10 +53,7 @@ def _run(args: argparse.Namespace) -> int:
         labels = speech_states(audio, total_frames)
     else:
         labels = np.full(total_frames, fixed_state)
-    generator.prepare(portrait, expression)
-
-    size = (generator.resolution, generator.resolution)
-    with Mp4Writer(args.out, size=size, fps=generator.fps, audio_path=args.audio) as writer, tqdm(
+    with Mp4Writer(args.out, size=generator.frame_size, fps=generator.fps, audio_path=args.audio) as writer, tqdm(
         total=total_frames, unit="frame", desc="render", disable=None
     ) as progress:
         pending: np.ndarray | None = audio

@@ -13,16 +13,13 @@ import numpy as np
 import torch
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
-from avatar_desktop.engine.streaming import StreamingGenerator
-from avatar_desktop.models.avatar import AvatarModel
+from avatar_desktop.output.camera import Canvas, CameraConfig
 
 
-def naive_config(config: EngineConfig, model: AvatarModel) -> EngineConfig:
+def naive_config(config: EngineConfig, steady_chunk: int) -> EngineConfig:
     """The slow baseline for the same weights: teacher sampler (the checkpoint's teacher_steps unless `config.steps`
-    says otherwise), no reference caches, fp32, one chunk length."""
-    return replace(
-        config, precision="fp32", sampler="heun", cache_reference=False, fixed_chunk=model.config.chunks.steady
-    )
+    says otherwise), no reference caches, fp32, one chunk length (the plan's steady one)."""
+    return replace(config, precision="fp32", sampler="heun", cache_reference=False, fixed_chunk=steady_chunk)
 
 
 def benchmark_portrait(size: int = 512) -> np.ndarray:
@@ -59,61 +56,65 @@ def _peak_memory_mb(device: torch.device) -> float | None:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
-def run_benchmark(model: AvatarModel, config: EngineConfig, *, seconds: float = 10.0,
-                  expression: Mapping[str, float] | None = None) -> dict:
-    """Stream `seconds` of audio through a prepared generator, with the `expression` sliders held, and report the
-    numbers of DESIGN.md section 7.
+def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, float] | None = None,
+                  camera: CameraConfig | None = None) -> dict:
+    """Stream `seconds` of audio through a prepared generator (either path), with the `expression` sliders held,
+    and report the numbers of DESIGN.md section 7.
 
     first_frame_ms: the first chunk's audio (with lookahead) is handed over at once -> its frames are out.
     fps: frames of the chunks after the first / their generation time (audio already available: pure throughput).
     p50/p99_frame_ms: per frame, its chunk's generation time divided by the chunk's frames.
+    camera: also compose every frame onto the camera canvas (stage "camera"), as the live session's sender does.
     """
-    generator = StreamingGenerator(model, config)
-    generator.prepare(benchmark_portrait(), expression or {})
-    audio = benchmark_audio(seconds)
-    device = generator.device
+    device = torch.device(generator.config.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    canvas = Canvas(camera) if camera is not None else None
+    generator.set_expression(expression or {})
+    generator.reset()
+    audio = benchmark_audio(seconds)
+
+    def timed_step(pending: np.ndarray | None, end_of_stream: bool):
+        clock = time.perf_counter()
+        chunk = generator.step(pending, State.SPEAKING, end_of_stream=end_of_stream)
+        if chunk is not None and canvas is not None:
+            composed = time.perf_counter()
+            for frame in chunk.frames:
+                canvas.compose(frame)
+            chunk.stage_ms["camera"] = (time.perf_counter() - composed) * 1000
+        sync()
+        return chunk, (time.perf_counter() - clock) * 1000
 
     first_samples = generator.planner.length(state_changed=False) * generator.samples_per_frame
     first_samples += round(generator.lookahead_s * SAMPLE_RATE)
-    clock = time.perf_counter()
-    chunk = generator.step(audio[:first_samples], State.SPEAKING)
-    sync()
-    first_frame_ms = (time.perf_counter() - clock) * 1000
+    chunk, first_frame_ms = timed_step(audio[:first_samples], False)
     if chunk is None:
         raise RuntimeError("internal error: the first chunk's audio was handed over but no chunk came out")
 
+    first_frames = len(chunk.frames)
     generator.push_audio(audio[first_samples:])
     chunk_times, chunk_frames, stage_totals = [], [], dict.fromkeys(chunk.stage_ms, 0.0)
     while True:
-        clock = time.perf_counter()
-        chunk = generator.step(None, State.SPEAKING, end_of_stream=True)
-        sync()
+        chunk, chunk_ms = timed_step(None, True)
         if chunk is None:
             break
-        chunk_times.append((time.perf_counter() - clock) * 1000)
+        chunk_times.append(chunk_ms)
         chunk_frames.append(len(chunk.frames))
         for stage, ms in chunk.stage_ms.items():
             stage_totals[stage] += ms
     frames = sum(chunk_frames)
     per_frame = np.repeat(np.array(chunk_times) / np.array(chunk_frames), chunk_frames)
     peak_mb = _peak_memory_mb(device)
-    mc = model.config
+    width, height = generator.frame_size
     return {
-        "preset": mc.preset,
+        "path": generator.path,
+        **generator.describe(),
         "device": str(device),
-        "dtype": str(generator.dtype).removeprefix("torch."),
-        "resolution": generator.resolution,
-        "sampler": generator.sampler_name,
-        "steps": generator.steps,
-        "denoiser_evaluations_per_chunk": generator.steps if generator.sampler_name != "heun" else 2 * generator.steps - 1,
-        "chunk_plan": {"first": mc.chunks.first, "after_state_change": mc.chunks.after_state_change,
-                       "steady": config.fixed_chunk or mc.chunks.steady},
-        "cached_reference": config.cache_reference,
+        "frame_size": f"{width}x{height}",
+        "camera": None if camera is None else f"{camera.width}x{camera.height}",
         "threads": torch.get_num_threads(),
         "seconds": seconds,
         "expression": dict(expression or {}),
-        "frames": frames + 1,
+        "frames": first_frames + frames,
         "fps": round(frames / (sum(chunk_times) / 1000), 2),
         "first_frame_ms": round(first_frame_ms, 1),
         "p50_frame_ms": round(float(np.percentile(per_frame, 50)), 2),

@@ -18,6 +18,7 @@ import torch
 
 from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State, expression_vector
+from avatar_desktop.engine.model_spec import LATENT_PATH
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.engine.portrait import portrait_from_array, square_crop
 from avatar_desktop.engine.precision import select_backend
@@ -42,6 +43,8 @@ class Chunk:
 
 class StreamingGenerator:
     """Generates one stream at a time. The model given is cast and laid out in place for the precision backend."""
+
+    path = LATENT_PATH
 
     def __init__(self, model: AvatarModel, config: EngineConfig = EngineConfig()):
         self.config = config
@@ -113,6 +116,27 @@ class StreamingGenerator:
         self._last_label: State | None = None
         self.planner.reset()
         self._generator.manual_seed(self.config.seed)
+
+    def describe(self) -> dict:
+        """What runs, for benchmark reports: preset, dtype, resolution, sampler and steps, chunk plan, caches."""
+        mc = self.model.config
+        evaluations = 2 * self.steps - 1 if self.sampler_name == "heun" else self.steps
+        return {
+            "preset": mc.preset,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "resolution": self.resolution,
+            "sampler": self.sampler_name,
+            "steps": self.steps,
+            "denoiser_evaluations_per_chunk": evaluations,
+            "chunk_plan": {"first": mc.chunks.first, "after_state_change": mc.chunks.after_state_change,
+                           "steady": self.config.fixed_chunk or mc.chunks.steady},
+            "cached_reference": self.config.cache_reference,
+        }
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames step() returns."""
+        return self.resolution, self.resolution
 
     @property
     def samples_received(self) -> int:

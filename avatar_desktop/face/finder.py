@@ -20,7 +20,8 @@ from avatar_desktop.face.landmarks import CHEEK_IMAGE_LEFT, CHEEK_IMAGE_RIGHT
 from avatar_desktop.face.mesh import FaceMesh
 from avatar_desktop.face.tflite import TFLiteModel
 
-MIN_FACE_WIDTH = 128  # pixels, FaceMesh.width: below it a photo's face is too small to animate well
+MIN_FACE_WIDTH = 64  # pixels, FaceMesh.width (cheek to cheek): below it a face is too small to animate well
+GOOD_FACE_WIDTH = 128  # pixels: what the messages recommend
 MIN_MESH_SCORE = 0.5  # the mesh model's own face score; below it the square holds no face
 MESH_REGION_SCALE = 1.5  # the mesh model's square: this many times the face box (or the mesh's extent)
 IRIS_REGION_SCALE = 2.3  # the iris model's square: this many times the eye's corner-to-corner width
@@ -40,15 +41,15 @@ class NoFaceError(AvatarError):
 
     def __init__(self, source: str = "portrait"):
         super().__init__(f"no face found in {source}: use a photo with the face visible and at least "
-                         f"{MIN_FACE_WIDTH} px wide")
+                         f"{GOOD_FACE_WIDTH} px wide")
 
 
 class FaceTooSmallError(AvatarError):
     """The face is there but too small to animate."""
 
     def __init__(self, width: float, source: str = "portrait"):
-        super().__init__(f"the face in {source} is {width:.0f} px wide: at least {MIN_FACE_WIDTH} px is needed; use "
-                         "a larger photo or one taken closer")
+        super().__init__(f"the face in {source} is {width:.0f} px wide: at least {MIN_FACE_WIDTH} px is needed "
+                         f"({GOOD_FACE_WIDTH} px or more looks best); use a larger photo or one taken closer")
 
 
 class FaceFinder:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
 from avatar_desktop.errors import AvatarError
-from avatar_desktop.runtime.worker import ModelSpec
+from avatar_desktop.engine.model_spec import ModelSpec
 
 PORTRAIT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -30,12 +30,16 @@ class ModelChoice:
         return EXPRESSION_COMPONENTS[:dim]
 
 
+AUTOMATIC = ModelChoice("auto", "Automatic: the photo renderer (any portrait with a face)", ModelSpec(None), True)
+
+
 def model_choices() -> list[ModelChoice]:
-    """Trained models found on the search path (models/, the user folder), then every preset, untrained."""
+    """Automatic (the photo path), trained latent models found on the search path (models/, the user folder), then
+    every latent preset, untrained."""
     from avatar_desktop.models.presets import PRESETS
     from avatar_desktop.models.store import list_models, read_model_config
 
-    choices = []
+    choices = [AUTOMATIC]
     for name, folder in list_models().items():
         try:
             config, _ = read_model_config(folder)
@@ -54,8 +58,8 @@ def _trained_label(name: str, config: ModelConfig | None) -> str:
 
 
 def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
-    """The choice for a settings key, a model name or a model folder; else the best one found: the model named
-    'default', then any trained model whose model.json reads, then the first preset."""
+    """The choice for a settings key, a model name or a model folder; else the best one found: automatic (the
+    photo path)."""
     by_key = {choice.key: choice for choice in choices}
     for candidate in (key, f"model:{key}"):
         if candidate in by_key:
@@ -66,8 +70,7 @@ def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
 
         config, _ = read_model_config(folder)
         return ModelChoice(f"model:{folder}", _trained_label(folder.name, config), ModelSpec(str(folder)), True, config)
-    readable = [choice for choice in choices if choice.trained and choice.config is not None]
-    return by_key.get("model:default") or (readable or choices)[0]
+    return by_key.get("auto") or choices[0]
 
 
 def bundled_portrait() -> Path | None:

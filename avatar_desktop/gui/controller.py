@@ -26,7 +26,7 @@ from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, CheckpointError, InputFileError
 from avatar_desktop.output.camera import CameraUnavailableError
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
-from avatar_desktop.runtime.worker import ModelSpec
+from avatar_desktop.engine.model_spec import ModelSpec
 
 FPS_WINDOW_S = 3.0
 """Seconds. The avatar fps shown is the generated frames over this window of status polls."""
@@ -192,7 +192,7 @@ class SessionController(QObject):
         """Switch the running session's model; the worker loads it while the old one keeps generating."""
         if self.session is not None:
             self.model_loading = True
-            self._set_busy(f"Loading model {model.name}")
+            self._set_busy(f"Loading model {model.label}")
             self.session.set_model(model)
 
     def set_portrait(self, path: str, on_loaded: Callable[[np.ndarray], None]) -> None:
@@ -309,4 +309,4 @@ class SessionController(QObject):
         self.status_changed.emit({**status, "avatar_fps": avatar_fps, "camera_fps": stats["delivered_fps"],
                                   "latency_p50_ms": stats["generation_latency_ms"]["p50"],
                                   "new_frames": stats["new_frames"], "worker_restarts": stats["worker_restarts"],
-                                  "model": session.model.name})
+                                  "model": session.model.label})

@@ -297,7 +297,7 @@ class MainWindow(QMainWindow):
             if wanted and choice.key not in (wanted, f"model:{wanted}"):
                 self.show_problem(Problem("model_choice", (
                     f"model {wanted!r} was not found (in models/ or {model_search_path()[-2]}); using "
-                    f"{choice.key.split(':', 1)[1]} instead. Choose another one, or put the model folder there.")))
+                    f"{choice.label} instead. Choose another one, or put the model folder there.")))
         if choice not in self.choices:
             self.choices.insert(0, choice)
         self.model_box.blockSignals(True)
@@ -322,7 +322,7 @@ class MainWindow(QMainWindow):
         if self.controller.session is not None:
             self.controller.set_model(self.model_choice.spec)
         else:  # starting, or stopped: the next session uses it
-            self.restart_session(f"Loading model {self.model_choice.spec.name}")
+            self.restart_session(f"Loading model {self.model_choice.spec.label}")
 
     def _fill_devices(self) -> None:
         inputs, outputs, problem = audio_devices()
@@ -418,7 +418,7 @@ class MainWindow(QMainWindow):
         fps = status["avatar_fps"]
         latency = status["latency_p50_ms"]
         parts = [f"worker {status['worker_pid']} {'running' if status['worker_alive'] else 'down'}",
-                 f"model {status['model']}", f"mic {status['mic']}",
+                 f"{status['path'] or 'loading'}: model {status['model']}", f"mic {status['mic']}",
                  f"camera {status['camera'] or 'off (preview only)'}"]
         if status["worker_restarts"]:
             parts.append(f"{status['worker_restarts']} worker restart(s)")

@@ -374,8 +374,9 @@ class FrameRing:
         self.max_pixels = ring.slot_bytes // 3
 
     @classmethod
-    def create(cls, name: str, *, n_slots: int = 24, max_size: int = 512) -> "FrameRing":
-        return cls(SlotRing.create(name, n_slots=n_slots, slot_bytes=max_size * max_size * 3))
+    def create(cls, name: str, *, n_slots: int = 24, max_pixels: int = 512 * 512) -> "FrameRing":
+        """A ring of `n_slots` frames of at most `max_pixels` pixels (height x width) each."""
+        return cls(SlotRing.create(name, n_slots=n_slots, slot_bytes=max_pixels * 3))
 
     @classmethod
     def attach(cls, name: str) -> "FrameRing":
@@ -388,7 +389,7 @@ class FrameRing:
         if frame.shape[0] * frame.shape[1] > self.max_pixels:
             raise RingError(
                 f"frame {frame.shape[1]}x{frame.shape[0]} exceeds the frame ring's {self.max_pixels} pixels"
-                " (raise RuntimeConfig.max_frame_size)"
+                " (frames larger than the camera canvas are a bug in the generator)"
             )
         return self.ring.write(np.ascontiguousarray(frame), a=frame.shape[0], b=frame.shape[1], t0=media_time,
                                t1=ready_time)

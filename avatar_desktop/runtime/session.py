@@ -37,19 +37,20 @@ from avatar_desktop.runtime.rings import (
     segment_name,
 )
 from avatar_desktop.runtime.stats import SessionStats
-from avatar_desktop.runtime.worker import ModelSpec, WorkerHandle, WorkerSpec, default_threads, describe_exit
+from avatar_desktop.engine.model_spec import ModelSpec
+from avatar_desktop.runtime.worker import WorkerHandle, WorkerSpec, default_threads, describe_exit
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How the session runs. frame_slots / max_frame_size: FrameRing capacity (frames; pixels per side);
+    """How the session runs. frame_slots: FrameRing capacity in frames (each as large as the camera canvas, or
+    512 x 512 when that is larger: the latent models' frames);
     worker_threads: torch threads in the worker (None: all cores but one); standby_worker: keep a second worker
     loaded and waiting, promoted at once when the active one dies (a fresh one needs seconds to import torch);
     mic_stall_s: a microphone silent (no callbacks) this long is reported gone and reopened every `mic_retry_s`."""
 
     pacer: PacerConfig = PacerConfig()
     frame_slots: int = 32
-    max_frame_size: int = 512
     audio_ring_seconds: float = 10.0
     worker_threads: int | None = None
     standby_worker: bool = True
@@ -111,6 +112,7 @@ class LiveSession:
         self.standby_ready = threading.Event()
         self.worker_ready = threading.Event()
         self.last_error: str | None = None
+        self.path: str | None = None  # "photo renderer" or "latent model", once a worker is ready
         self._audio: AudioRing | None = None
         self._frames: FrameRing | None = None
         self._mic: MicCapture | None = None
@@ -146,7 +148,7 @@ class LiveSession:
             segment_name(token, "audio"), seconds=runtime.audio_ring_seconds, block_samples=_block(self.config.mic)
         )
         self._frames = FrameRing.create(
-            segment_name(token, "frames"), n_slots=runtime.frame_slots, max_size=runtime.max_frame_size
+            segment_name(token, "frames"), n_slots=runtime.frame_slots, max_pixels=max(512 * 512, self._canvas_pixels())
         )
         self._mic = MicCapture(self._audio, self.config.mic).start()
         if self.config.far_end is not None:
@@ -244,6 +246,7 @@ class LiveSession:
     def status(self) -> dict:
         return {
             "state": self.state.name.lower(),
+            "path": self.path,
             "worker_pid": self.worker.pid if self.worker else None,
             "worker_alive": bool(self.worker and self.worker.alive()),
             "camera": self.camera.device if self.camera else None,
@@ -282,10 +285,19 @@ class LiveSession:
         spec = WorkerSpec(
             model=self.model, audio_ring=self._audio.ring.name, frame_ring=self._frames.ring.name,
             portrait=self.portrait, engine=self.config.engine, expression=self.expression, state=int(self.state),
-            threads=runtime.worker_threads or default_threads(), active=active,
+            threads=runtime.worker_threads or default_threads(), active=active, frame_limit=self._canvas_size(),
         )
         (self.worker_ready if active else self.standby_ready).clear()
         return WorkerHandle(spec)
+
+    def _canvas_size(self) -> tuple[int, int]:
+        """(width, height) of the camera canvas: the photo path renders its frames fitted inside it."""
+        canvas = self.config.camera or CameraConfig()
+        return canvas.width, canvas.height
+
+    def _canvas_pixels(self) -> int:
+        width, height = self._canvas_size()
+        return width * height
 
     def _on_tick(self, sent_at: float, fresh: bool, media_time: float) -> None:
         """Camera thread: count the tick; time the first frame that covers each pending speech onset. Onsets from
@@ -407,7 +419,8 @@ class LiveSession:
             self.stats.worker_status(report)
         elif kind == "ready":
             self.worker_ready.set()
-            self._event("worker", f"worker {worker.pid} ready: model {report['model']} "
+            self.path = report["path"]
+            self._event("worker", f"worker {worker.pid} ready: {report['path']}, model {report['model']} "
                                   f"({report['resolution']} px, loaded in {report['load_s']:.1f} s)")
         elif kind == "error":
             kind = report["what"] if report["what"] in ("model", "reference") else "worker"

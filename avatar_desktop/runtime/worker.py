@@ -5,7 +5,7 @@ Commands (main -> worker, over a Pipe, as `(name, value)`):
     set_state      int State                          set_model       ModelSpec
     activate       None (a standby starts generating) stop            None
 Reports (worker -> main, dicts with a "kind"):
-    ready   {model, resolution, fps, lookahead_s, load_s, active}  error  {what, message}
+    ready   {model, path, resolution, fps, lookahead_s, load_s, active}  error  {what, message}
     status  {fps, latency_ms: [...], chunk_ms: [...], skips, overruns}   (each since the previous status)
 
 A standby worker (`active=False`) loads the model and prepares the portrait, then waits: promoted with `activate`
@@ -27,35 +27,20 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which model to run: a model folder or a name under models/, or with `random_weights` the preset `name` with
-    seeded random weights (benchmarks: speed does not depend on the values)."""
-
-    name: str
-    random_weights: bool = False
-
-    def load(self):
-        if self.random_weights:
-            from avatar_desktop.models.presets import build_model
-
-            return build_model(self.name, seed=0)
-        from avatar_desktop.models.store import load_model
-
-        return load_model(self.name)
+from avatar_desktop.engine.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
     """Everything a worker starts from. threads: torch intra-op threads; max_backlog_s: audio the worker may fall
-    behind before it skips ahead (a new stream at the newest audio) rather than showing ever older frames."""
+    behind before it skips ahead (a new stream at the newest audio) rather than showing ever older frames.
+    A ModelSpec's name of None picks the path from the portrait (engine/model_spec.py)."""
 
     model: ModelSpec
     audio_ring: str
     frame_ring: str
     portrait: np.ndarray = field(repr=False)  # uint8 (H, W, 3) RGB
+    frame_limit: tuple[int, int] | None = None  # (width, height): the photo path fits its frames inside (the camera)
     engine: EngineConfig = EngineConfig()
     expression: dict = field(default_factory=dict)
     state: int = int(State.IDLE)
@@ -123,18 +108,17 @@ class _Worker:
 
     def _load(self, model_spec: ModelSpec) -> None:
         """Load and prepare a model; on failure the previous one (if any) keeps running and the error is reported."""
-        from avatar_desktop.engine.streaming import StreamingGenerator
+        from avatar_desktop.engine.model_spec import open_generator
 
         started = time.monotonic()
         try:
-            generator = StreamingGenerator(model_spec.load(), self.spec.engine)
-            generator.set_expression(self.expression)
-            generator.prepare(self.portrait)
+            generator = open_generator(model_spec, self.portrait, self.spec.engine, frame_limit=self.spec.frame_limit,
+                                       expression=self.expression)
         except Exception as error:  # any failure to load must leave the session up and say why
-            self.report("error", what="model", message=f"model {model_spec.name!r} failed to load: {error}")
+            self.report("error", what="model", message=f"model {model_spec.label!r} failed to load: {error}")
             return
         self.generator = generator
-        self.model_name = model_spec.name
+        self.model_name = model_spec.label
         self.load_s = time.monotonic() - started
         if self.active:
             self._restart_stream()
@@ -143,7 +127,7 @@ class _Worker:
     def _report_ready(self) -> None:
         generator = self.generator
         self.report(
-            "ready", model=self.model_name, resolution=generator.resolution, fps=generator.fps,
+            "ready", model=self.model_name, path=generator.path, resolution=generator.resolution, fps=generator.fps,
             lookahead_s=generator.lookahead_s, load_s=self.load_s, active=self.active,
         )
 

@@ -111,13 +111,12 @@ def test_small_face_is_found_but_too_small_for_a_portrait(finder, astronaut, mes
     small = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
     found = finder.find(small)
     assert point_errors(found, mesh.scaled(0.5).points[:, :2]).mean() < 1.0
-    with pytest.raises(FaceTooSmallError, match=r"the face in small\.png is 4[5-8] px wide: at least 128 px"):
+    with pytest.raises(FaceTooSmallError, match=r"the face in small\.png is 4[5-8] px wide: at least 64 px"):
         find_face(small, source="small.png")
-    with pytest.raises(FaceTooSmallError, match=r"is 9\d px wide"):
-        find_face(astronaut)
+    assert find_face(astronaut).width == pytest.approx(mesh.width, rel=0.02)  # 94 px: small, but enough
 
 
-def test_find_face_on_a_large_enough_face(astronaut_2x, mesh):
+def test_find_face_on_a_large_face(astronaut_2x, mesh):
     found = find_face(astronaut_2x)
     assert found.width > 128
     assert point_errors(found, mesh.scaled(2.0).points[:, :2]).mean() < 1.5

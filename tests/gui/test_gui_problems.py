@@ -76,9 +76,9 @@ def test_a_model_that_is_not_there_says_which_one_runs_instead(qtbot, model_dirs
                         model="my-finetune", autostart=False)
     qtbot.addWidget(window)
     message = window.banners["model_choice"].message
-    # the best one found: the repository ships `default`, which wins over the test's `tiny`
-    assert "'my-finetune' was not found" in message and "using default instead" in message
-    assert window.model_choice.key == "model:default"
+    # the best one found: automatic, the photo renderer for any portrait with a face
+    assert "'my-finetune' was not found" in message and "using Automatic: the photo renderer" in message
+    assert window.model_choice.key == "auto"
 
 
 def test_closing_while_the_session_starts_stops_it(qtbot, pulse, recording_backend, model_dirs, portrait_files,

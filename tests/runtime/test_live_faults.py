@@ -17,7 +17,7 @@ from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.errors import InputFileError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, VirtualCameraSink, driver_advice
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig
-from avatar_desktop.runtime.worker import ModelSpec
+from avatar_desktop.engine.model_spec import ModelSpec
 
 from test_live_session import session_config, shm_segments, wait_until
 
@@ -74,7 +74,7 @@ def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recordi
 _CRASHING_SESSION = textwrap.dedent("""
     import sys, time
     from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
-    from avatar_desktop.runtime.worker import ModelSpec
+    from avatar_desktop.engine.model_spec import ModelSpec
     from avatar_desktop.engine.bench import benchmark_portrait
     config = SessionConfig(model=ModelSpec(sys.argv[1]), camera=None, runtime=RuntimeConfig(standby_worker=False))
     session = LiveSession(benchmark_portrait(96), config).start()

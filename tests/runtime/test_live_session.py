@@ -12,7 +12,7 @@ from avatar_desktop.output.camera import CameraConfig
 from avatar_desktop.runtime.clock import MicClock
 from avatar_desktop.runtime.rings import AudioRing
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
-from avatar_desktop.runtime.worker import ModelSpec
+from avatar_desktop.engine.model_spec import ModelSpec
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:

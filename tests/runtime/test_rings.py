@@ -64,7 +64,7 @@ def test_lapped_reader_counts_lost_samples_and_resumes_in_order(names):
 
 
 def test_torn_slot_is_never_returned(names):
-    ring = FrameRing.create(names("frames"), n_slots=3, max_size=8)
+    ring = FrameRing.create(names("frames"), n_slots=3, max_pixels=64)
     frame = np.full((8, 8, 3), 7, np.uint8)
     index = ring.write(frame, media_time=0.04, ready_time=0.2)
     ring.ring._ints[index % 3, 0] += 1  # the writer died between its two sequence bumps
@@ -82,7 +82,7 @@ def test_torn_slot_is_never_returned(names):
 
 
 def test_frame_ring_rejects_bad_frames(names):
-    ring = FrameRing.create(names("frames"), n_slots=2, max_size=4)
+    ring = FrameRing.create(names("frames"), n_slots=2, max_pixels=16)
     with pytest.raises(RingError, match="exceeds"):
         ring.write(np.zeros((8, 8, 3), np.uint8), 0.0, 0.0)
     with pytest.raises(ValueError, match=r"uint8 \(H, W, 3\)"):
@@ -99,7 +99,7 @@ def _write_frames(name, n):
 
 
 def test_frames_cross_processes_and_the_worker_does_not_unlink(names):
-    ring = FrameRing.create(names("frames"), n_slots=8, max_size=16)
+    ring = FrameRing.create(names("frames"), n_slots=8, max_pixels=256)
     proc = mp.get_context("spawn").Process(target=_write_frames, args=(ring.ring.name, 5))
     proc.start()
     proc.join(60)

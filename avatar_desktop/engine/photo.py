@@ -1,0 +1,110 @@
+"""PhotoStreamingGenerator: the photo path (DESIGN.md 5b). A photo plus a stream of audio in, chunks of frames out.
+
+prepare() finds the face mesh once and prepares the renderer; step() runs the motion generator (audio -> motion
+codes, engine/motion_stream.py) and the renderer (motion code + face mesh -> the photo with its face moved, at the
+photo's own resolution or fitted to the camera). The same contract as engine/streaming.py StreamingGenerator, so
+the worker, `render`, `bench` and `eval` drive either without knowing which.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+import numpy as np
+
+from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.engine.model_spec import PHOTO_PATH
+from avatar_desktop.engine.motion_stream import MotionStreamer
+from avatar_desktop.engine.portrait import portrait_from_array
+from avatar_desktop.engine.streaming import Chunk
+from avatar_desktop.face import FaceMesh, find_face
+from avatar_desktop.motion_code import neutral_code
+from avatar_desktop.render import PhotoRenderer, camera_frame_size
+
+
+class PhotoStreamingGenerator:
+    """Motion generator + photo renderer. `frame_limit` (width, height): frames are the photo fitted inside it (the
+    camera's size in a live session); None: the photo's own size, capped at 1920 on the long side."""
+
+    path = PHOTO_PATH
+
+    def __init__(self, motion_model, config: EngineConfig = EngineConfig(), *,
+                 frame_limit: tuple[int, int] | None = None):
+        self.config = config
+        self.motion = MotionStreamer(motion_model, config)
+        self.planner = self.motion.planner
+        self.fps = self.motion.fps
+        self.samples_per_frame = self.motion.samples_per_frame
+        self.lookahead_s = self.motion.lookahead_s
+        self.frame_limit = frame_limit
+        self.renderer: PhotoRenderer | None = None
+        self.face: FaceMesh | None = None
+
+    # ----------------------------------------------------------------- setup
+    def prepare(self, portrait: np.ndarray, expression: Mapping[str, float] | None = None, *, warmup: bool = True,
+                face: FaceMesh | None = None, source: str = "portrait") -> None:
+        """Find the face (unless `face` is given: a mesh found on this very image) and prepare the renderer.
+        portrait: uint8 (H, W, 3) RGB (grey/RGBA accepted). Raises avatar_desktop.face.NoFaceError when the photo
+        has no usable face; the generator then keeps its previous portrait. Starts a new stream."""
+        rgb = portrait_from_array(np.asarray(portrait), source=source)
+        face = face if face is not None else find_face(rgb, source=source)
+        height, width = rgb.shape[:2]
+        output_size = camera_frame_size((width, height), self.frame_limit) if self.frame_limit else None
+        renderer = PhotoRenderer(rgb, face, output_size=output_size)
+        if warmup:
+            renderer.render(neutral_code()[0])
+        self.renderer, self.face = renderer, face
+        self.motion.prepare(expression, warmup=warmup)
+
+    def describe(self) -> dict:
+        """What runs, for benchmark reports: the motion generator's sampler and chunk plan, the photo's size."""
+        return {**self.motion.describe(), "photo_size": "x".join(str(v) for v in self.face.image_size)}
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames step() returns."""
+        if self.renderer is None:
+            raise RuntimeError("call prepare(portrait) before asking for the frame size")
+        return self.renderer.frame_size
+
+    @property
+    def resolution(self) -> str:
+        width, height = self.frame_size
+        return f"{width}x{height}"
+
+    @property
+    def frame_index(self) -> int:
+        return self.motion.frame_index
+
+    @property
+    def samples_received(self) -> int:
+        return self.motion.samples_received
+
+    def set_expression(self, expression: Mapping[str, float]) -> None:
+        """Named sliders in [-1, 1] (config.EXPRESSION_COMPONENTS); missing ones are neutral (0)."""
+        self.motion.set_expression(expression)
+
+    def reset(self) -> None:
+        """Start a new stream at frame 0 with the same photo."""
+        self.motion.reset()
+
+    def push_audio(self, audio: np.ndarray) -> None:
+        """Append float32 (N,) 16 kHz mono samples without generating anything."""
+        self.motion.push_audio(audio)
+
+    # ----------------------------------------------------------------- streaming
+    def step(self, audio: np.ndarray | None, label: State | int = State.SPEAKING,
+             expression: Mapping[str, float] | None = None, *, end_of_stream: bool = False) -> Chunk | None:
+        """As StreamingGenerator.step: append audio, and return the next chunk once its audio (with lookahead) is
+        there. Chunk.frames: uint8 (T, H, W, 3) at frame_size; stage_ms: audio + motion, render."""
+        if self.renderer is None:
+            raise RuntimeError("call prepare(portrait) before step()")
+        motion = self.motion.step(audio, label, expression, end_of_stream=end_of_stream)
+        if motion is None:
+            return None
+        clock = time.perf_counter()
+        frames = np.stack([self.renderer.render(code) for code in motion.codes])  # (T, H, W, 3)
+        stage_ms = dict(motion.stage_ms)
+        stage_ms["render"] = (time.perf_counter() - clock) * 1000
+        return Chunk(frames, motion.timestamps, motion.start_frame, motion.label, stage_ms)
