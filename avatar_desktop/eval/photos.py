@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping
 
 import cv2
 import numpy as np
+import torch
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.data.speech import Viseme, Voice
@@ -418,6 +419,8 @@ def evaluate_photos(folder: Path, model: str | None = None, *, seconds: float = 
     speech = photo_speech(seconds, seed=seed)
     rows, trace = [], {}
     finder = FaceFinder()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the photo path is sized for one core (DESIGN.md 7); more threads only contend
     try:
         for path in paths:
             try:
@@ -429,6 +432,7 @@ def evaluate_photos(folder: Path, model: str | None = None, *, seconds: float = 
             rows.append(row)
             trace = trace or photo_trace
     finally:
+        torch.set_num_threads(threads)
         finder.close()
     evaluated = [row for row in rows if "error" not in row]
     if not evaluated:
