@@ -24,7 +24,8 @@ range limit moves the points by:
   skin below a little (falloff 0.03 fw).
 - head_yaw / head_pitch / head_roll 1: 25 / 20 / 15 degrees of rotation of the 3-D mesh about a pivot on the face's
   centre line, 0.15 fw behind the cheeks' outline (yaw turns to the subject's left, pitch lifts the chin, roll turns
-  clockwise in the image), seen in orthographic projection.
+  clockwise in the image), seen in orthographic projection. The depth within 0.12 fw of the outline is eased to
+  the outline's, so the rim turns as one band (no fold over the hair).
 - head_x / head_y: translation by that many face widths (+ the image's right / down).
 
 The per-vertex displacement of every component is computed once per portrait (`FaceDeformer`); a frame is one
@@ -53,10 +54,12 @@ _CORNERS = (61, 291, 78, 308)
 
 @dataclass(frozen=True)
 class MovedFace:
-    """A frame's face: points float32 (468, 3) and irises float32 (2, 5, 2), output pixels."""
+    """A frame's face, output pixels: points float32 (468, 3), irises float32 (2, 5, 2), and head_only float32
+    (468, 3), the photo's mesh moved by the head's rotation and translation alone."""
 
     points: np.ndarray
     irises: np.ndarray
+    head_only: np.ndarray
 
 
 def _gaussian(distance: np.ndarray, sigma: float) -> np.ndarray:
@@ -97,9 +100,21 @@ class FaceDeformer:
         self._basis = (basis @ to_pixels).reshape(len(basis), -1)  # (F, N * 3) pixels
         self._iris_basis = self._gaze_basis()  # (2, 2, 2): component (x, y), eye, pixels
         oval = self.points[list(lm.FACE_OVAL)]
+        self.points = self._flatten_rim(self.points, oval)
         cheek_depth = self.points[[lm.CHEEK_IMAGE_LEFT, lm.CHEEK_IMAGE_RIGHT], 2].mean()
         self.pivot = np.array([*oval[:, :2].mean(0), cheek_depth + 0.15 * self.face_width], np.float32)
         self.eye_depth = self.points[list(lm.RIGHT_EYE) + list(lm.LEFT_EYE), 2].mean()
+
+    def _flatten_rim(self, points: np.ndarray, oval: np.ndarray) -> np.ndarray:
+        """The depth of points near the face's outline eased to the outline's own (fully at it, not at all 0.12 fw
+        inside), so that a turn moves the rim as one band and folds no triangle over the hair."""
+        polygon = oval[:, :2].astype(np.float32)
+        inside = np.array([cv2.pointPolygonTest(polygon, (float(x), float(y)), True) for x, y in points[:, :2]])
+        nearest = np.linalg.norm(points[:, None, :2] - polygon[None], axis=2).argmin(1)
+        ease = _smoothstep(0.0, 0.12 * self.face_width, inside)
+        flattened = points.copy()
+        flattened[:, 2] = oval[nearest, 2] + ease * (points[:, 2] - oval[nearest, 2])
+        return flattened
 
     # --- bases, all in face widths, per unit of the component on its positive (row k) and negative (row D + k) side
     def _row(self, name: str, negative: bool = False) -> int:
@@ -248,6 +263,8 @@ class FaceDeformer:
         iris_points = np.concatenate([irises.reshape(-1, 2), np.full((10, 1), self.eye_depth, np.float32)], 1)
         rotation = self.rotation(code)
         shift = np.array([code[MOTION_INDEX["head_x"]], code[MOTION_INDEX["head_y"]], 0], np.float32) * self.face_width
-        everything = (np.concatenate([points, iris_points]) - self.pivot) @ rotation.T + self.pivot + shift
-        return MovedFace(everything[: len(points)].astype(np.float32),
-                         everything[len(points):, :2].reshape(2, 5, 2).astype(np.float32))
+        everything = (np.concatenate([points, iris_points, self.points]) - self.pivot) @ rotation.T + self.pivot + shift
+        count = len(points)
+        return MovedFace(everything[:count].astype(np.float32),
+                         everything[count: count + 10, :2].reshape(2, 5, 2).astype(np.float32),
+                         everything[count + 10:].astype(np.float32))

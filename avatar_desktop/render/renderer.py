@@ -80,8 +80,6 @@ class PhotoRenderer:
         self.head_mask = self.warp.head_mask  # (H, W) bool
         self.mouth = MouthPainter(self.neutral, points, face_width, self.deformer.axes)
         self.eyes = EyePainter(self.neutral, points, irises, face_width)
-        x0, y0, x1, y1 = self.warp.box
-        self._box_mask = self.head_mask[y0:y1, x0:x1, None]  # (h, w, 1)
 
     def render(self, code: np.ndarray) -> np.ndarray:
         """code float32 (D,) -> frame uint8 (H, W, 3) RGB."""
@@ -90,7 +88,7 @@ class PhotoRenderer:
             raise AvatarError(f"a motion code has {MOTION_DIM} components; got shape {code.shape}")
         code = np.nan_to_num(code)
         moved = self.deformer.move(code)
-        source_map = self.warp.map(moved.points)  # (h, w, 2)
+        source_map = self.warp.map(moved.points, moved.head_only)  # (h, w, 2)
         x0, y0, x1, y1 = self.warp.box
         region = cv2.remap(self.neutral, source_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         open_points = None
@@ -101,7 +99,7 @@ class PhotoRenderer:
         self.eyes.paint(region, source_map, moved.points, moved.irises, code, offset=(x0, y0), open_points=open_points)
         self.mouth.paint(region, moved.points, code, offset=(x0, y0))
         frame = self.neutral.copy()
-        np.copyto(frame[y0:y1, x0:x1], region, where=self._box_mask)
+        frame[y0:y1, x0:x1] = region  # outside head_mask the warp is exactly the identity and nothing is painted
         return frame
 
 

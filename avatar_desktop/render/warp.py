@@ -22,8 +22,10 @@ import numpy as np
 from avatar_desktop.face import landmarks as lm
 
 RING_SCALES = (1.3, 1.75, 2.3)
-RING_CARRY = (0.7, 0.3, 0.0)
+RING_CARRY = (1.0, 0.5, 0.0)  # of the head's rigid move (the neck below the jaw: 0.4 of that)
+RING_CARRY_EXPRESSION = (0.5, 0.2, 0.0)  # of the outline's move by the expression (the jaw's drop)
 _SUBPIXEL_BITS = 4
+_SMALL_CELLS = 6  # triangles whose bounding box spans fewer grid cells than this are rasterized at once
 
 
 def _triangulate(points: np.ndarray) -> np.ndarray:
@@ -58,12 +60,18 @@ class HeadWarp:
         centre = oval.mean(0)
         # the hair reaches above the outline's top, the neck below the chin: stretch the rings up a little
         rings, carries, owners, ring_of = [], [], [], []
-        for scale, carry in zip(RING_SCALES, RING_CARRY):
+        # the neck: outline points below the mouth carry less of the head's turn than the hair above
+        mouth = (xy[78] + xy[308]) / 2
+        down = np.array([-(xy[263] - xy[33])[1], (xy[263] - xy[33])[0]]) / np.linalg.norm(xy[263] - xy[33])
+        below = np.clip((oval - mouth) @ down / (0.3 * face_width), 0, 1)
+        neck = 1 - 0.6 * below * below * (3 - 2 * below)
+        for scale, carry, expression_carry in zip(RING_SCALES, RING_CARRY, RING_CARRY_EXPRESSION):
             ring = centre + scale * (oval - centre) - [0, 0.08 * (scale - 1) * face_width]
             ring = np.clip(ring, margin, [width - 1 - margin, height - 1 - margin])
             border = np.minimum.reduce([ring[:, 0], ring[:, 1], width - 1 - ring[:, 0], height - 1 - ring[:, 1]])
             rings.append(ring)
-            carries.append(carry * np.clip((border - margin) / (0.25 * face_width), 0, 1))
+            near_border = np.clip((border - margin) / (0.25 * face_width), 0, 1)
+            carries.append(np.stack([carry * neck * near_border, expression_carry * near_border], 1))
             owners.append(np.array(lm.FACE_OVAL))
             ring_of.append(np.full(len(oval), len(rings) - 1))
         ring_points = np.concatenate(rings)
@@ -75,6 +83,7 @@ class HeadWarp:
             if len(others) and np.linalg.norm(others - ring_points[index], axis=1).min() < 1.0:
                 keep[index] = False
         self.ring_points, self.ring_carry, self.ring_owner = ring_points[keep], ring_carry[keep], ring_owner[keep]
+        # (R, 2): carries of the rigid and the expression move
         self.neutral = np.concatenate([xy, self.ring_points]).astype(np.float32)  # (M, 2)
         topology = xy if topology_points is None else np.asarray(topology_points, np.float32)[:, :2]
         self.triangles = _triangulate(np.concatenate([topology, self.ring_points]))  # (T, 3)
@@ -82,10 +91,14 @@ class HeadWarp:
         self._orientation = np.sign(np.linalg.det(corners))  # (T,) of the neutral triangles
         outer = self.ring_points[np.concatenate(ring_of)[keep] == len(RING_SCALES) - 1]
         hull = cv2.convexHull(outer.astype(np.float32)).reshape(-1, 2)
+        # a ring point moves at most 0.8 of its way to the still outer ring, so it never crosses it
+        self.ring_reach = np.array([0.8 * max(cv2.pointPolygonTest(hull, (float(x), float(y)), True), 0.0)
+                                    for x, y in self.ring_points], np.float32)
         # the head region: the outer ring's hull, grown by the upsampling's reach
         mask = np.zeros((height, width), np.uint8)
         cv2.fillConvexPoly(mask, np.round(hull).astype(np.int32), 1)
-        mask = cv2.dilate(mask, np.ones((2 * self.step + 1,) * 2, np.uint8))
+        inside_hull = mask.astype(bool)
+        mask = cv2.dilate(mask, np.ones((4 * self.step + 1,) * 2, np.uint8))
         self.head_mask = mask.astype(bool)  # (H, W)
         ys, xs = np.nonzero(self.head_mask)
         x0, y0 = xs.min() // self.step * self.step, ys.min() // self.step * self.step
@@ -95,20 +108,67 @@ class HeadWarp:
         grid_x = x0 + (np.arange((x1 - x0) // self.step) + 0.5) * self.step - 0.5
         grid_y = y0 + (np.arange((y1 - y0) // self.step) + 0.5) * self.step - 0.5
         self.grid = np.stack(np.meshgrid(grid_x, grid_y), -1).astype(np.float32)  # (Hg, Wg, 2) pixel centres
+        centres = np.round(self.grid).astype(int)
+        # grid cells outside the hull keep zero displacement: the upsampled field is exactly zero outside head_mask
+        self.grid_inside = inside_hull[centres[..., 1], centres[..., 0]]  # (Hg, Wg)
         pixels = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
         self.pixels = np.stack(pixels, -1)  # (h, w, 2) pixel coordinates of the box
 
-    def control_points(self, moved: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Moved mesh float32 (468, 3) -> moved control points float32 (M, 2) and their depth (M,)."""
+    def control_points(self, moved: np.ndarray, head_only: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moved mesh float32 (468, 3) and the mesh moved by the head's rigid motion alone (468, 3) -> moved
+        control points float32 (M, 2) and their depth (M,)."""
         moved_xy = moved[:, :2]
-        displacement = moved_xy - self.neutral[: len(moved)]
-        rings = self.ring_points + self.ring_carry[:, None] * displacement[self.ring_owner]
+        rigid = head_only[self.ring_owner, :2] - self.neutral[self.ring_owner]
+        expression = moved_xy[self.ring_owner] - head_only[self.ring_owner, :2]
+        shift = self.ring_carry[:, :1] * rigid + self.ring_carry[:, 1:] * expression  # (R, 2)
+        length = np.linalg.norm(shift, axis=1, keepdims=True)
+        shift *= np.minimum(1.0, self.ring_reach[:, None] / np.maximum(length, 1e-6))
+        rings = self.ring_points + shift
         depth = np.concatenate([moved[:, 2], np.full(len(rings), moved[:, 2].max() + 1, np.float32)])
         return np.concatenate([moved_xy, rings]).astype(np.float32), depth
 
-    def grid_displacement(self, moved: np.ndarray) -> np.ndarray:
-        """Moved mesh float32 (468, 3) -> backward displacement float32 (Hg, Wg, 2) on the coarse grid (pixels)."""
-        points, depth = self.control_points(moved)
+    def _rasterize(self, cells: np.ndarray, rank: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Triangles float32 (T, 3, 2) in grid cells -> the highest rank covering each cell, int32 (Hg, Wg), -1 none.
+
+        Small triangles (most of the mesh) are tested against the cells of their bounding box all at once; the few
+        large ones (the rings) are filled one by one.
+        """
+        grid_height, grid_width = self.grid.shape[:2]
+        best = np.full(grid_height * grid_width, -1, np.int32)
+        low = np.ceil(cells.min(1) - 1e-4).astype(np.int32)  # (T, 2)
+        high = np.floor(cells.max(1) + 1e-4).astype(np.int32)
+        small = valid & ((high - low) < _SMALL_CELLS).all(1)
+        if small.any():
+            offsets = np.stack(np.meshgrid(np.arange(_SMALL_CELLS), np.arange(_SMALL_CELLS)), -1).reshape(-1, 2)
+            candidates = low[small, None, :] + offsets[None]  # (S, C, 2) x, y cells
+            a, b, c = (cells[small, k, None, :] for k in range(3))  # (S, 1, 2)
+
+            def edge(p: np.ndarray, q: np.ndarray) -> np.ndarray:  # (S, C): which side of p -> q each candidate is
+                return (q[..., 0] - p[..., 0]) * (candidates[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (
+                    candidates[..., 0] - p[..., 0])
+            area = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+            tolerance = -1e-4 * np.abs(area)
+            signs = np.sign(area)
+            inside = ((edge(b, c) * signs >= tolerance) & (edge(c, a) * signs >= tolerance)
+                      & (edge(a, b) * signs >= tolerance))
+            inside &= (candidates[..., 0] >= 0) & (candidates[..., 0] < grid_width)
+            inside &= (candidates[..., 1] >= 0) & (candidates[..., 1] < grid_height)
+            triangle, candidate = np.nonzero(inside)
+            flat = candidates[triangle, candidate, 1] * grid_width + candidates[triangle, candidate, 0]
+            np.maximum.at(best, flat, rank[small][triangle])
+        large = np.nonzero(valid & ~small)[0]
+        if len(large):
+            large_best = np.full((grid_height, grid_width), -1, np.int32)
+            fixed = np.round(cells * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+            for index in large[np.argsort(rank[large])]:
+                cv2.fillConvexPoly(large_best, fixed[index], int(rank[index]), cv2.LINE_8, _SUBPIXEL_BITS)
+            np.maximum(best, large_best.ravel(), out=best)
+        return best.reshape(grid_height, grid_width)
+
+    def grid_displacement(self, moved: np.ndarray, head_only: np.ndarray) -> np.ndarray:
+        """Moved mesh float32 (468, 3) and the mesh moved by the head alone (468, 3) -> backward displacement
+        float32 (Hg, Wg, 2) on the coarse grid (pixels)."""
+        points, depth = self.control_points(moved, head_only)
         x0, y0 = self.box[:2]
         corners = points[self.triangles]  # (T, 3, 2) moved
         sources = self.neutral[self.triangles]  # (T, 3, 2)
@@ -120,27 +180,26 @@ class HeadWarp:
         coefficients[valid] = np.linalg.solve(homogeneous[valid], sources[valid])
         # back-face culling: a triangle that the move turned over only fills what no other triangle covers;
         # the others are drawn from far to near
-        flipped = np.sign(np.linalg.det(homogeneous)) != self._orientation
+        flipped = np.sign(determinant) != self._orientation
         order = np.lexsort((-depth[self.triangles].mean(1), ~flipped))
-        grid_corners = ((corners - [x0, y0] + 0.5) / self.step - 0.5) * (1 << _SUBPIXEL_BITS)
-        grid_corners = np.round(grid_corners).astype(np.int32)
-        ids = np.full(self.grid.shape[:2], -1, np.int32)
-        for index in order[valid[order]]:
-            cv2.fillConvexPoly(ids, grid_corners[index], int(index), cv2.LINE_8, _SUBPIXEL_BITS)
-        covered = ids >= 0
+        rank = np.empty(len(order), np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)  # the later drawn wins
+        best = self._rasterize((corners - [x0, y0] + 0.5) / self.step - 0.5, rank, valid)  # (Hg, Wg)
+        covered = (best >= 0) & self.grid_inside
         displacement = np.zeros_like(self.grid)
         cells = self.grid[covered]  # (K, 2)
-        chosen = coefficients[ids[covered]]  # (K, 3, 2)
+        chosen = coefficients[order[best[covered]]]  # (K, 3, 2)
         source = cells[:, :1] * chosen[:, 0] + cells[:, 1:] * chosen[:, 1] + chosen[:, 2]
         displacement[covered] = source - cells
         return displacement
 
-    def map(self, moved: np.ndarray) -> np.ndarray:
-        """Moved mesh (468, 3) -> cv2.remap map float32 (h, w, 2) over `box`: the photo pixel each pixel shows.
+    def map(self, moved: np.ndarray, head_only: np.ndarray) -> np.ndarray:
+        """Moved mesh (468, 3), the mesh moved by the head alone (468, 3) -> cv2.remap map float32 (h, w, 2) over
+        `box`: the photo pixel each pixel shows.
 
         Outside `head_mask` the displacement is exactly zero (the outer ring stays still and the upsampling
-        reaches at most one grid step beyond it).
+        reaches at most one grid step beyond the outer ring's hull).
         """
         x0, y0, x1, y1 = self.box
-        displacement = cv2.resize(self.grid_displacement(moved), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        displacement = cv2.resize(self.grid_displacement(moved, head_only), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
         return np.add(displacement, self.pixels, out=displacement)
