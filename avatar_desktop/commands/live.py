@@ -63,8 +63,14 @@ def _run(args: argparse.Namespace) -> int:
     camera = None
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
+    model = model_spec_from_args(args)
+    portrait = load_portrait(args.portrait)
+    if model.kind() == "motion":  # the photo path needs a face: say so now, not from inside the worker
+        from avatar_desktop.face import find_face
+
+        find_face(portrait, source=str(args.portrait))
     config = SessionConfig(
-        model=model_spec_from_args(args),
+        model=model,
         engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk),
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
@@ -80,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         sinks.append(VideoFileSink(args.record, fps=(camera or CameraConfig()).fps))
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    session = LiveSession(load_portrait(args.portrait), config, sinks=sinks)
+    session = LiveSession(portrait, config, sinks=sinks)
+    failed = False
     try:
         session.start()
         session.set_state_override(override)
@@ -88,9 +95,14 @@ def _run(args: argparse.Namespace) -> int:
               "Ctrl-C stops", file=sys.stderr)
         reported = 0
         while not done.wait(min(1.0, args.seconds or 1.0)):
-            for event in session.events[reported:]:
+            events = session.events[reported:]
+            for event in events:
                 print(f"live [{event['t']:7.1f} s] {event['kind']}: {event['message']}", file=sys.stderr)
-            reported = len(session.events)
+            reported += len(events)
+            if not session.worker_ready.is_set() and any(event["kind"] == "model" for event in events):
+                print("live: the model could not be loaded (see above); stopping", file=sys.stderr)
+                failed = True
+                break
             if args.seconds is not None and session.stats.snapshot()["seconds"] >= args.seconds:
                 break
     except KeyboardInterrupt:
@@ -104,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.stats_json is not None:
             args.stats_json.parent.mkdir(parents=True, exist_ok=True)
             args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 def _print_summary(stats: dict) -> None:

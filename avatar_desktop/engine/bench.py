@@ -61,7 +61,8 @@ def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, 
     """Stream `seconds` of audio through a prepared generator (either path), with the `expression` sliders held,
     and report the numbers of DESIGN.md section 7.
 
-    first_frame_ms: the first chunk's audio (with lookahead) is handed over at once -> its frames are out.
+    first_frame_ms: audio arrives in 10 ms blocks; from the block that completes the first chunk's audio (with
+    lookahead) to its frames out.
     fps: frames of the chunks after the first / their generation time (audio already available: pure throughput).
     p50/p99_frame_ms: per frame, its chunk's generation time divided by the chunk's frames.
     camera: also compose every frame onto the camera canvas (stage "camera"), as the live session's sender does.
@@ -84,14 +85,16 @@ def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, 
         sync()
         return chunk, (time.perf_counter() - clock) * 1000
 
-    first_samples = generator.planner.length(state_changed=False) * generator.samples_per_frame
-    first_samples += round(generator.lookahead_s * SAMPLE_RATE)
-    chunk, first_frame_ms = timed_step(audio[:first_samples], False)
+    block = SAMPLE_RATE // 100
+    chunk, sent = None, 0
+    while chunk is None and sent < len(audio):
+        chunk, first_frame_ms = timed_step(audio[sent : sent + block], False)
+        sent += block
     if chunk is None:
-        raise RuntimeError("internal error: the first chunk's audio was handed over but no chunk came out")
+        raise RuntimeError(f"internal error: {seconds} s of audio were handed over but no chunk came out")
 
     first_frames = len(chunk.frames)
-    generator.push_audio(audio[first_samples:])
+    generator.push_audio(audio[sent:])
     chunk_times, chunk_frames, stage_totals = [], [], dict.fromkeys(chunk.stage_ms, 0.0)
     while True:
         chunk, chunk_ms = timed_step(None, True)

@@ -50,19 +50,22 @@ class ModelSpec:
 
 
 def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig = EngineConfig(), *,
-                   frame_limit: tuple[int, int] | None = None, expression=None, source: str = "portrait"):
+                   frame_limit: tuple[int, int] | None = None, fps: int | None = None, expression=None,
+                   source: str = "portrait"):
     """Build the generator that `spec` names for `portrait` (uint8 (H, W, 3) RGB) and prepare it.
 
     Returns a StreamingGenerator or a PhotoStreamingGenerator; its `path` says which. The photo path raises
     avatar_desktop.face.NoFaceError when the portrait shows no usable face (the message says what to do).
     frame_limit: (width, height) the photo path fits its frames inside (the camera's size); None: the photo's own.
+    fps: frames a second the photo path makes (the camera's rate); None: its motion model's. The latent path makes
+    its model's rate whatever these say (the camera repeats frames to fill its own).
     """
     if spec.kind() == "motion":
         from avatar_desktop.engine.photo import PhotoStreamingGenerator
         from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model
 
         generator = PhotoStreamingGenerator(load_motion_model(spec.name or DEFAULT_MOTION_MODEL), config,
-                                            frame_limit=frame_limit)
+                                            frame_limit=frame_limit, fps=fps)
         generator.prepare(portrait, expression, source=source)
         return generator
     from avatar_desktop.engine.streaming import StreamingGenerator

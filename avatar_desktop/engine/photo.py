@@ -4,6 +4,11 @@ prepare() finds the face mesh once and prepares the renderer; step() runs the mo
 codes, engine/motion_stream.py) and the renderer (motion code + face mesh -> the photo with its face moved, at the
 photo's own resolution or fitted to the camera). The same contract as engine/streaming.py StreamingGenerator, so
 the worker, `render`, `bench` and `eval` drive either without knowing which.
+
+The motion model runs at its own rate (25 codes a second); frames can come out at another (the camera's, 30 fps):
+output frame j shows the motion track interpolated at its centre time (j + 0.5) / fps. A frame whose centre lies
+past the newest motion frame waits for it, except at a chunk's end, where it holds the last code rather than add a
+motion frame of latency.
 """
 
 from __future__ import annotations
@@ -13,33 +18,35 @@ from typing import Mapping
 
 import numpy as np
 
-from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.engine.model_spec import PHOTO_PATH
 from avatar_desktop.engine.motion_stream import MotionStreamer
 from avatar_desktop.engine.portrait import portrait_from_array
 from avatar_desktop.engine.streaming import Chunk
 from avatar_desktop.face import FaceMesh, find_face
-from avatar_desktop.motion_code import neutral_code
+from avatar_desktop.motion_code import MOTION_DIM, neutral_code
 from avatar_desktop.render import PhotoRenderer, camera_frame_size
 
 
 class PhotoStreamingGenerator:
     """Motion generator + photo renderer. `frame_limit` (width, height): frames are the photo fitted inside it (the
-    camera's size in a live session); None: the photo's own size, capped at 1920 on the long side."""
+    camera's size in a live session); None: the photo's own size, capped at 1920 on the long side. `fps`: frames a
+    second out (the camera's rate in a live session); None: the motion model's."""
 
     path = PHOTO_PATH
 
     def __init__(self, motion_model, config: EngineConfig = EngineConfig(), *,
-                 frame_limit: tuple[int, int] | None = None):
+                 frame_limit: tuple[int, int] | None = None, fps: int | None = None):
         self.config = config
         self.motion = MotionStreamer(motion_model, config)
         self.planner = self.motion.planner
-        self.fps = self.motion.fps
-        self.samples_per_frame = self.motion.samples_per_frame
+        self.fps = fps or self.motion.fps
+        self.samples_per_frame = SAMPLE_RATE / self.fps  # audio samples per output frame (fractional when resampled)
         self.lookahead_s = self.motion.lookahead_s
         self.frame_limit = frame_limit
         self.renderer: PhotoRenderer | None = None
         self.face: FaceMesh | None = None
+        self.reset()
 
     # ----------------------------------------------------------------- setup
     def prepare(self, portrait: np.ndarray, expression: Mapping[str, float] | None = None, *, warmup: bool = True,
@@ -59,7 +66,15 @@ class PhotoStreamingGenerator:
 
     def describe(self) -> dict:
         """What runs, for benchmark reports: the motion generator's sampler and chunk plan, the photo's size."""
-        return {**self.motion.describe(), "photo_size": "x".join(str(v) for v in self.face.image_size)}
+        plan = self.planner.plan
+        return {
+            "preset": "motion",
+            "sampler": self.motion.sampler_name,
+            "steps": self.motion.steps,
+            "chunk_plan": {"first": plan.first, "after_state_change": plan.after_state_change,
+                           "steady": self.config.fixed_chunk or plan.steady},
+            "photo_size": "x".join(str(v) for v in self.face.image_size),
+        }
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -74,10 +89,6 @@ class PhotoStreamingGenerator:
         return f"{width}x{height}"
 
     @property
-    def frame_index(self) -> int:
-        return self.motion.frame_index
-
-    @property
     def samples_received(self) -> int:
         return self.motion.samples_received
 
@@ -88,6 +99,9 @@ class PhotoStreamingGenerator:
     def reset(self) -> None:
         """Start a new stream at frame 0 with the same photo."""
         self.motion.reset()
+        self.frame_index = 0  # output frames made
+        self._track = np.zeros((0, MOTION_DIM), np.float32)  # (M, D) motion codes from motion frame _track_start
+        self._track_start = 0
 
     def push_audio(self, audio: np.ndarray) -> None:
         """Append float32 (N,) 16 kHz mono samples without generating anything."""
@@ -97,14 +111,48 @@ class PhotoStreamingGenerator:
     def step(self, audio: np.ndarray | None, label: State | int = State.SPEAKING,
              expression: Mapping[str, float] | None = None, *, end_of_stream: bool = False) -> Chunk | None:
         """As StreamingGenerator.step: append audio, and return the next chunk once its audio (with lookahead) is
-        there. Chunk.frames: uint8 (T, H, W, 3) at frame_size; stage_ms: audio + motion, render."""
+        there. Chunk.frames: uint8 (T, H, W, 3) at frame_size; stage_ms: audio, motion, render."""
         if self.renderer is None:
             raise RuntimeError("call prepare(portrait) before step()")
-        motion = self.motion.step(audio, label, expression, end_of_stream=end_of_stream)
-        if motion is None:
-            return None
+        stage_ms: dict[str, float] = {}
+        while True:  # at other rates a short motion chunk may hold no output frame's centre yet
+            motion = self.motion.step(audio, label, expression, end_of_stream=end_of_stream)
+            audio = expression = None
+            if motion is not None:
+                for stage, ms in motion.stage_ms.items():
+                    stage_ms[stage] = stage_ms.get(stage, 0.0) + ms
+                label = motion.label
+                self._track = np.concatenate([self._track, motion.codes])
+            codes = self._output_codes(final=motion is None and end_of_stream)
+            if len(codes):
+                break
+            if motion is None:
+                return None
         clock = time.perf_counter()
-        frames = np.stack([self.renderer.render(code) for code in motion.codes])  # (T, H, W, 3)
-        stage_ms = dict(motion.stage_ms)
+        frames = np.stack([self.renderer.render(code) for code in codes])  # (T, H, W, 3)
         stage_ms["render"] = (time.perf_counter() - clock) * 1000
-        return Chunk(frames, motion.timestamps, motion.start_frame, motion.label, stage_ms)
+        start = self.frame_index
+        self.frame_index += len(codes)
+        timestamps = np.arange(start, self.frame_index, dtype=np.float64) / self.fps
+        return Chunk(frames, timestamps, start, State(label), stage_ms)
+
+    def _output_codes(self, *, final: bool) -> np.ndarray:
+        """Codes (T, D) of the output frames whose centre the motion track now covers (with `final`: every frame
+        the stream has left), interpolated linearly in time; drops the track frames no later frame needs."""
+        generated = self._track_start + len(self._track)  # motion frames made so far
+        if final:
+            end = round(self.samples_received / self.samples_per_frame)
+        else:
+            end = int(np.ceil(generated / self.motion.fps * self.fps - 0.5))  # frames j with centre < generated
+        if end <= self.frame_index or not len(self._track):
+            return np.zeros((0, MOTION_DIM), np.float32)
+        centres = (np.arange(self.frame_index, end) + 0.5) / self.fps * self.motion.fps - 0.5  # in motion frames
+        position = np.clip(centres, 0, generated - 1) - self._track_start
+        before = np.floor(position).astype(int)
+        after = np.minimum(before + 1, len(self._track) - 1)
+        weight = (position - before)[:, None].astype(np.float32)
+        codes = (1 - weight) * self._track[before] + weight * self._track[after]
+        keep_from = max(0, int(before[-1]) - 1)
+        self._track = self._track[keep_from:]
+        self._track_start += keep_from
+        return codes

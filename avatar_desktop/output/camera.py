@@ -17,7 +17,8 @@ class CameraUnavailableError(AvatarError):
 
 @dataclass(frozen=True)
 class CameraConfig:
-    """The camera canvas (pixels) and rate (frames/s); 1280x720 is accepted by all three OS backends.
+    """The camera canvas (pixels) and rate (frames/s); 1280x720 at 30 fps is what video calls expect and all three
+    OS backends accept. The photo path makes frames at this rate; a latent model makes its own (25), repeated.
 
     backend: a pyvirtualcam backend name, None = the first that works; device: e.g. /dev/video4, None = any.
     background: RGB of the letterbox bars; mirror: flip left-right (what a selfie preview shows).
@@ -25,7 +26,7 @@ class CameraConfig:
 
     width: int = 1280
     height: int = 720
-    fps: int = 25
+    fps: int = 30
     mirror: bool = False
     background: tuple[int, int, int] = (20, 22, 26)
     backend: str | None = None

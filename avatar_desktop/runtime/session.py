@@ -286,6 +286,7 @@ class LiveSession:
             model=self.model, audio_ring=self._audio.ring.name, frame_ring=self._frames.ring.name,
             portrait=self.portrait, engine=self.config.engine, expression=self.expression, state=int(self.state),
             threads=runtime.worker_threads or default_threads(), active=active, frame_limit=self._canvas_size(),
+            frame_rate=(self.config.camera or CameraConfig()).fps,
         )
         (self.worker_ready if active else self.standby_ready).clear()
         return WorkerHandle(spec)

@@ -41,6 +41,7 @@ class WorkerSpec:
     frame_ring: str
     portrait: np.ndarray = field(repr=False)  # uint8 (H, W, 3) RGB
     frame_limit: tuple[int, int] | None = None  # (width, height): the photo path fits its frames inside (the camera)
+    frame_rate: int | None = None  # frames a second the photo path makes (the camera's); None: its motion model's
     engine: EngineConfig = EngineConfig()
     expression: dict = field(default_factory=dict)
     state: int = int(State.IDLE)
@@ -113,7 +114,7 @@ class _Worker:
         started = time.monotonic()
         try:
             generator = open_generator(model_spec, self.portrait, self.spec.engine, frame_limit=self.spec.frame_limit,
-                                       expression=self.expression)
+                                       fps=self.spec.frame_rate, expression=self.expression)
         except Exception as error:  # any failure to load must leave the session up and say why
             self.report("error", what="model", message=f"model {model_spec.label!r} failed to load: {error}")
             return

