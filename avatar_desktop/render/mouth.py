@@ -3,7 +3,8 @@
 Everything is drawn in a small box around the moved inner-lip outline. The interior fades in as the gap between the
 inner lips grows beyond the photo's own gap (fully in at 0.03 face widths more), so the neutral code leaves the
 photo's mouth untouched. Sizes in face widths (fw): upper teeth 0.03-0.05 fw tall (by `teeth`), at most 0.45 of the
-gap; lower teeth up to 0.015 fw, at most 0.2 of the gap; the tongue a flat ellipse on the lower lip.
+gap; lower teeth up to 0.015 fw, at most 0.2 of the gap; the tongue a flat ellipse on the lower lip. A photo with
+its lips apart (more than 0.02 fw) keeps its own mouth interior (its teeth), carried by the upper lip, over these.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from avatar_desktop.face import landmarks as lm
 from avatar_desktop.motion_code import MOTION_INDEX
 
+OWN_INTERIOR_FW = 0.02  # a photo whose lips are this far apart (face widths) keeps its own teeth, carried by the upper lip
 FADE_IN_FW = 0.03  # extra gap (face widths) at which the synthesized interior is fully shown
 _OFF_WHITE = np.array([236, 230, 218], np.float32)
 _TONGUE = np.array([196, 104, 104], np.float32)
@@ -56,22 +58,20 @@ class MouthPainter:
         interior = photo[inner > 128].astype(np.float32)
         bright = interior[interior.mean(1) > max(150.0, np.percentile(interior.mean(1), 80))] if len(interior) else []
         shade = np.clip(self.skin.mean() / 170.0, 0.7, 1.05)
-        self.photo_shows_teeth = len(bright) >= 12
-        self.teeth = np.median(bright, 0) if self.photo_shows_teeth else (0.85 * _OFF_WHITE + 0.15 * self.skin) * shade
+        self.teeth = np.median(bright, 0) if len(bright) >= 12 else (0.85 * _OFF_WHITE + 0.15 * self.skin) * shade
         self.cavity_front = (0.5 * self.lip * 0.4 + 0.5 * _CAVITY * shade).astype(np.float32)
         self.cavity_back = (_CAVITY_BACK * shade).astype(np.float32)
         self.tongue = (0.5 * _TONGUE + 0.5 * self.lip) * 0.8
         # the photo's own mouth interior (teeth a smiling photo shows), carried by the upper lip
         self.upper_lip = xy[list(lm.LIPS_INNER_UPPER)].astype(np.float32)  # (11, 2)
         ys, xs = np.nonzero(inner)
-        if len(xs) >= 12:
+        self.photo_interior = None
+        if self.photo_gap > OWN_INTERIOR_FW * face_width and len(xs) >= 12:
             x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
             self.photo_interior = photo[y0:y1, x0:x1].astype(np.float32)  # (h, w, 3)
             alpha = inner[y0:y1, x0:x1].astype(np.float32) / 255
             self.photo_interior_alpha = cv2.GaussianBlur(alpha, (0, 0), max(0.5, 0.003 * face_width))  # (h, w)
             self.photo_interior_origin = np.array([x0, y0], np.float32)
-        else:
-            self.photo_interior = None
 
     def paint(self, frame: np.ndarray, moved: np.ndarray, code: np.ndarray, *, offset: tuple[int, int]) -> None:
         """Draw into frame uint8 (h, w, 3) in place; moved float32 (468, 3) in output pixels; offset (x0, y0) of the
@@ -110,11 +110,11 @@ class MouthPainter:
         tongue_shade = np.clip(0.35 + 0.6 * (1 - back), 0, 1)
         interior = interior * (1 - tongue_alpha) + self.tongue * tongue_shade * tongue_alpha
         teeth_amount = code[MOTION_INDEX["teeth"]]
-        upper_height = 0.0 if self.photo_shows_teeth else min((0.03 + 0.02 * teeth_amount) * fw, 0.45 * gap)
-        lower_height = min(0.02 * teeth_amount * fw, 0.2 * gap)
+        upper_height = min((0.03 + 0.02 * teeth_amount) * fw, 0.45 * gap)
+        lower_height = min(0.015 * teeth_amount * fw, 0.2 * gap)
         columns = np.arange(shape[1], dtype=np.float32)
         for lip, height, tint, extent in ((lm.LIPS_INNER_UPPER, upper_height, 1.0, 0.8),
-                                          (lm.LIPS_INNER_LOWER, -lower_height, 0.7, 0.45)):
+                                          (lm.LIPS_INNER_LOWER, -lower_height, 0.95, 0.45)):
             if abs(height) < 0.5:
                 continue
             edge = local[list(lip[1:-1])]
