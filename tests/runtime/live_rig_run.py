@@ -2,6 +2,7 @@
 
     python tests/runtime/live_rig_run.py --out DIR [--talk-s 4 --pause-s 3] -- --preset tiny-cpu --random-weights
         --seconds 60
+    python tests/runtime/live_rig_run.py --out DIR --portrait PHOTO -- --seconds 60     (the photo path)
 
 Writes DIR/stats.json (the session's `--stats-json`) and DIR/memory.csv (seconds, RSS MiB of the session process,
 RSS MiB of its worker processes, CPU % of each since the previous sample), and prints a summary. Not a test: benchmarks are recorded in
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--talk-s", type=float, default=4.0, help="speech per turn (s)")
     parser.add_argument("--pause-s", type=float, default=3.0, help="silence between turns (s)")
     parser.add_argument("--sample-s", type=float, default=5.0, help="memory sampling period (s)")
+    parser.add_argument("--portrait", type=Path, help="portrait image (default: the drawn stand-in portrait)")
     parser.add_argument("live_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -60,10 +62,11 @@ def main() -> int:
         rig = PulseRig(Path(folder))
         try:
             wav = espeak_wav(Path(folder), "The quick brown fox jumps over the lazy dog, and then it rests a while.")
-            portrait = Path(folder) / "portrait.png"
-            subprocess.run([sys.executable, "-c", (
-                "import cv2, sys; from avatar_desktop.engine.bench import benchmark_portrait; "
-                "cv2.imwrite(sys.argv[1], benchmark_portrait(256)[:, :, ::-1])"), str(portrait)], check=True)
+            portrait = args.portrait or Path(folder) / "portrait.png"
+            if args.portrait is None:
+                subprocess.run([sys.executable, "-c", (
+                    "import cv2, sys; from avatar_desktop.engine.bench import benchmark_portrait; "
+                    "cv2.imwrite(sys.argv[1], benchmark_portrait(256)[:, :, ::-1])"), str(portrait)], check=True)
             env = {**rig.env, "PULSE_SERVER": rig.server}
             live_args = [a for a in args.live_args if a != "--"]
             command = [str(Path(sys.executable).parent / "avatar-desktop"), "live", "--portrait", str(portrait),
