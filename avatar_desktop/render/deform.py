@@ -88,7 +88,6 @@ class FaceDeformer:
         self.axes = np.stack([across, [-across[1], across[0]]]).astype(np.float32)  # (2, 2): rows u, v in pixels
         mouth = (xy[78] + xy[308]) / 2
         uv = (xy - mouth) @ self.axes.T / self.face_width  # (N, 2) in fw, about the mouth
-        self._uv = uv
         basis = np.zeros((2 * MOTION_DIM + 1, len(xy), 3), np.float32)  # (F, N, 3): u, v in fw, z in fw
         self._fill_mouth(basis, uv)
         self._fill_eyes_and_brows(basis, uv)
@@ -138,7 +137,6 @@ class FaceDeformer:
         row[list(lm.LIPS_INNER_UPPER[1:-1]), 1] = -0.15 * amplitude * lateral[list(lm.LIPS_INNER_UPPER[1:-1])]
         row[list(lm.LIPS_OUTER_UPPER[1:-1]), 1] = -0.08 * amplitude * lateral[list(lm.LIPS_OUTER_UPPER[1:-1])]
         row[lips, 0] = -0.08 * amplitude * uv[lips, 0] / half_width
-        self.open_amplitude = amplitude * self.face_width  # pixels of gap at mouth_open = 1
         # the corners' neighbourhood: lips in proportion to u, cheeks by distance to the nearer corner
         corner_u = np.where(uv[:, 0] < 0, uv[78, 0], uv[308, 0])
         to_corner = np.minimum(np.linalg.norm(uv - uv[61], axis=1), np.linalg.norm(uv - uv[291], axis=1))
@@ -191,7 +189,8 @@ class FaceDeformer:
             midline = (np.interp(uv[index, 0], inner_upper[:, 0], inner_upper[:, 1])
                        + np.interp(uv[index, 0], inner_lower[:, 0], inner_lower[:, 1])) / 2
             upper = uv[index, 1] < midline
-            keys = list(lm.LIPS_OUTER_UPPER + lm.LIPS_INNER_UPPER if upper else lm.LIPS_OUTER_LOWER + lm.LIPS_INNER_LOWER)
+            keys = list(lm.LIPS_OUTER_UPPER + lm.LIPS_INNER_UPPER if upper
+                        else lm.LIPS_OUTER_LOWER + lm.LIPS_INNER_LOWER)
             weights = 1 / (np.linalg.norm(uv[keys] - uv[index], axis=1) + 1e-3) ** 2
             basis[:, index] = np.tensordot(basis[:, keys], weights / weights.sum(), axes=([1], [0]))
 

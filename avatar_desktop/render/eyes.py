@@ -84,7 +84,10 @@ class EyePainter:
         xy = moved[:, :2] - np.asarray(offset, np.float32)
         height, width = frame.shape[:2]
         for eye, (blink_name, outline, upper) in enumerate(_EYES):
-            x0, y0, x1, y1 = self._box(xy[list(outline)], pad=4, size=(width, height))
+            extent = xy[list(outline)]
+            if open_points is not None:  # the open lid too: a closing lid is painted from there down
+                extent = np.concatenate([extent, open_points[list(upper), :2] - offset - [0, 0.03 * self.face_width]])
+            x0, y0, x1, y1 = self._box(extent, pad=4, size=(width, height))
             if x1 - x0 < 3 or y1 - y0 < 3:
                 continue
             region = frame[y0:y1, x0:x1]
@@ -109,18 +112,24 @@ class EyePainter:
             if closing > 0 and open_points is not None:
                 lid = xy[list(upper)] - [x0, y0]
                 opened = open_points[list(upper), :2] - [offset[0] + x0, offset[1] + y0]
-                lowered = lid + [0, 0.012 * self.face_width]
-                opened = opened - [0, 0.012 * self.face_width]
+                middle = np.sin(np.linspace(0, np.pi, len(lid)))[:, None]  # 0 at the corners
+                lowered = lid + [0, 0.012 * self.face_width] * middle
+                opened = opened - [0, 0.02 * self.face_width] * middle
                 cover = np.zeros(region.shape[:2], np.uint8)
                 cv2.fillPoly(cover, [np.round(np.concatenate([opened, lowered[::-1]]) * 16).astype(np.int32)], 255,
                              cv2.LINE_AA, 4)
-                cover = cv2.GaussianBlur(cover, (0, 0), max(0.7, 0.006 * self.face_width))
+                cover = cv2.GaussianBlur(cover, (0, 0), max(0.7, 0.008 * self.face_width))
                 alpha = cover.astype(np.float32)[..., None] * (closing * closing * (3 - 2 * closing) / 255)
                 # the lid's skin colour, a little darker towards the lash line
                 rows = np.arange(y1 - y0, dtype=np.float32)[:, None] - np.interp(
                     np.arange(x1 - x0), lid[:, 0], lid[:, 1])[None, :]  # (h, w) pixels below the closed lid's edge
                 shading = 1 - 0.08 * np.exp(-np.square(rows / max(1.0, 0.02 * self.face_width)))
-                skin = self.lid_skin[eye] * shading[..., None]
+                # the colour of the skin just above the patch in this frame, so that the patch matches its rim
+                above = np.round(opened[1:-1] - [0, 0.012 * self.face_width]).astype(int) + [x0, y0]
+                above = above[(above[:, 1] >= 0) & (above[:, 1] < height) & (above[:, 0] >= 0) & (above[:, 0] < width)]
+                rim = np.median(frame[above[:, 1], above[:, 0]].astype(np.float32), 0) if len(above) else None
+                colour = self.lid_skin[eye] if rim is None else 0.7 * self.lid_skin[eye] + 0.3 * rim
+                skin = colour * shading[..., None]
                 region[:] = np.clip(region * (1 - alpha) + skin * alpha + 0.5, 0, 255).astype(np.uint8)
                 thickness = max(1, int(round(0.008 * self.face_width)))
                 lash = np.zeros(region.shape[:2], np.uint8)

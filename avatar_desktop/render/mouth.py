@@ -15,7 +15,7 @@ import numpy as np
 from avatar_desktop.face import landmarks as lm
 from avatar_desktop.motion_code import MOTION_INDEX
 
-OWN_INTERIOR_FW = 0.02  # a photo whose lips are this far apart (face widths) keeps its own teeth, carried by the upper lip
+OWN_INTERIOR_FW = 0.02  # a photo whose lips are this far apart (face widths) keeps its own teeth
 FADE_IN_FW = 0.03  # extra gap (face widths) at which the synthesized interior is fully shown
 _OFF_WHITE = np.array([236, 230, 218], np.float32)
 _TONGUE = np.array([196, 104, 104], np.float32)

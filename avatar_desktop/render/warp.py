@@ -201,5 +201,6 @@ class HeadWarp:
         reaches at most one grid step beyond the outer ring's hull).
         """
         x0, y0, x1, y1 = self.box
-        displacement = cv2.resize(self.grid_displacement(moved, head_only), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        displacement = cv2.resize(self.grid_displacement(moved, head_only), (x1 - x0, y1 - y0),
+                                  interpolation=cv2.INTER_LINEAR)
         return np.add(displacement, self.pixels, out=displacement)
