@@ -247,3 +247,46 @@ def _from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class MotionDenoiserConfig:
+    """The motion denoiser: a transformer over `context_frames` past motion codes followed by the chunk's noisy codes
+    (1..max_chunk_frames of them), each frame a token of width `width`; per frame it adds that frame's audio tokens
+    (flattened), state label and sliders; the noise level is added to every token."""
+
+    width: int = 192
+    layers: int = 4
+    heads: int = 4
+    mlp_ratio: int = 2
+    context_frames: int = 8
+    max_chunk_frames: int = 16
+    num_states: int = 3
+    expression_dim: int = len(EXPRESSION_COMPONENTS)
+
+
+@dataclass(frozen=True)
+class MotionModelConfig:
+    """Everything needed to rebuild a motion model (models/motion.py); saved as `model.json` with "kind": "motion".
+
+    code_mean / code_std: per motion-code component (motion_code.MOTION_NAMES order), the mean and standard
+    deviation of the training data's codes minus their slider offsets; the denoiser works on codes normalised by
+    them (sampling.sigma_data then is 1). Empty tuples: not normalised (mean 0, std 1).
+    `context_noise_sigma`: the noise (in normalised units) added to the context frames at run time, as in training.
+    """
+
+    fps: int = 25
+    audio: AudioConfig = AudioConfig()
+    denoiser: MotionDenoiserConfig = MotionDenoiserConfig()
+    sampling: SamplingConfig = SamplingConfig(sigma_data=1.0, warped_sliders=())
+    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+    code_mean: tuple[float, ...] = ()
+    code_std: tuple[float, ...] = ()
+    context_noise_sigma: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MotionModelConfig":
+        return _from_dict(cls, data, "model")

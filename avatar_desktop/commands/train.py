@@ -1,4 +1,5 @@
-"""`avatar-desktop train autoencoder|audio|teacher|distill|expression --config FILE --data DIR --out DIR [--resume]`.
+"""`avatar-desktop train autoencoder|audio|teacher|distill|expression|motion-teacher|motion-distill --config FILE
+--data DIR --out DIR [--resume]`.
 
 Runs as one process, or under `torchrun --nproc-per-node N -m avatar_desktop train ...` (DDP).
 """
@@ -11,9 +12,12 @@ from pathlib import Path
 from avatar_desktop.cli import command
 from avatar_desktop.training.config import RECIPES, load_recipe
 
+MOTION_STAGE_NAMES = ("motion-teacher", "motion-distill")
+
 
 def _add(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=list(RECIPES), help="which network to train")
+    parser.add_argument("stage", choices=[*RECIPES, *MOTION_STAGE_NAMES],
+                        help="which network to train (motion-*: the photo path's motion generator)")
     parser.add_argument("--config", required=True, type=Path, help="recipe TOML (see configs/)")
     parser.add_argument("--data", required=True, type=Path, help="data set folder with manifest.json")
     parser.add_argument("--out", required=True, type=Path, help="run folder: model/, checkpoint/, loss.csv, loss.png")
@@ -21,10 +25,16 @@ def _add(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avatar_desktop.training.stages import STAGES
+    if args.stage in MOTION_STAGE_NAMES:
+        from avatar_desktop.training.motion import MOTION_STAGES, load_motion_recipe
 
-    loaded = load_recipe(args.stage, args.config)
-    rows = STAGES[args.stage](loaded, args.data, args.out, args.resume)
+        loaded = load_motion_recipe(args.stage, args.config)
+        rows = MOTION_STAGES[args.stage](loaded, args.data, args.out, args.resume)
+    else:
+        from avatar_desktop.training.stages import STAGES
+
+        loaded = load_recipe(args.stage, args.config)
+        rows = STAGES[args.stage](loaded, args.data, args.out, args.resume)
     if rows:
         print(f"{args.stage}: step {rows[-1][0]}, loss {rows[-1][1]:.5f}; model in {args.out / 'model'}")
     return 0

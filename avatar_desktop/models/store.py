@@ -1,5 +1,8 @@
 """Model folders on disk: `model.json` (config, preset, provenance) + one safetensors file per network + MODEL_CARD.md.
 
+A folder's `"kind"` says which path it serves: `"latent"` (an AvatarModel that draws every pixel; the default when
+absent) or `"motion"` (a MotionModel of the photo path: `audio_encoder` and `denoiser` networks only).
+
 Only safetensors are read: pickle checkpoints (.pt, .pth, .bin, .ckpt) are refused, never unpickled.
 Writes are atomic: a folder is written next to its target and renamed into place.
 """
@@ -18,13 +21,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from avatar_desktop.audio.features import LogMel
-from avatar_desktop.config import ModelConfig
+from avatar_desktop.config import ModelConfig, MotionModelConfig
 from avatar_desktop.errors import CheckpointError
 from avatar_desktop.models.avatar import AvatarModel
+from avatar_desktop.models.motion import MotionModel
 
 FORMAT = "avatar-desktop-model"
 FORMAT_VERSION = 1
 NETWORKS = ("autoencoder", "audio_encoder", "denoiser")
+MOTION_NETWORKS = ("audio_encoder", "denoiser")
+KINDS = {"latent": "a latent model (it draws every pixel of the characters it was trained on)",
+         "motion": "a motion model (the photo path: it moves a photo)"}
+DEFAULT_MOTION_MODEL = "default/motion"
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
 MODELS_ENV = "AVATAR_DESKTOP_MODELS"
 """os.pathsep-separated folders searched for model names before the user and repository folders."""
@@ -53,7 +61,13 @@ def list_models() -> dict[str, Path]:
 def resolve_model(name_or_dir: str | Path) -> Path:
     """A folder path, or a model name looked up on the search path; unknown names list the available models."""
     candidate = Path(name_or_dir)
-    if candidate.is_dir() or candidate.suffix or os.sep in str(name_or_dir):
+    if candidate.is_dir():
+        return candidate
+    if not candidate.is_absolute() and not candidate.suffix:  # a nested name such as default/motion
+        for root in model_search_path():
+            if (root / candidate / "model.json").is_file():
+                return root / candidate
+    if candidate.suffix or os.sep in str(name_or_dir):
         return candidate
     available = list_models()
     if str(name_or_dir) in available:
@@ -67,6 +81,19 @@ def resolve_model(name_or_dir: str | Path) -> Path:
 
 def save_model(model: AvatarModel, folder: str | Path, *, provenance: dict[str, Any] | None = None, card: str | None = None) -> Path:
     """Write `model` to `folder` (replaced atomically if it exists). Returns the folder."""
+    return _write_folder(folder, "latent", model.config.preset, model.config.to_dict(),
+                         {name: getattr(model, name) for name in NETWORKS}, provenance, card)
+
+
+def save_motion_model(model: MotionModel, folder: str | Path, *, provenance: dict[str, Any] | None = None,
+                      card: str | None = None) -> Path:
+    """Write a motion model to `folder` ("kind": "motion"; replaced atomically if it exists). Returns the folder."""
+    return _write_folder(folder, "motion", "motion", model.config.to_dict(),
+                         {name: getattr(model, name) for name in MOTION_NETWORKS}, provenance, card)
+
+
+def _write_folder(folder: str | Path, kind: str, preset: str, config: dict[str, Any], networks: dict[str, torch.nn.Module],
+                  provenance: dict[str, Any] | None, card: str | None) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -74,15 +101,16 @@ def save_model(model: AvatarModel, folder: str | Path, *, provenance: dict[str, 
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "preset": model.config.preset,
-            "config": model.config.to_dict(),
+            "kind": kind,
+            "preset": preset,
+            "config": config,
             "provenance": provenance or {},
         }
         (staging / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
-        for name in NETWORKS:
-            state = {k: v.detach().contiguous().cpu() for k, v in getattr(model, name).state_dict().items()}
+        for name, network in networks.items():
+            state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
             save_file(state, staging / f"{name}.safetensors")
-        (staging / "MODEL_CARD.md").write_text(card or f"# {folder.name}\n\nPreset `{model.config.preset}`. No card written yet.\n")
+        (staging / "MODEL_CARD.md").write_text(card or f"# {folder.name}\n\nPreset `{preset}`. No card written yet.\n")
         if folder.exists():
             backup = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(backup, ignore_errors=True)
@@ -98,11 +126,37 @@ def save_model(model: AvatarModel, folder: str | Path, *, provenance: dict[str, 
 
 
 def read_model_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
-    """(config, full model.json) of a model folder, with clear errors for foreign or unsafe folders."""
+    """(config, full model.json) of a latent model folder, with clear errors for foreign, unsafe or motion folders."""
     folder = Path(folder)
+    meta = _read_meta(folder, "latent")
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
+    return config, meta
+
+
+def read_motion_model_config(folder: str | Path) -> tuple[MotionModelConfig, dict[str, Any]]:
+    """(config, full model.json) of a motion model folder ("kind": "motion")."""
+    folder = Path(folder)
+    meta = _read_meta(folder, "motion")
+    try:
+        config = MotionModelConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
+    return config, meta
+
+
+def model_kind(folder: str | Path) -> str:
+    """The "kind" a model folder's model.json states ("latent" when it names none)."""
+    return _read_meta(Path(folder), None).get("kind", "latent")
+
+
+def _read_meta(folder: Path, kind: str | None) -> dict[str, Any]:
+    """model.json of `folder`, checked to be ours and (unless kind is None) of `kind`."""
     if folder.is_file():
-        kind = "a pickle checkpoint" if folder.suffix in PICKLE_SUFFIXES else "a file"
-        raise CheckpointError(f"{folder} is {kind}, not a model folder: a model is a folder with model.json and *.safetensors")
+        what = "a pickle checkpoint" if folder.suffix in PICKLE_SUFFIXES else "a file"
+        raise CheckpointError(f"{folder} is {what}, not a model folder: a model is a folder with model.json and *.safetensors")
     if not folder.is_dir():
         raise CheckpointError(f"model folder {folder} does not exist")
     meta_file = folder / "model.json"
@@ -118,11 +172,15 @@ def read_model_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
         raise CheckpointError(f"{meta_file} is not an avatar-desktop model description (format {FORMAT!r} expected)")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{folder} was written by a newer avatar-desktop (format {meta['format_version']}); upgrade to load it")
-    try:
-        config = ModelConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{meta_file}: bad config: {error}") from None
-    return config, meta
+    found = meta.get("kind", "latent")
+    if found not in KINDS:
+        raise CheckpointError(f"{meta_file} names an unknown kind {found!r}: expected one of {', '.join(KINDS)}")
+    if kind is not None and found != kind:
+        hint = (f"pass a motion model folder (such as {DEFAULT_MOTION_MODEL})" if kind == "motion"
+                else "pass a latent model folder (such as default), or run it on the photo path")
+        raise CheckpointError(f"{folder} is {KINDS[found]} (\"kind\": \"{found}\"), but {KINDS[kind]} "
+                              f"(\"kind\": \"{kind}\") is needed here: {hint}")
+    return meta
 
 
 def load_model(name_or_dir: str | Path, *, device: str = "cpu") -> AvatarModel:
@@ -143,6 +201,27 @@ def load_model(name_or_dir: str | Path, *, device: str = "cpu") -> AvatarModel:
         getattr(model, name).load_state_dict(state, strict=True, assign=True)
     _materialise_buffers(model, device)
     return model.eval()
+
+
+def load_motion_model(name_or_dir: str | Path = DEFAULT_MOTION_MODEL, *, device: str = "cpu") -> MotionModel:
+    """Load a motion model folder (or a name on the search path, such as default/motion) in eval mode."""
+    folder = resolve_model(name_or_dir)
+    config, _ = read_motion_model_config(folder)
+    try:
+        model = MotionModel(config)
+    except ValueError as error:
+        raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
+    for name in MOTION_NETWORKS:
+        file = folder / f"{name}.safetensors"
+        if not file.is_file():
+            raise CheckpointError(f"{folder} is missing {file.name}: the model folder is incomplete")
+        try:
+            state = load_file(file, device="cpu")
+        except (SafetensorError, OSError) as error:
+            raise CheckpointError(f"{file} is not a readable safetensors file ({error})") from None
+        _check_state(getattr(model, name), state, file)
+        getattr(model, name).load_state_dict(state, strict=True)
+    return model.to(device).eval()
 
 
 def _check_state(network: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:

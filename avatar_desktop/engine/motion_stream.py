@@ -1,0 +1,221 @@
+"""MotionStreamer: a stream of audio in, chunks of motion codes out (the photo path's generator stage).
+
+The same streaming contract as engine/streaming.py StreamingGenerator: step() appends audio and, once the next
+chunk's audio (with lookahead) has arrived, generates it; chunk lengths follow the model's ChunkPlanner (a short
+first chunk, a short chunk after a state change). The model's last `context_frames` outputs (before the slider
+offsets, lightly noised as in training) are its context for the next chunk, so a long stream continues itself
+instead of drifting. The sliders are exact offsets (motion_code.slider_offsets) added after sampling; a slider
+that moves is eased over `SLIDER_EASE_S`.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from avatar_desktop.audio.features import frame_windows, window_geometry
+from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.engine.planner import ChunkPlanner
+from avatar_desktop.models.motion import MotionInputs, MotionModel
+from avatar_desktop.motion_code import MOTION_DIM, MOTION_HIGH, MOTION_LOW, clip_code, slider_array, slider_offsets
+from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
+
+SLIDER_EASE_S = 0.2
+"""A slider's new value is reached linearly over this many seconds of video (0: at once)."""
+
+
+@dataclass
+class MotionChunk:
+    """codes: float32 (T, D) motion codes, slider offsets added, clipped to the components' ranges; timestamps:
+    float64 (T,) media seconds (frame f starts at f / fps); start_frame: index of codes[0] in the stream; label: the
+    state it was generated with; stage_ms: wall time of each stage (audio, motion)."""
+
+    codes: np.ndarray
+    timestamps: np.ndarray
+    start_frame: int
+    label: State
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+class MotionStreamer:
+    """Generates one stream of motion codes at a time on the CPU (or `config.device`), float32."""
+
+    def __init__(self, model: MotionModel, config: EngineConfig = EngineConfig()):
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model = model.to(self.device).eval()
+        mc = model.config
+        self.fps = mc.fps
+        self.samples_per_frame, self._past_samples, self._lookahead_samples = window_geometry(mc.audio, mc.fps)
+        self.lookahead_s = self._lookahead_samples / (self.samples_per_frame * self.fps)
+        sampling = mc.sampling
+        self.sampler_name = config.sampler or sampling.sampler
+        sampler = SAMPLERS.get(self.sampler_name)
+        if sampler is None:
+            raise ValueError(f"unknown sampler {self.sampler_name!r}: expected one of {', '.join(SAMPLERS)}")
+        default_steps = sampling.steps if self.sampler_name == "consistency" else sampling.teacher_steps
+        self.steps = config.steps or default_steps
+        if self.sampler_name == "consistency":
+            self._sigmas = consistency_sigmas(self.steps, sampling).to(self.device)
+            self._sampler = functools.partial(sampler, sigma_min=sampling.sigma_min)
+        else:
+            self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
+            self._sampler = sampler
+        self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
+        self._ease_frames = max(1, round(SLIDER_EASE_S * self.fps))
+        self._generator = torch.Generator()  # noise drawn on the CPU: a seed means the same on every device
+        self._neutral = model.normalise(torch.zeros(MOTION_DIM, device=self.device))  # (D,) the photo's own face
+        self._low = torch.from_numpy(MOTION_LOW).to(self.device)  # (D,)
+        self._high = torch.from_numpy(MOTION_HIGH).to(self.device)
+        self._target = slider_array(None)  # (E,) the sliders set
+        self.reset()
+
+    # ----------------------------------------------------------------- setup
+    @torch.no_grad()
+    def prepare(self, expression: Mapping[str, float] | None = None, *, warmup: bool = True) -> None:
+        """Set the sliders (held from the first frame, not eased) and, with `warmup`, generate one chunk of each
+        planned length and throw it away. Starts a new stream (reset())."""
+        if expression is not None:
+            self._target = slider_array(expression)
+        if warmup:
+            plan = self.model.config.chunks
+            fixed = self.config.fixed_chunk
+            for length in sorted({fixed} if fixed else {plan.first, plan.after_state_change, plan.steady}):
+                self.reset()
+                self._audio = np.zeros(length * self.samples_per_frame + self._lookahead_samples, np.float32)
+                self._generate(length, State.SPEAKING)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream at frame 0: audio history and context cleared, the sliders held where they are set."""
+        self.frame_index = 0
+        self._audio = np.zeros(0, np.float32)
+        self._audio_start = 0  # absolute sample index of self._audio[0]
+        self._context = self._neutral.expand(1, self.model.context_frames, MOTION_DIM).clone()  # (1, M, D)
+        self._sliders = self._target.copy()  # (E,) the sliders of the last frame made
+        self._ease_from = self._target.copy()
+        self._eased = self._ease_frames  # frames since the last slider change (eased when >= _ease_frames)
+        self._last_label: State | None = None
+        self.planner.reset()
+        self._generator.manual_seed(self.config.seed)
+
+    def set_expression(self, expression: Mapping[str, float]) -> None:
+        """Named sliders in [-1, 1] (config.EXPRESSION_COMPONENTS); missing ones are 0. A change is eased over
+        SLIDER_EASE_S, except before a stream's first frame, where the sliders hold from the start."""
+        target = slider_array(expression)
+        if self.frame_index == 0:
+            self._target, self._sliders, self._ease_from = target, target.copy(), target.copy()
+            self._eased = self._ease_frames
+        elif not np.array_equal(target, self._target):
+            self._ease_from = self._sliders.copy()
+            self._target = target
+            self._eased = 0
+
+    @property
+    def samples_received(self) -> int:
+        return self._audio_start + len(self._audio)
+
+    # ----------------------------------------------------------------- streaming
+    def push_audio(self, audio: np.ndarray) -> None:
+        """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
+        samples = np.asarray(audio, dtype=np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
+        if len(samples):
+            self._audio = np.concatenate([self._audio, samples])
+
+    def step(
+        self,
+        audio: np.ndarray | None,
+        label: State | int = State.SPEAKING,
+        expression: Mapping[str, float] | None = None,
+        *,
+        end_of_stream: bool = False,
+    ) -> MotionChunk | None:
+        """Append `audio` (float32 (N,) 16 kHz mono, may be empty) and generate the next chunk if its audio is there.
+
+        Returns None when more audio is needed (or, with end_of_stream, when every frame has been generated).
+        With end_of_stream the stream is taken as complete: it has round(samples / samples_per_frame) frames,
+        and the lookahead past its end is silence.
+        """
+        if audio is not None:
+            self.push_audio(audio)
+        if expression is not None:
+            self.set_expression(expression)
+        label = State(label)
+        changed = self._last_label is not None and label != self._last_label
+        length = self.planner.length(state_changed=changed)
+        if end_of_stream:
+            length = min(length, round(self.samples_received / self.samples_per_frame) - self.frame_index)
+            if length <= 0:
+                return None
+        else:
+            ready = (self.samples_received - self._lookahead_samples) // self.samples_per_frame
+            if ready - self.frame_index < length:
+                return None
+        self.planner.commit()
+        return self._generate(length, label)
+
+    @torch.no_grad()
+    def _generate(self, frames: int, label: State) -> MotionChunk:
+        stage_ms: dict[str, float] = {}
+        start = self.frame_index
+        clock = time.perf_counter()
+        tokens = self._audio_tokens(start, frames)  # (1, T, N, A)
+        stage_ms["audio"] = (time.perf_counter() - clock) * 1000
+
+        clock = time.perf_counter()
+        sliders = self._slider_frames(frames)  # (T, E)
+        context = self._context + self.model.config.context_noise_sigma * self._randn(self._context.shape)
+        inputs = MotionInputs(context=context, audio=tokens,
+                              label=torch.full((1, frames), int(label), dtype=torch.long, device=self.device),
+                              sliders=torch.from_numpy(sliders)[None].to(self.device))
+        noise = self._randn((1, frames, MOTION_DIM))
+        sample = self._sampler(lambda x, sigma: self.model.denoise(x, sigma, inputs), noise, self._sigmas,
+                               generator=self._generator)  # (1, T, D) normalised
+        residual = self.model.denormalise(sample[0]).clamp(self._low, self._high)  # (T, D) code units
+        self._context = torch.cat([self._context, self.model.normalise(residual)[None]], dim=1)[
+            :, -self.model.context_frames :]
+        codes = clip_code(residual.cpu().numpy() + slider_offsets(sliders))  # (T, D)
+        stage_ms["motion"] = (time.perf_counter() - clock) * 1000
+
+        self.frame_index += frames
+        self._last_label = label
+        self._trim_audio()
+        timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
+        return MotionChunk(codes, timestamps, start, label, stage_ms)
+
+    def _slider_frames(self, frames: int) -> np.ndarray:
+        """The sliders (T, E) of the next `frames` frames: a change set by set_expression is reached linearly over
+        SLIDER_EASE_S from the value shown when it was set."""
+        progress = np.minimum(1.0, (self._eased + 1 + np.arange(frames)) / self._ease_frames)[:, None]
+        values = (self._ease_from + progress * (self._target - self._ease_from)).astype(np.float32)
+        self._eased += frames
+        self._sliders = values[-1].copy()
+        return values
+
+    def _audio_tokens(self, start: int, frames: int) -> torch.Tensor:
+        """Audio tokens (1, T, N, A) for frames start..start+T-1; audio past the received end is silence."""
+        needed_end = (start + frames) * self.samples_per_frame + self._lookahead_samples
+        audio = self._audio
+        if self.samples_received < needed_end:
+            audio = np.concatenate([audio, np.zeros(needed_end - self.samples_received, np.float32)])
+        windows = frame_windows(torch.from_numpy(audio), self._audio_start, start, frames, self.model.config.audio,
+                                self.fps)
+        return self.model.audio_tokens(windows.to(self.device))
+
+    def _randn(self, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device)
+
+    def _trim_audio(self) -> None:
+        """Drop audio that no future frame's window reaches (keeps the buffer bounded on long streams)."""
+        keep_from = self.frame_index * self.samples_per_frame - self._past_samples
+        drop = min(max(0, keep_from - self._audio_start), len(self._audio))
+        if drop:
+            self._audio = self._audio[drop:]
+            self._audio_start += drop

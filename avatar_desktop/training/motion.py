@@ -1,0 +1,394 @@
+"""Training of the photo path's motion generator (models/motion.py) on `dataset synth` clips.
+
+motion-teacher: EDM denoising loss on chunks of motion codes minus their slider offsets (motion_code.py), normalised
+                per component; audio tokens come from the frozen audio encoder of `audio_from` (computed once per
+                clip and cached in the run folder); context frames are the clip's own preceding codes, noised as the
+                engine's fed-back output is, and at random replaced by the neutral code from the start (a stream's
+                first chunks); chunk lengths follow LLIA's curriculum (fixed, then 1..max_frames).
+motion-distill: consistency distillation (Song et al. 2023) of a teacher into a 1-2 step student: the student at
+                sigma_{n+1} matches the EMA target at sigma_n after one Heun step of the teacher between the levels.
+Both write `out/model` (a "kind": "motion" model folder), `out/checkpoint`, `out/loss.csv`, `out/loss.png`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from avatar_desktop.audio.features import frame_windows, window_geometry
+from avatar_desktop.config import ChunkPlanConfig, MotionDenoiserConfig, MotionModelConfig, SamplingConfig, _from_dict
+from avatar_desktop.data.clips import load_clip
+from avatar_desktop.errors import AvatarError
+from avatar_desktop.models.motion import MotionInputs, MotionModel
+from avatar_desktop.models.store import (
+    load_model,
+    load_motion_model,
+    model_kind,
+    read_motion_model_config,
+    save_motion_model,
+)
+from avatar_desktop.motion_code import MOTION_DIM, MOTION_INDEX, motion_code_from_record, slider_offsets
+from avatar_desktop.sampling.schedules import karras_sigmas
+from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
+from avatar_desktop.training.data import training_clips
+from avatar_desktop.training.loop import train
+from avatar_desktop.training.stages import chunk_length
+
+MOUTH_COMPONENTS = ("mouth_open", "lip_press")
+"""The components `mouth_weight` weighs: what lip sync is judged by."""
+MIN_CLIP_FRAMES = 16
+"""Shortest clip the motion stages take (the longest chunk)."""
+STD_FLOOR = 0.05
+"""Smallest per-component standard deviation used for normalisation (code units): components the data hardly moves
+(gaze, which the synthetic characters lack) are not blown up."""
+
+
+@dataclass(frozen=True)
+class MotionTeacherRecipe:
+    """EDM teacher of a motion model. `audio_from`: a model folder (latent or motion) whose trained audio encoder is
+    copied and frozen; `denoiser`: the architecture; noise levels log-normal(p_mean, p_std); context frames noised
+    with sigma ~ U(0, context_noise_max) (normalised units; the engine uses `context_noise_sigma`); with probability
+    `context_dropout` the first k context frames (k uniform in 1..M) are the neutral code, as at a stream's start;
+    `mouth_weight`: mouth_open and lip_press weigh 1 + mouth_weight in the loss; `teacher_steps`: Heun steps at run
+    time; `chunks`: the chunk plan written to the model."""
+
+    audio_from: str = ""
+    denoiser: MotionDenoiserConfig = MotionDenoiserConfig()
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig(max_frames=16)
+    p_mean: float = -1.0
+    p_std: float = 1.4
+    context_noise_max: float = 0.1
+    context_noise_sigma: float = 0.05
+    context_dropout: float = 0.1
+    mouth_weight: float = 3.0
+    teacher_steps: int = 12
+    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+
+
+@dataclass(frozen=True)
+class MotionDistillRecipe:
+    """Consistency distillation of the teacher in `init` into a `student_steps`-step student: the teacher's ODE cut
+    into `discretisation` Karras levels, the target an EMA of the student (`ema_decay`); context, curriculum and
+    `mouth_weight` as in MotionTeacherRecipe; `chunks`: the student's chunk plan."""
+
+    init: str = ""
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig(max_frames=16)
+    student_steps: int = 1
+    discretisation: int = 18
+    ema_decay: float = 0.995
+    context_noise_max: float = 0.1
+    context_dropout: float = 0.1
+    mouth_weight: float = 3.0
+    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+
+
+MOTION_RECIPES = {"motion-teacher": MotionTeacherRecipe, "motion-distill": MotionDistillRecipe}
+
+
+def load_motion_recipe(stage: str, path: str | Path) -> LoadedRecipe:
+    """Read the TOML recipe of a motion stage (a key of MOTION_RECIPES)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AvatarError(f"recipe {path} does not exist (see configs/motion-*.toml for examples)")
+    text = path.read_text()
+    try:
+        recipe = _from_dict(MOTION_RECIPES[stage], tomllib.loads(text), stage)
+    except tomllib.TOMLDecodeError as error:
+        raise AvatarError(f"recipe {path} is not valid TOML: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise AvatarError(f"recipe {path}: {error}") from None
+    needed = "audio_from" if stage == "motion-teacher" else "init"
+    if not getattr(recipe, needed):
+        raise AvatarError(f"recipe {path}: set `{needed}` to a model folder")
+    return LoadedRecipe(stage, recipe, path, text)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class MotionData:
+    """Every training clip's frames laid end to end (F frames in all): residual codes (code minus slider offsets)
+    float32 (F, D) in code units, sliders float32 (F, E), labels int64 (F,), audio tokens float32 (F, N, A), and
+    clip_start, clip_end int64 (F,): the index of the first frame of each frame's clip, and one past its last."""
+
+    residual: torch.Tensor
+    sliders: torch.Tensor
+    labels: torch.Tensor
+    tokens: torch.Tensor
+    clip_start: torch.Tensor
+    clip_end: torch.Tensor
+
+
+def clip_motion(record: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A record -> (residual (T, D) = code minus slider offsets, sliders (T, E)), both float32."""
+    code, sliders = motion_code_from_record(record)
+    return (code - slider_offsets(sliders)).astype(np.float32), sliders
+
+
+@torch.no_grad()
+def clip_tokens(model: MotionModel, audio: np.ndarray, frames: int) -> torch.Tensor:
+    """Audio tokens (frames, N, A) of a whole clip (float32 (S,) 16 kHz), the lookahead past its end silence: the
+    tokens the engine computes chunk by chunk (each frame's tokens depend only on its own window)."""
+    cfg, fps = model.config.audio, model.config.fps
+    per_frame, _, ahead = window_geometry(cfg, fps)
+    padded = np.zeros(frames * per_frame + ahead, np.float32)
+    padded[: min(len(audio), len(padded))] = audio[: len(padded)]
+    windows = frame_windows(torch.from_numpy(padded), 0, 0, frames, cfg, fps)  # (1, frames, W)
+    return torch.cat([model.audio_tokens(windows[:, i : i + 256]) for i in range(0, frames, 256)], dim=1)[0]
+
+
+def load_motion_data(root: Path, model: MotionModel, cache: Path, split: str = "train") -> MotionData:
+    """The clips of `split`; audio tokens cached in `cache` (an npz per audio encoder, made once)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.audio_encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    cache_file = cache / f"audio_tokens_{split}_{digest.hexdigest()[:12]}.npz"
+    cached = dict(np.load(cache_file, allow_pickle=False)) if cache_file.is_file() else {}
+    residuals, sliders, labels, tokens, bounds = [], [], [], [], []
+    for path in tqdm(training_clips(root, split), desc=f"motion data ({split})", unit="clip", disable=None):
+        clip = load_clip(path, with_frames=False)
+        if not np.isfinite(clip.record["mouth_open"]).all():
+            raise AvatarError(f"{path}: its record does not know the motion (real videos don't); the motion stages "
+                              "need clips made by `avatar-desktop dataset synth`")
+        residual, clip_sliders = clip_motion(clip.record)
+        frames = len(residual)
+        if frames < MIN_CLIP_FRAMES:
+            raise AvatarError(f"{path} has {frames} frames; the motion stages need clips of at least "
+                              f"{MIN_CLIP_FRAMES} frames (make data with longer --seconds)")
+        if path.name not in cached:
+            cached[path.name] = clip_tokens(model, clip.audio.astype(np.float32), frames).numpy().astype(np.float16)
+        start = sum(len(r) for r in residuals)
+        bounds.append((start, start + frames))
+        residuals.append(residual)
+        sliders.append(clip_sliders)
+        labels.append(np.asarray(clip.record["state"], np.int64))
+        tokens.append(cached[path.name])
+    cache.mkdir(parents=True, exist_ok=True)
+    if not cache_file.is_file():
+        temp = cache_file.with_suffix(".tmp.npz")
+        np.savez(temp, **cached)
+        temp.rename(cache_file)
+    clip_start = np.concatenate([np.full(b - a, a) for a, b in bounds])
+    clip_end = np.concatenate([np.full(b - a, b) for a, b in bounds])
+    return MotionData(torch.from_numpy(np.concatenate(residuals)), torch.from_numpy(np.concatenate(sliders)),
+                      torch.from_numpy(np.concatenate(labels)), torch.from_numpy(np.concatenate(tokens)).float(),
+                      torch.from_numpy(clip_start), torch.from_numpy(clip_end))
+
+
+def code_statistics(data: MotionData) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-component mean and standard deviation (floored at STD_FLOOR) of the residual codes."""
+    mean = data.residual.mean(dim=0)
+    std = data.residual.std(dim=0).clamp_min(STD_FLOOR)
+    return tuple(round(float(v), 5) for v in mean), tuple(round(float(v), 5) for v in std)
+
+
+def sample_motion_batch(data: MotionData, model: MotionModel, batch_size: int, frames: int,
+                        generator: torch.Generator, context_noise_max: float,
+                        context_dropout: float) -> dict[str, torch.Tensor]:
+    """A batch of chunks: x0 (B, T, D) normalised residual codes, context (B, M, D) (noised; frames before the clip
+    or dropped are the neutral code), audio (B, T, N, A), label (B, T), sliders (B, T, E), noise (B, T, D)."""
+    context_frames = model.context_frames
+    anywhere = torch.randint(len(data.labels), (batch_size,), generator=generator)
+    first = torch.minimum(anywhere, data.clip_end[anywhere] - frames)  # (B,): the chunk stays inside its clip
+    chunk_index = first[:, None] + torch.arange(frames)  # (B, T)
+    context_index = first[:, None] + torch.arange(-context_frames, 0)  # (B, M)
+    outside = context_index < data.clip_start[first][:, None]
+    dropped = torch.rand(batch_size, generator=generator) < context_dropout
+    keep_from = torch.randint(1, context_frames + 1, (batch_size,), generator=generator)
+    outside |= dropped[:, None] & (torch.arange(context_frames) < keep_from[:, None])
+    neutral = model.normalise(torch.zeros(MOTION_DIM))
+    context = torch.where(outside[..., None], neutral, model.normalise(data.residual[context_index.clamp_min(0)]))
+    context_sigma = torch.rand(batch_size, 1, 1, generator=generator) * context_noise_max
+    context = context + context_sigma * torch.randn(context.shape, generator=generator)
+    x0 = model.normalise(data.residual[chunk_index])
+    return {"x0": x0, "context": context, "audio": data.tokens[chunk_index], "label": data.labels[chunk_index],
+            "sliders": data.sliders[chunk_index], "noise": torch.randn(x0.shape, generator=generator)}
+
+
+def inputs_of(batch: dict[str, torch.Tensor]) -> MotionInputs:
+    return MotionInputs(context=batch["context"], audio=batch["audio"], label=batch["label"], sliders=batch["sliders"])
+
+
+def component_weights(mouth_weight: float) -> torch.Tensor:
+    """(D,) loss weights: 1, and 1 + mouth_weight for MOUTH_COMPONENTS."""
+    weights = torch.ones(MOTION_DIM)
+    weights[[MOTION_INDEX[name] for name in MOUTH_COMPONENTS]] += mouth_weight
+    return weights
+
+
+# ----------------------------------------------------------------------------- objectives
+
+
+class MotionTeacherObjective(nn.Module):
+    """EDM loss lambda(sigma) sum_d w_d (D(x0 + sigma n, sigma)_d - x0_d)^2 / sum_d w_d, lambda = (s^2 + sd^2)/(s sd)^2."""
+
+    def __init__(self, model: MotionModel, mouth_weight: float):
+        super().__init__()
+        self.model = model
+        self.register_buffer("weights", component_weights(mouth_weight), persistent=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x0, sigma = batch["x0"], batch["sigma"]
+        denoised = self.model.denoise(x0 + sigma[:, None, None] * batch["noise"], sigma, inputs_of(batch))
+        sd = self.model.config.sampling.sigma_data
+        error = ((denoised - x0) ** 2 * self.weights).mean(dim=(1, 2)) / self.weights.mean()
+        return ((sigma**2 + sd**2) / (sigma * sd) ** 2 * error).mean()
+
+
+class MotionDistillObjective(nn.Module):
+    """Consistency distillation ||f_student(x_{n+1}, s_{n+1}) - f_target(x_hat_n, s_n)||^2, components weighted."""
+
+    def __init__(self, student: MotionModel, teacher: MotionModel, target: MotionModel, sigmas: torch.Tensor,
+                 mouth_weight: float):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher  # frozen
+        self.target = target  # EMA of the student, frozen
+        self.register_buffer("sigmas", sigmas, persistent=False)
+        self.register_buffer("weights", component_weights(mouth_weight), persistent=False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x0, index, inputs = batch["x0"], batch["level"], inputs_of(batch)
+        s_next, s_now = self.sigmas[index + 1], self.sigmas[index]
+        x_next = x0 + s_next[:, None, None] * batch["noise"]
+        with torch.no_grad():
+            x_now = heun_step(lambda x, s: self.teacher.denoise(x, s, inputs), x_next, s_next, s_now)
+            target = self.target.denoise(x_now, s_now, inputs)
+        prediction = self.student.denoise(x_next, s_next, inputs)
+        return (((prediction - target) ** 2 * self.weights).mean(dim=(1, 2)) / self.weights.mean()).mean()
+
+
+def heun_step(denoise, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Heun step of the probability-flow ODE from sigma (B,) to sigma_next (B,) (> 0) for x of any shape (B, ...);
+    denoise(x, sigma) -> clean estimate."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    s, s_next = sigma.reshape(shape), sigma_next.reshape(shape)
+    slope = (x - denoise(x, sigma)) / s
+    x_euler = x + (s_next - s) * slope
+    slope_next = (x_euler - denoise(x_euler, sigma_next)) / s_next
+    return x + (s_next - s) * (slope + slope_next) / 2
+
+
+# ----------------------------------------------------------------------------- drivers
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module.eval()
+
+
+def _audio_encoder_of(folder: Path) -> tuple[nn.Module, Any, int]:
+    """(audio encoder, AudioConfig, fps) of a latent or motion model folder."""
+    model = load_motion_model(folder) if model_kind(folder) == "motion" else load_model(folder)
+    return model.audio_encoder, model.config.audio, model.config.fps
+
+
+def _provenance(loaded: LoadedRecipe, data: Path, step: int, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = {"stage": loaded.stage, "steps": step, "data": data.name, "recipe": loaded.text}
+    return found | ({"init": earlier} if earlier else {})
+
+
+def _check_chunks(recipe, config: MotionDenoiserConfig, source: Path) -> None:
+    plan = recipe.chunks
+    longest = max(recipe.curriculum.max_frames, plan.first, plan.after_state_change, plan.steady)
+    if longest > config.max_chunk_frames:
+        raise AvatarError(f"{source}: chunks of up to {longest} frames exceed the model's max_chunk_frames="
+                          f"{config.max_chunk_frames}")
+
+
+def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    _check_chunks(recipe, recipe.denoiser, loaded.source)
+    encoder, audio, fps = _audio_encoder_of(loaded.resolve(recipe.audio_from))
+    sampling = SamplingConfig(parameterization="edm", sampler="heun", steps=recipe.teacher_steps,
+                              teacher_steps=recipe.teacher_steps, sigma_data=1.0, warped_sliders=())
+    config = MotionModelConfig(fps=fps, audio=audio, denoiser=recipe.denoiser, sampling=sampling,
+                               chunks=recipe.chunks, context_noise_sigma=recipe.context_noise_sigma)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.run.seed)
+        model = MotionModel(config)
+    model.audio_encoder.load_state_dict(encoder.state_dict())
+    _freeze(model.audio_encoder)
+    clips = load_motion_data(data, model, out)
+    mean, std = code_statistics(clips)
+    model = _with_statistics(model, mean, std)
+    objective = MotionTeacherObjective(model, recipe.mouth_weight)
+    model.denoiser.train()
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
+        frames = chunk_length(step, recipe.curriculum, generator)
+        sample = sample_motion_batch(clips, model, recipe.run.batch_size, frames, generator,
+                                     recipe.context_noise_max, recipe.context_dropout)
+        sample["sigma"] = torch.exp(recipe.p_mean + recipe.p_std * torch.randn(recipe.run.batch_size, generator=generator))
+        return sample
+
+    def export(step: int) -> None:
+        save_motion_model(model, out / "model", provenance=_provenance(loaded, data, step))
+
+    return train(objective, batch, run=recipe.run, out=out, title="motion teacher", resume=resume, on_save=export,
+                 parameters=list(model.denoiser.parameters()))
+
+
+def _with_statistics(model: MotionModel, mean: tuple[float, ...], std: tuple[float, ...]) -> MotionModel:
+    """The same networks with the code normalisation set to mean / std."""
+    renewed = MotionModel(dataclasses.replace(model.config, code_mean=mean, code_std=std))
+    renewed.load_state_dict(model.state_dict())
+    _freeze(renewed.audio_encoder)
+    return renewed
+
+
+def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
+    recipe = loaded.recipe
+    init = loaded.resolve(recipe.init)
+    teacher = _freeze(load_motion_model(init))
+    if teacher.config.sampling.parameterization != "edm":
+        raise AvatarError(f"motion-distill: {recipe.init} is not a teacher (its parameterization is "
+                          f"{teacher.config.sampling.parameterization!r}, expected 'edm')")
+    _check_chunks(recipe, teacher.config.denoiser, loaded.source)
+    sampling = dataclasses.replace(teacher.config.sampling, parameterization="consistency", sampler="consistency",
+                                   steps=recipe.student_steps)
+    student = MotionModel(dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks))
+    student.load_state_dict(teacher.state_dict())
+    _freeze(student.audio_encoder)
+    student.denoiser.requires_grad_(True).train()
+    target = _freeze(copy.deepcopy(student))
+    sigmas = karras_sigmas(recipe.discretisation, teacher.config.sampling)[:-1].flip(0)  # ascending, sigma_min first
+    clips = load_motion_data(data, teacher, out)
+    objective = MotionDistillObjective(student, teacher, target, sigmas, recipe.mouth_weight)
+    earlier = read_motion_model_config(init)[1].get("provenance", {})
+
+    def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
+        frames = chunk_length(step, recipe.curriculum, generator)
+        sample = sample_motion_batch(clips, student, recipe.run.batch_size, frames, generator,
+                                     recipe.context_noise_max, recipe.context_dropout)
+        sample["level"] = torch.randint(len(sigmas) - 1, (recipe.run.batch_size,), generator=generator)
+        return sample
+
+    @torch.no_grad()
+    def update_target(step: int) -> None:
+        for ema, live in zip(target.denoiser.parameters(), student.denoiser.parameters()):
+            ema.lerp_(live, 1 - recipe.ema_decay)
+
+    def export(step: int) -> None:
+        save_motion_model(student, out / "model", provenance=_provenance(loaded, data, step, earlier))
+
+    return train(objective, batch, run=recipe.run, out=out, title="motion distill", resume=resume,
+                 after_step=update_target, on_save=export, parameters=list(student.denoiser.parameters()))
+
+
+MOTION_STAGES = {"motion-teacher": train_motion_teacher, "motion-distill": train_motion_distill}
