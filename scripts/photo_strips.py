@@ -1,6 +1,6 @@
 """A strip of what the photo path does with one photo, for the docs: the photo, four speaking frames at different
 visemes (p/b/m closed, open, rounded, wide), listening, idle, and each slider at -1 and +1. Every tile after the
-photo shows the head region (the same crop in all), each labelled.
+photo shows the face (the same crop in all), each labelled.
 
     .venv/bin/python scripts/photo_strips.py PHOTO OUT.png [--model NAME] [--scale 1] [--seed 0] [--tile 256]
 
@@ -41,14 +41,14 @@ def longest_run_middle(mask: np.ndarray) -> int | None:
     return int((starts[longest] + ends[longest] - 1) // 2)
 
 
-def head_crop(head_mask: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, int]:
-    """bool (H, W) -> a square box (x0, y0, x1, y1) around the mask with `margin` of its size added, in the image."""
-    ys, xs = np.nonzero(head_mask)
-    side = int(max(xs.ptp(), ys.ptp()) * (1 + 2 * margin))
-    height, width = head_mask.shape
-    side = min(side, height, width)
-    cx, cy = (xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2
-    x0, y0 = int(np.clip(cx - side // 2, 0, width - side)), int(np.clip(cy - side // 2, 0, height - side))
+def face_crop(points: np.ndarray, size: tuple[int, int], margin: float = 0.35) -> tuple[int, int, int, int]:
+    """Mesh points (468, 3) in pixels of a frame of `size` (width, height) -> a square box (x0, y0, x1, y1) around
+    the face with `margin` of its size added on each side, inside the frame."""
+    low, high = points[:, :2].min(axis=0), points[:, :2].max(axis=0)
+    width, height = size
+    side = min(int(max(high - low) * (1 + 2 * margin)), width, height)
+    cx, cy = (low + high) / 2
+    x0, y0 = int(np.clip(cx - side / 2, 0, width - side)), int(np.clip(cy - side / 2, 0, height - side))
     return x0, y0, x0 + side, y0 + side
 
 
@@ -84,7 +84,9 @@ def main() -> None:
         photo = cv2.resize(photo, None, fx=args.scale, fy=args.scale, interpolation=cv2.INTER_CUBIC)
     generator = PhotoStreamingGenerator(load_motion_model(args.model), EngineConfig(seed=args.seed))
     generator.prepare(photo, source=args.photo)
-    x0, y0, x1, y1 = head_crop(generator.renderer.head_mask)
+    frame_width, _ = generator.frame_size
+    face = generator.face.scaled(frame_width / photo.shape[1])  # the mesh in the frames' pixels
+    x0, y0, x1, y1 = face_crop(face.points, generator.frame_size)
 
     speech = photo_speech(20.0, seed=args.seed)
     speaking = speech.states == State.SPEAKING

@@ -288,6 +288,8 @@ def evaluate_photo(photo: np.ndarray, motion_model, finder, speech: PhotoSpeech,
     from avatar_desktop.engine.photo import PhotoStreamingGenerator
 
     generator = PhotoStreamingGenerator(motion_model, config)
+    if generator.fps != speech.fps:
+        raise EvaluationError(f"the motion model runs at {generator.fps} fps; the evaluation plans {speech.fps}")
     generator.prepare(photo, source=name)
     renderer = generator.renderer
     neutral = renderer.neutral  # (H, W, 3)
