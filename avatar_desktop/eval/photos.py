@@ -400,8 +400,8 @@ def photo_paths(folder: Path) -> list[Path]:
     return paths
 
 
-def evaluate_photos(folder: Path, model: str | None = None, *, seconds: float = 24.0, seed: int = 0, minutes: float = 0.0,
-                    config: EngineConfig = EngineConfig()) -> dict[str, Any]:
+def evaluate_photos(folder: Path, model: str | None = None, *, seconds: float = 24.0, seed: int = 0,
+                    minutes: float = 0.0, config: EngineConfig = EngineConfig()) -> dict[str, Any]:
     """Every photo in `folder` with the motion model `model` (name or folder; None: the shipped one), all saying
     the same speech.
 
