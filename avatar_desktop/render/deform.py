@@ -25,7 +25,10 @@ range limit moves the points by:
 - head_yaw / head_pitch / head_roll 1: 25 / 20 / 15 degrees of rotation of the 3-D mesh about a pivot on the face's
   centre line, 0.15 fw behind the cheeks' outline (yaw turns to the subject's left, pitch lifts the chin, roll turns
   clockwise in the image), seen in orthographic projection. The depth within 0.12 fw of the outline is eased to
-  the outline's, so the rim turns as one band (no fold over the hair).
+  the outline's, so the rim turns as one band (no fold over the hair). The points within 0.25 fw inside the outline
+  never pass their outline point: along its outward normal a point keeps at least 0.2 of its neutral distance to
+  the outline, so the far cheek of a turn (or the chin of a pitch) is squeezed against the outline instead of
+  folding over it (a fold there would show the background's edge torn along the coarse warp grid).
 - head_x / head_y: translation by that many face widths (+ the image's right / down).
 
 The per-vertex displacement of every component is computed once per portrait (`FaceDeformer`); a frame is one
@@ -45,6 +48,9 @@ from avatar_desktop.motion_code import MOTION_DIM, MOTION_INDEX, clip_code
 YAW_DEGREES, PITCH_DEGREES, ROLL_DEGREES = 25.0, 20.0, 15.0
 OPEN_GAP_FW = 0.22  # the inner-lip gap of mouth_open = 1 for a closed mouth, face widths
 MIN_OPEN_FW = 0.10  # the least that mouth_open = 1 adds to the photo's gap
+RIM_BAND_FW = 0.25  # points this far inside the outline (face widths) are kept from passing it
+RIM_KEEP = 0.2  # of a rim point's neutral distance to the outline that it keeps on a turn
+RIM_SLOPE = 1.5  # the steepest the depth may rise from the outline inwards (depth per pixel inside)
 GAZE_EYE_FRACTION = 0.35
 
 _LIPS = sorted(set(lm.LIPS_OUTER) | set(lm.LIPS_INNER))
@@ -99,20 +105,47 @@ class FaceDeformer:
         self._basis = (basis @ to_pixels).reshape(len(basis), -1)  # (F, N * 3) pixels
         self._iris_basis = self._gaze_basis()  # (2, 2, 2): component (x, y), eye, pixels
         oval = self.points[list(lm.FACE_OVAL)]
+        self._prepare_rim(oval)
         self.points = self._flatten_rim(self.points, oval)
         cheek_depth = self.points[[lm.CHEEK_IMAGE_LEFT, lm.CHEEK_IMAGE_RIGHT], 2].mean()
         self.pivot = np.array([*oval[:, :2].mean(0), cheek_depth + 0.15 * self.face_width], np.float32)
         self.eye_depth = self.points[list(lm.RIGHT_EYE) + list(lm.LEFT_EYE), 2].mean()
 
+    def _prepare_rim(self, oval: np.ndarray) -> None:
+        """The rim points (within RIM_BAND_FW inside the outline, not on it), the outline point nearest each and
+        the distance each keeps from it on a turn (pixels)."""
+        polygon = oval[:, :2].astype(np.float32)
+        inside = np.array([cv2.pointPolygonTest(polygon, (float(x), float(y)), True) for x, y in self.points[:, :2]])
+        rim = (inside > 0) & (inside < RIM_BAND_FW * self.face_width)
+        rim[list(lm.FACE_OVAL)] = False
+        self._rim = np.nonzero(rim)[0]  # (K,) mesh indices
+        nearest = np.linalg.norm(self.points[self._rim, None, :2] - polygon[None], axis=2).argmin(1)
+        self._rim_owner = nearest  # (K,) positions in FACE_OVAL
+        self._rim_keep = (RIM_KEEP * inside[self._rim]).astype(np.float32)  # (K,) pixels
+
+    def _keep_rim_inside(self, points: np.ndarray) -> np.ndarray:
+        """Moved points float32 (N, 3) -> the same with each rim point pulled back inside its outline point (along
+        the moved outline's outward normal) by what it passed beyond its kept distance."""
+        oval = points[list(lm.FACE_OVAL), :2]  # (O, 2), a closed loop
+        tangent = np.roll(oval, -1, 0) - np.roll(oval, 1, 0)
+        normal = np.stack([tangent[:, 1], -tangent[:, 0]], 1)
+        normal *= np.sign(np.sum(normal * (oval - oval.mean(0)), 1, keepdims=True))
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-6)  # outward, unit
+        owner_normal = normal[self._rim_owner]
+        inside = np.sum((oval[self._rim_owner] - points[self._rim, :2]) * owner_normal, 1)  # (K,) pixels
+        push = np.maximum(self._rim_keep - inside, 0)[:, None]
+        points[self._rim, :2] -= push * owner_normal
+        return points
+
     def _flatten_rim(self, points: np.ndarray, oval: np.ndarray) -> np.ndarray:
-        """The depth of points near the face's outline eased to the outline's own (fully at it, not at all 0.12 fw
-        inside), so that a turn moves the rim as one band and folds no triangle over the hair."""
+        """The depth of points near the face's outline limited to RIM_SLOPE times their distance inside it (nearer
+        the camera than the outline's depth by at most that), so that the rim is never steeper than a turn of 25
+        degrees can show without folding: the far cheek is squeezed, not folded over the hair."""
         polygon = oval[:, :2].astype(np.float32)
         inside = np.array([cv2.pointPolygonTest(polygon, (float(x), float(y)), True) for x, y in points[:, :2]])
         nearest = np.linalg.norm(points[:, None, :2] - polygon[None], axis=2).argmin(1)
-        ease = _smoothstep(0.0, 0.12 * self.face_width, inside)
         flattened = points.copy()
-        flattened[:, 2] = oval[nearest, 2] + ease * (points[:, 2] - oval[nearest, 2])
+        flattened[:, 2] = np.maximum(points[:, 2], oval[nearest, 2] - RIM_SLOPE * np.maximum(inside, 0))
         return flattened
 
     # --- bases, all in face widths, per unit of the component on its positive (row k) and negative (row D + k) side
@@ -264,6 +297,6 @@ class FaceDeformer:
         shift = np.array([code[MOTION_INDEX["head_x"]], code[MOTION_INDEX["head_y"]], 0], np.float32) * self.face_width
         everything = (np.concatenate([points, iris_points, self.points]) - self.pivot) @ rotation.T + self.pivot + shift
         count = len(points)
-        return MovedFace(everything[:count].astype(np.float32),
+        return MovedFace(self._keep_rim_inside(everything[:count].astype(np.float32)),
                          everything[count: count + 10, :2].reshape(2, 5, 2).astype(np.float32),
                          everything[count + 10:].astype(np.float32))

@@ -185,3 +185,23 @@ def test_fit_to_camera_fills_the_sides_with_the_photo(photo):
     assert sides.mean() < expected.mean()  # darkened
     wide = fit_to_camera(cv2.resize(photo, (1280, 720)))
     assert np.array_equal(wide, cv2.resize(photo, (1280, 720)))
+
+
+def outline_overshoot(points: np.ndarray) -> float:
+    """How far (pixels) the mesh point furthest outside the face outline lies beyond it (float32 (468, 3) mesh)."""
+    outline = points[list(lm.FACE_OVAL), :2].astype(np.float32)
+    others = sorted(set(range(len(points))) - set(lm.FACE_OVAL))
+    return -min(0.0, min(cv2.pointPolygonTest(outline, (float(x), float(y)), True) for x, y in points[others, :2]))
+
+
+def test_a_turn_squeezes_the_far_cheek_without_folding_it_over_the_hair(renderer):
+    deformer, warp = renderer.deformer, renderer.warp
+    neutral_overshoot = outline_overshoot(deformer.move(code()).points)
+    oval = np.isin(warp.triangles, lm.FACE_OVAL).any(1)
+    for yaw in (0.15, 0.6, -0.6, 1, -1):
+        moved = deformer.move(code(head_yaw=yaw))
+        assert outline_overshoot(moved.points) < neutral_overshoot + 0.01 * deformer.face_width
+        if abs(yaw) <= 0.6:  # the slider's full turn: no triangle at the outline turned over (a torn edge)
+            corners = warp.control_points(moved.points, moved.head_only)[0][warp.triangles]  # (T, 3, 2)
+            determinant = np.linalg.det(np.concatenate([corners, np.ones((len(corners), 3, 1))], 2))
+            assert not (oval & (np.sign(determinant) != warp._orientation)).any()
