@@ -253,7 +253,9 @@ def _from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
 class MotionDenoiserConfig:
     """The motion denoiser: a transformer over `context_frames` past motion codes followed by the chunk's noisy codes
     (1..max_chunk_frames of them), each frame a token of width `width`; per frame it adds that frame's audio tokens
-    (flattened), state label and sliders; the noise level is added to every token."""
+    (flattened), state label and (with `slider_condition`) sliders; the noise level is added to every token.
+    Without `slider_condition` the network never sees the sliders, so that they act only as the engine's exact
+    offsets: what a slider changes is exactly its offset (motion_code.slider_offsets) and nothing else."""
 
     width: int = 192
     layers: int = 4
@@ -263,6 +265,7 @@ class MotionDenoiserConfig:
     max_chunk_frames: int = 16
     num_states: int = 3
     expression_dim: int = len(EXPRESSION_COMPONENTS)
+    slider_condition: bool = True
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from avatar_desktop.sampling.schedules import preconditioning
 @dataclass
 class MotionInputs:
     """Conditioning of one chunk: context float (B, M, D) normalised past codes (slider offsets removed);
-    audio float (B, T, N, A) audio tokens; label int64 (B, T) State ids; sliders float (B, T, E) in [-1, 1]."""
+    audio float (B, T, N, A) audio tokens; label int64 (B, T) State ids; sliders float (B, T, E) in [-1, 1] (read
+    only by a denoiser with MotionDenoiserConfig.slider_condition)."""
 
     context: torch.Tensor
     audio: torch.Tensor
@@ -65,7 +66,7 @@ class MotionDenoiser(nn.Module):
         self.audio_in = nn.Sequential(nn.Linear(audio.tokens_per_frame * audio.token_dim, width), nn.GELU(),
                                       nn.Linear(width, width))
         self.label_embedding = nn.Embedding(cfg.num_states, width)
-        self.slider_in = nn.Linear(cfg.expression_dim, width)
+        self.slider_in = nn.Linear(cfg.expression_dim, width) if cfg.slider_condition else None
         self.position = nn.Parameter(torch.randn(cfg.context_frames + cfg.max_chunk_frames, width) * 0.02)
         self.register_buffer("frequencies", torch.exp(torch.linspace(0, math.log(64), width // 2)), persistent=False)
         self.noise_mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
@@ -84,8 +85,9 @@ class MotionDenoiser(nn.Module):
             raise ValueError(f"expected {self.cfg.context_frames} context frames, got {context}")
         phase = c_noise.reshape(-1, 1) * self.frequencies  # (B, W/2)
         noise = self.noise_mlp(torch.cat([phase.sin(), phase.cos()], dim=1))[:, None]  # (B, 1, W)
-        chunk = (self.chunk_in(x) + self.audio_in(inputs.audio.flatten(2)) + self.label_embedding(inputs.label)
-                 + self.slider_in(inputs.sliders))  # (B, T, W)
+        chunk = self.chunk_in(x) + self.audio_in(inputs.audio.flatten(2)) + self.label_embedding(inputs.label)
+        if self.slider_in is not None:
+            chunk = chunk + self.slider_in(inputs.sliders)  # (B, T, W)
         tokens = torch.cat([self.context_in(inputs.context), chunk], dim=1) + self.position[: context + frames] + noise
         for block in self.blocks:
             tokens = block(tokens)

@@ -80,7 +80,9 @@ class MotionTeacherRecipe:
 class MotionDistillRecipe:
     """Consistency distillation of the teacher in `init` into a `student_steps`-step student: the teacher's ODE cut
     into `discretisation` Karras levels, the target an EMA of the student (`ema_decay`); context, curriculum and
-    `mouth_weight` as in MotionTeacherRecipe; `chunks`: the student's chunk plan."""
+    `mouth_weight` as in MotionTeacherRecipe; `chunks`: the student's chunk plan. `slider_condition` = false: the
+    student does not read the sliders (the teacher does, for its targets), so that at run time they are exact
+    offsets (MotionDenoiserConfig.slider_condition)."""
 
     init: str = ""
     run: RunConfig = RunConfig()
@@ -92,6 +94,7 @@ class MotionDistillRecipe:
     context_dropout: float = 0.1
     mouth_weight: float = 3.0
     chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+    slider_condition: bool = False
 
 
 MOTION_RECIPES = {"motion-teacher": MotionTeacherRecipe, "motion-distill": MotionDistillRecipe}
@@ -200,7 +203,8 @@ def sample_motion_batch(data: MotionData, model: MotionModel, batch_size: int, f
                         generator: torch.Generator, context_noise_max: float,
                         context_dropout: float) -> dict[str, torch.Tensor]:
     """A batch of chunks: x0 (B, T, D) normalised residual codes, context (B, M, D) (noised; frames before the clip
-    or dropped are the neutral code), audio (B, T, N, A), label (B, T), sliders (B, T, E), noise (B, T, D)."""
+    or dropped are the neutral code), audio (B, T, N, A), label (B, T), sliders (B, T, E), noise (B, T, D), and
+    first (B,): the index of each chunk's first frame in `data`."""
     context_frames = model.context_frames
     anywhere = torch.randint(len(data.labels), (batch_size,), generator=generator)
     first = torch.minimum(anywhere, data.clip_end[anywhere] - frames)  # (B,): the chunk stays inside its clip
@@ -216,7 +220,7 @@ def sample_motion_batch(data: MotionData, model: MotionModel, batch_size: int, f
     context = context + context_sigma * torch.randn(context.shape, generator=generator)
     x0 = model.normalise(data.residual[chunk_index])
     return {"x0": x0, "context": context, "audio": data.tokens[chunk_index], "label": data.labels[chunk_index],
-            "sliders": data.sliders[chunk_index], "noise": torch.randn(x0.shape, generator=generator)}
+            "sliders": data.sliders[chunk_index], "noise": torch.randn(x0.shape, generator=generator), "first": first}
 
 
 def inputs_of(batch: dict[str, torch.Tensor]) -> MotionInputs:
@@ -362,8 +366,11 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     _check_chunks(recipe, teacher.config.denoiser, loaded.source)
     sampling = dataclasses.replace(teacher.config.sampling, parameterization="consistency", sampler="consistency",
                                    steps=recipe.student_steps)
-    student = MotionModel(dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks))
-    student.load_state_dict(teacher.state_dict())
+    denoiser = dataclasses.replace(teacher.config.denoiser,
+                                   slider_condition=teacher.config.denoiser.slider_condition and recipe.slider_condition)
+    student = MotionModel(dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks,
+                                              denoiser=denoiser))
+    student.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in student.state_dict()})
     _freeze(student.audio_encoder)
     student.denoiser.requires_grad_(True).train()
     target = _freeze(copy.deepcopy(student))
