@@ -42,7 +42,7 @@ def shm_segments(pid: int | None = None) -> set[str]:
 
 
 @pytest.mark.slow
-def test_speech_drives_states_and_the_camera_runs_at_25_fps(pulse, speech, recording_camera, tiny_model_dir, portrait):
+def test_speech_drives_states_and_the_camera_runs_at_30_fps(pulse, speech, recording_camera, tiny_model_dir, portrait):
     before = shm_segments()
     session = LiveSession(portrait, session_config(tiny_model_dir))
     with session:
@@ -55,13 +55,13 @@ def test_speech_drives_states_and_the_camera_runs_at_25_fps(pulse, speech, recor
         assert wait_until(lambda: session.state.name == "SPEAKING", 8), session.stats.snapshot()["state_changes"]
         player.wait(20)
         assert wait_until(lambda: session.state.name == "IDLE", 3), session.stats.snapshot()["state_changes"]
-        assert camera.wait_frames(start + 15 * 25 + 1, 30)
+        assert camera.wait_frames(start + 15 * 30 + 1, 30)
         stats = session.snapshot()
-    times = np.array(camera.times[start : start + 15 * 25 + 1])
+    times = np.array(camera.times[start : start + 15 * 30 + 1])
     fps = (times.size - 1) / (times[-1] - times[0])
     print(f"camera fps over 15 s: {fps:.3f}; tick intervals {stats['tick_interval_ms']}; late ticks "
           f"{stats['camera_late_ticks']}; mic-to-camera latency: {stats['mic_to_camera_ms']}")
-    assert abs(fps - 25) <= 0.5, fps
+    assert abs(fps - 30) <= 0.5, fps
     assert np.all(np.diff(times) > 0)
     states = [change["state"] for change in stats["state_changes"]]
     assert "speaking" in states and states[-1] == "idle"
