@@ -49,7 +49,7 @@ YAW_DEGREES, PITCH_DEGREES, ROLL_DEGREES = 25.0, 20.0, 15.0
 OPEN_GAP_FW = 0.22  # the inner-lip gap of mouth_open = 1 for a closed mouth, face widths
 MIN_OPEN_FW = 0.10  # the least that mouth_open = 1 adds to the photo's gap
 RIM_BAND_FW = 0.25  # points this far inside the outline (face widths) are kept from passing it
-RIM_KEEP = 0.2  # of a rim point's neutral distance to the outline that it keeps on a turn
+RIM_KEEP = 0.35  # of a rim point's neutral distance to the outline that it keeps on a turn
 RIM_SLOPE = 1.5  # the steepest the depth may rise from the outline inwards (depth per pixel inside)
 GAZE_EYE_FRACTION = 0.35
 

@@ -1,9 +1,11 @@
 """The dense backward warp: for each output pixel of the head region, the photo pixel it shows.
 
 Control points are the mesh and three rings around the face outline (1.3, 1.75 and 2.3 times its size about its
-centre) that carry 0.7, 0.3 and 0 of the nearest outline point's move: the hair and the neck follow the head part
-of the way and the outer ring stays still, so the warp is exactly the identity at the edge of the head region and
-outside it. Ring points near the image's border carry less (nothing at the border).
+centre) that carry 1, 0.5 and 0 of the nearest outline point's rigid move (0.5, 0.2, 0 of the expression's): the
+hair follows the head part of the way and the outer ring stays still, so the warp is exactly the identity at the
+edge of the head region and outside it. Below the chin the rings carry 0.15 of the rigid move (the collar stays, the
+neck stretches), and the inner ring keeps 0.4 of its distance outside its outline point (a dropping chin pushes the
+neck ahead instead of folding over it). Ring points near the image's border carry less (nothing at the border).
 
 Piecewise-affine over a Delaunay triangulation of the neutral points (cv2.Subdiv2D), not a thin-plate spline: a
 spline from the moved points would need a new dense solve every frame and cannot tear the lips apart (the inner
@@ -11,7 +13,9 @@ lips of a closed mouth share their neutral positions), while the triangles open 
 milliseconds. Fold-overs (a turned nose over the far cheek) are resolved by drawing the moved triangles from far
 to near, so the nearer surface wins as in a real view. The triangles are rasterized into a coarse grid (one cell
 per `grid_step` output pixels) where each cell gets its triangle's affine map; the displacement is upsampled
-bilinearly to full resolution and `cv2.remap` reads the photo there.
+bilinearly to full resolution and `cv2.remap` reads the photo there. Around the face (cells of triangles with a ring
+corner) the grid's displacement is blurred (sigma 0.04 face widths), faded in from the outline: the fans of long
+triangles from the outline to the rings would otherwise bend a straight collar or hair line at every ring point.
 """
 
 from __future__ import annotations
@@ -22,10 +26,15 @@ import numpy as np
 from avatar_desktop.face import landmarks as lm
 
 RING_SCALES = (1.3, 1.75, 2.3)
-RING_CARRY = (1.0, 0.5, 0.0)  # of the head's rigid move (the neck below the jaw: 0.4 of that)
+RING_CARRY = (1.0, 0.5, 0.0)  # of the head's rigid move (the neck below the jaw: NECK_CARRY of that)
+NECK_CARRY = 0.15  # the rings below the chin (on the collar, mostly) stay nearly still: the neck stretches
+NECK_CARRY_EXPRESSION = 0.5
 RING_CARRY_EXPRESSION = (0.5, 0.2, 0.0)  # of the outline's move by the expression (the jaw's drop)
+RING_KEEP = 0.4  # of its neutral distance from its outline point that the inner ring keeps
+RING_SMOOTHING_FW = 0.04  # the Gaussian's sigma (face widths) that smooths the move around the face
 _SUBPIXEL_BITS = 4
 _SMALL_CELLS = 6  # triangles whose bounding box spans fewer grid cells than this are rasterized at once
+_TINY_CELLS = 3  # (in two buckets: these and the rest, so that the tiny ones test fewer cells)
 
 
 def _triangulate(points: np.ndarray) -> np.ndarray:
@@ -64,14 +73,16 @@ class HeadWarp:
         mouth = (xy[78] + xy[308]) / 2
         down = np.array([-(xy[263] - xy[33])[1], (xy[263] - xy[33])[0]]) / np.linalg.norm(xy[263] - xy[33])
         below = np.clip((oval - mouth) @ down / (0.3 * face_width), 0, 1)
-        neck = 1 - 0.6 * below * below * (3 - 2 * below)
+        below = below * below * (3 - 2 * below)
+        neck = 1 - (1 - NECK_CARRY) * below  # (O,) of the rigid move
+        neck_expression = 1 - (1 - NECK_CARRY_EXPRESSION) * below  # (O,) of the expression's move
         for scale, carry, expression_carry in zip(RING_SCALES, RING_CARRY, RING_CARRY_EXPRESSION):
             ring = centre + scale * (oval - centre) - [0, 0.08 * (scale - 1) * face_width]
             ring = np.clip(ring, margin, [width - 1 - margin, height - 1 - margin])
             border = np.minimum.reduce([ring[:, 0], ring[:, 1], width - 1 - ring[:, 0], height - 1 - ring[:, 1]])
             rings.append(ring)
             near_border = np.clip((border - margin) / (0.25 * face_width), 0, 1)
-            carries.append(np.stack([carry * neck * near_border, expression_carry * near_border], 1))
+            carries.append(np.stack([carry * neck * near_border, expression_carry * neck_expression * near_border], 1))
             owners.append(np.array(lm.FACE_OVAL))
             ring_of.append(np.full(len(oval), len(rings) - 1))
         ring_points = np.concatenate(rings)
@@ -83,12 +94,19 @@ class HeadWarp:
             if len(others) and np.linalg.norm(others - ring_points[index], axis=1).min() < 1.0:
                 keep[index] = False
         self.ring_points, self.ring_carry, self.ring_owner = ring_points[keep], ring_carry[keep], ring_owner[keep]
+        outward = self.ring_points - xy[self.ring_owner]  # (R, 2)
+        distance = np.linalg.norm(outward, axis=1)
+        self._ring_out = (outward / np.maximum(distance, 1e-6)[:, None]).astype(np.float32)  # (R, 2) unit
+        inner = np.concatenate(ring_of)[keep] == 0
+        self._ring_keep = np.where(inner, RING_KEEP * distance, 0).astype(np.float32)  # (R,) pixels
         # (R, 2): carries of the rigid and the expression move
         self.neutral = np.concatenate([xy, self.ring_points]).astype(np.float32)  # (M, 2)
         topology = xy if topology_points is None else np.asarray(topology_points, np.float32)[:, :2]
         self.triangles = _triangulate(np.concatenate([topology, self.ring_points]))  # (T, 3)
         corners = np.concatenate([self.neutral[self.triangles], np.ones((len(self.triangles), 3, 1), np.float32)], 2)
         self._orientation = np.sign(np.linalg.det(corners))  # (T,) of the neutral triangles
+        self._around_face = np.append((self.triangles >= len(xy)).any(1), False)  # (T + 1,) with a ring corner
+        self._smoothing = RING_SMOOTHING_FW * face_width / self.step  # grid cells
         outer = self.ring_points[np.concatenate(ring_of)[keep] == len(RING_SCALES) - 1]
         hull = cv2.convexHull(outer.astype(np.float32)).reshape(-1, 2)
         # a ring point moves at most 0.8 of its way to the still outer ring, so it never crosses it
@@ -121,6 +139,10 @@ class HeadWarp:
         rigid = head_only[self.ring_owner, :2] - self.neutral[self.ring_owner]
         expression = moved_xy[self.ring_owner] - head_only[self.ring_owner, :2]
         shift = self.ring_carry[:, :1] * rigid + self.ring_carry[:, 1:] * expression  # (R, 2)
+        # the inner ring keeps a part of its distance outside its outline point: a chin that drops (an open
+        # mouth, a nod) pushes the neck's ring ahead of it instead of folding over it
+        along = np.sum((self.ring_points + shift - moved_xy[self.ring_owner]) * self._ring_out, 1)
+        shift += np.maximum(self._ring_keep - along, 0)[:, None] * self._ring_out
         length = np.linalg.norm(shift, axis=1, keepdims=True)
         shift *= np.minimum(1.0, self.ring_reach[:, None] / np.maximum(length, 1e-6))
         rings = self.ring_points + shift
@@ -137,15 +159,20 @@ class HeadWarp:
         best = np.full(grid_height * grid_width, -1, np.int32)
         low = np.ceil(cells.min(1) - 1e-4).astype(np.int32)  # (T, 2)
         high = np.floor(cells.max(1) + 1e-4).astype(np.int32)
-        small = valid & ((high - low) < _SMALL_CELLS).all(1)
-        if small.any():
-            offsets = np.stack(np.meshgrid(np.arange(_SMALL_CELLS), np.arange(_SMALL_CELLS)), -1).reshape(-1, 2)
-            candidates = low[small, None, :] + offsets[None]  # (S, C, 2) x, y cells
-            a, b, c = (cells[small, k, None, :] for k in range(3))  # (S, 1, 2)
+        span = (high - low).max(1)
+        small = valid & (span < _SMALL_CELLS)
+        for size in (_TINY_CELLS, _SMALL_CELLS):  # the candidates of a bucket: its bounding box's first size**2 cells
+            bucket = small & (span < size) & (span >= (_TINY_CELLS if size == _SMALL_CELLS else 0))
+            if not bucket.any():
+                continue
+            offsets = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).reshape(-1, 2)
+            candidates = low[bucket, None, :] + offsets[None]  # (S, C, 2) x, y cells
+            points = candidates.astype(np.float32)
+            a, b, c = (cells[bucket, k, None, :] for k in range(3))  # (S, 1, 2)
 
             def edge(p: np.ndarray, q: np.ndarray) -> np.ndarray:  # (S, C): which side of p -> q each candidate is
-                return (q[..., 0] - p[..., 0]) * (candidates[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (
-                    candidates[..., 0] - p[..., 0])
+                return (q[..., 0] - p[..., 0]) * (points[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (
+                    points[..., 0] - p[..., 0])
             area = (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
             tolerance = -1e-4 * np.abs(area)
             signs = np.sign(area)
@@ -155,7 +182,7 @@ class HeadWarp:
             inside &= (candidates[..., 1] >= 0) & (candidates[..., 1] < grid_height)
             triangle, candidate = np.nonzero(inside)
             flat = candidates[triangle, candidate, 1] * grid_width + candidates[triangle, candidate, 0]
-            np.maximum.at(best, flat, rank[small][triangle])
+            np.maximum.at(best, flat, rank[bucket][triangle])
         large = np.nonzero(valid & ~small)[0]
         if len(large):
             large_best = np.full((grid_height, grid_width), -1, np.int32)
@@ -185,12 +212,25 @@ class HeadWarp:
         rank = np.empty(len(order), np.int32)
         rank[order] = np.arange(len(order), dtype=np.int32)  # the later drawn wins
         best = self._rasterize((corners - [x0, y0] + 0.5) / self.step - 0.5, rank, valid)  # (Hg, Wg)
+        # each cell's triangle; cells no triangle covers (or outside the hull) get the identity (index T)
         covered = (best >= 0) & self.grid_inside
-        displacement = np.zeros_like(self.grid)
-        cells = self.grid[covered]  # (K, 2)
-        chosen = coefficients[order[best[covered]]]  # (K, 3, 2)
-        source = cells[:, :1] * chosen[:, 0] + cells[:, 1:] * chosen[:, 1] + chosen[:, 2]
-        displacement[covered] = source - cells
+        chosen = np.where(covered, order[np.maximum(best, 0)], len(order))  # (Hg, Wg)
+        coefficients = np.concatenate([coefficients, [[[1, 0], [0, 1], [0, 0]]]]).astype(np.float32)[chosen]
+        grid = self.grid
+        displacement = grid[..., :1] * coefficients[..., 0, :] + grid[..., 1:] * coefficients[..., 1, :]
+        displacement += coefficients[..., 2, :]
+        displacement -= grid  # (Hg, Wg, 2), exactly zero where the identity was chosen
+        # around the face the move is smoothed: the fans from the outline to the rings would bend straight edges
+        # (a collar, the hair's line) at every ring point; the face's own triangles stay exact (the lips' tear).
+        # A normalized blur of the ring cells alone (the face's own move does not leak out past its outline),
+        # faded in away from the face (exact at its outline, which the blur would tear from the face's own move).
+        around = self._around_face[chosen]  # (Hg, Wg) bool
+        weight = around.astype(np.float32)[..., None]
+        smooth = cv2.GaussianBlur(np.concatenate([displacement * weight, weight], 2), (0, 0), self._smoothing)
+        from_face = cv2.distanceTransform((around | ~covered).astype(np.uint8), cv2.DIST_L2, 3)
+        fade = np.minimum(from_face * (0.5 / self._smoothing), 1) * weight[..., 0]
+        fade /= np.maximum(smooth[..., 2], 1e-6)
+        displacement += fade[..., None] * (smooth[..., :2] - displacement * smooth[..., 2:])
         return displacement
 
     def map(self, moved: np.ndarray, head_only: np.ndarray) -> np.ndarray:

@@ -205,3 +205,22 @@ def test_a_turn_squeezes_the_far_cheek_without_folding_it_over_the_hair(renderer
             corners = warp.control_points(moved.points, moved.head_only)[0][warp.triangles]  # (T, 3, 2)
             determinant = np.linalg.det(np.concatenate([corners, np.ones((len(corners), 3, 1))], 2))
             assert not (oval & (np.sign(determinant) != warp._orientation)).any()
+
+
+def test_the_neck_stretches_below_a_nodding_chin_and_the_collar_stays(renderer):
+    deformer, warp = renderer.deformer, renderer.warp
+    neutral_points, _ = warp.control_points(deformer.points, deformer.points)
+    below_chin = len(deformer.points) + np.nonzero(warp.ring_owner == lm.CHIN)[0]  # ring points under the chin
+    assert len(below_chin) == 3
+    for components in (dict(head_pitch=1), dict(head_pitch=-1), dict(mouth_open=1)):
+        moved = deformer.move(code(**components))
+        points, _ = warp.control_points(moved.points, moved.head_only)
+        chin_move = np.linalg.norm(moved.points[lm.CHIN, :2] - deformer.points[lm.CHIN, :2])
+        inner_ring = below_chin[0]
+        ring_move = np.linalg.norm(points[inner_ring] - neutral_points[inner_ring])
+        if components.get("head_pitch") == 1:  # chin up: the collar below the chin stays nearly still
+            assert ring_move < 0.25 * chin_move
+        # and the chin never reaches the ring below it: the neck between them is squeezed, not folded
+        gap = points[inner_ring, 1] - moved.points[lm.CHIN, 1]
+        neutral_gap = neutral_points[inner_ring, 1] - deformer.points[lm.CHIN, 1]
+        assert gap > 0.35 * neutral_gap
