@@ -26,7 +26,7 @@ range limit moves the points by:
   centre line, 0.15 fw behind the cheeks' outline (yaw turns to the subject's left, pitch lifts the chin, roll turns
   clockwise in the image), seen in orthographic projection. The depth within 0.12 fw of the outline is eased to
   the outline's, so the rim turns as one band (no fold over the hair). The points within 0.25 fw inside the outline
-  never pass their outline point: along its outward normal a point keeps at least 0.2 of its neutral distance to
+  never pass their outline point: along its outward normal a point keeps at least 0.35 of its neutral distance to
   the outline, so the far cheek of a turn (or the chin of a pitch) is squeezed against the outline instead of
   folding over it (a fold there would show the background's edge torn along the coarse warp grid).
 - head_x / head_y: translation by that many face widths (+ the image's right / down).
