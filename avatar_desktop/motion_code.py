@@ -16,7 +16,7 @@ from avatar_desktop.config import EXPRESSION_COMPONENTS, State
 
 # name -> (low, high): the range a component may take (the renderer clips to it).
 MOTION_COMPONENTS: dict[str, tuple[float, float]] = {
-    "mouth_open": (0.0, 1.0),  # jaw and lips apart: 0 closed .. 1 fully open ("ah")
+    "mouth_open": (0.0, 1.0),  # jaw and lips apart: 0 lips together (also a photo's parted ones) .. 1 wide ("ah")
     "mouth_width": (-1.0, 1.0),  # -1 narrow .. 1 spread
     "mouth_round": (-1.0, 1.0),  # -1 stretched .. 1 rounded and protruded ("oo")
     "teeth": (0.0, 1.0),  # teeth shown where the lips part
@@ -80,7 +80,7 @@ def clip_code(code: np.ndarray) -> np.ndarray:
 
 
 def neutral_code(frames: int = 1) -> np.ndarray:
-    """(frames, D) zeros: the face exactly as in the photo."""
+    """(frames, D) zeros: the face as in the photo, with the lips together."""
     return np.zeros((frames, MOTION_DIM), np.float32)
 
 

@@ -4,8 +4,10 @@ Amplitudes are in face widths (fw, FaceMesh.width) along the face's own axes: u 
 eye to the left one, the image's right in an unmirrored photo) and v down (perpendicular to u). A component at its
 range limit moves the points by:
 
-- mouth_open 1: the inner lips' gap at the middle grows by A = max(0.22 - g0, 0.10) fw, g0 the photo's own gap,
-  so a closed mouth opens to 0.22 fw (a wide "ah"). The lower lip and jaw drop by 0.85 A (the chin and jaw follow
+- mouth_open: the inner lips' gap at the middle is mouth_open x (g0 + A) fw, g0 the photo's own gap and
+  A = max(0.22 - g0, 0.10): 0 closes the lips (a photo with parted lips closes them at rest, as in p, b, m and in
+  the synthetic records the generator learnt from), 1 opens a closed mouth to 0.22 fw (a wide "ah"). Of that, the
+  photo's own gap closes by 1 - mouth_open, and A opens by mouth_open: The lower lip and jaw drop by 0.85 A (the chin and jaw follow
   below the mouth with falloff: 1 at the chin, 0.15 at the jaw's corners), the upper inner lip rises by 0.15 A
   (the outer upper lip 0.08 A), the mouth corners drop by 0.35 of the lower lip and come in by 0.08 A.
 - mouth_width +1 / -1: the corners move out 0.06 fw / in 0.05 fw each, the lips in proportion, the cheeks next to
@@ -14,7 +16,8 @@ range limit moves the points by:
   0.012 fw apart (a rounder opening); -1: the corners go out 0.04 fw.
 - smile +1: the corners go up 0.05 fw and out 0.03 fw, the cheeks with them (falloff 0.10 fw), the lips' middles up
   0.01 fw; -1: the corners go down 0.04 fw (falloff 0.08 fw).
-- lip_press 1: the inner lips meet at their midline (whatever mouth_open made of the gap) and each lip thins by 30 %.
+- lip_press 1: the inner lips meet at their midline (whatever mouth_open made of the gap) and each lip thins by 30 %:
+  the gap is (1 - lip_press) x mouth_open x (g0 + A).
 - upper_lip_raise 1: the upper lip's middle rises 0.035 fw (less towards the corners), the skin above it with it.
 - blink_* 1: the upper lid moves 0.85 and the lower lid 0.15 of the way to each other (closed); -0.3: the upper lid
   rises 0.24 of the opening and the lower lid drops 0.03. The skin between lid and brow follows with 0.4 of the
@@ -94,7 +97,7 @@ class FaceDeformer:
         self.axes = np.stack([across, [-across[1], across[0]]]).astype(np.float32)  # (2, 2): rows u, v in pixels
         mouth = (xy[78] + xy[308]) / 2
         uv = (xy - mouth) @ self.axes.T / self.face_width  # (N, 2) in fw, about the mouth
-        basis = np.zeros((2 * MOTION_DIM + 1, len(xy), 3), np.float32)  # (F, N, 3): u, v in fw, z in fw
+        basis = np.zeros((2 * MOTION_DIM + 2, len(xy), 3), np.float32)  # (F, N, 3): u, v in fw, z in fw
         self._fill_mouth(basis, uv)
         self._fill_eyes_and_brows(basis, uv)
         self._follow_lip_outlines(basis, uv)
@@ -188,12 +191,13 @@ class FaceDeformer:
         basis[self._row("smile"), :, 0] = 0.03 * spread
         basis[self._row("smile"), :, 1] = -0.05 * corner_weight - 0.01 * middle
         basis[self._row("smile", True), :, 1] = 0.04 * np.where(lips, np.abs(spread), _gaussian(to_corner, 0.08))
-        # lip_press: the neutral gap closes (row of the component); the gap mouth_open adds closes with the product
-        press, press_open = basis[self._row("lip_press")], basis[2 * MOTION_DIM]
+        # the photo's own gap closes (row 2 D + 1, weight 1 - (1 - lip_press) mouth_open); the gap mouth_open adds
+        # closes with lip_press x mouth_open (row 2 D); lip_press thins the lips (its own row)
+        press, press_open, close_gap = basis[self._row("lip_press")], basis[2 * MOTION_DIM], basis[2 * MOTION_DIM + 1]
         for upper_index, lower_index in zip(lm.LIPS_INNER_UPPER[1:-1], lm.LIPS_INNER_LOWER[1:-1]):
             half_gap = (uv[lower_index] - uv[upper_index]) / 2
-            press[upper_index, :2] = half_gap
-            press[lower_index, :2] = -half_gap
+            close_gap[upper_index, :2] = half_gap
+            close_gap[lower_index, :2] = -half_gap
             open_half = (basis[self._row("mouth_open"), lower_index] - basis[self._row("mouth_open"), upper_index]) / 2
             press_open[upper_index] = open_half
             press_open[lower_index] = -open_half
@@ -269,10 +273,13 @@ class FaceDeformer:
         return shifts
 
     def features(self, code: np.ndarray) -> np.ndarray:
-        """Code (D,) -> the basis weights float32 (2 D + 1,): positive sides, negative sides, press x open."""
+        """Code (D,) -> the basis weights float32 (2 D + 2,): positive sides, negative sides, press x open, and how
+        much of the photo's own lip gap closes."""
         code = clip_code(np.asarray(code, np.float32).reshape(MOTION_DIM))
-        press_open = code[MOTION_INDEX["lip_press"]] * code[MOTION_INDEX["mouth_open"]]
-        return np.concatenate([np.maximum(code, 0), np.maximum(-code, 0), [press_open]]).astype(np.float32)
+        press, opening = code[MOTION_INDEX["lip_press"]], code[MOTION_INDEX["mouth_open"]]
+        close_gap = 1 - (1 - press) * opening
+        return np.concatenate([np.maximum(code, 0), np.maximum(-code, 0), [press * opening, close_gap]]).astype(
+            np.float32)
 
     def rotation(self, code: np.ndarray) -> np.ndarray:
         """Code (D,) -> float32 (3, 3) rotation of (x, y, z) points, image axes (y down, z away from the camera)."""

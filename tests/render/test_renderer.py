@@ -79,9 +79,13 @@ def test_mouth_open_moves_the_lower_lip_down_by_the_documented_amount(renderer, 
     assert gap - neutral_gap == pytest.approx(expected, rel=0.02)
     lower_lip_drop = float(np.dot(moved[14, :2] - deformer.points[14, :2], down))
     assert lower_lip_drop == pytest.approx(0.85 * expected, rel=0.02)
-    # half open moves half as much; lip press closes the gap again
+    # the gap is mouth_open x the full gap: half open is half of it, and 0 closes even the photo's parted lips
     half = deformer.move(code(mouth_open=0.5)).points
-    assert np.dot(half[14, :2] - half[13, :2], down) - neutral_gap == pytest.approx(expected / 2, rel=0.02)
+    assert np.dot(half[14, :2] - half[13, :2], down) == pytest.approx((neutral_gap + expected) / 2, rel=0.02)
+    assert neutral_gap > 0.05 * face.width  # the astronaut smiles with parted lips
+    closed = deformer.move(code()).points
+    assert abs(np.dot(closed[14, :2] - closed[13, :2], down)) < 0.01 * face.width
+    # lip press closes the gap again
     pressed = deformer.move(code(mouth_open=1, lip_press=1)).points
     assert abs(np.dot(pressed[14, :2] - pressed[13, :2], down)) < 0.01 * face.width
 
