@@ -43,6 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     generator = open_generator(spec, portrait, EngineConfig(seed=args.seed), expression=expression,
                                source=str(args.portrait))
     print(f"render: {generator.path}, {generator.resolution} px", file=sys.stderr)
+    if generator.notice:
+        print(f"render: {generator.notice}", file=sys.stderr)
     total_frames = round(len(audio) / generator.samples_per_frame)
     if total_frames == 0:
         raise InputFileError(

@@ -46,6 +46,7 @@ class PhotoStreamingGenerator:
         self.frame_limit = frame_limit
         self.renderer: PhotoRenderer | None = None
         self.face: FaceMesh | None = None
+        self.notice: str | None = None  # what the user should know about the portrait (several faces)
         self.reset()
 
     # ----------------------------------------------------------------- setup
@@ -62,6 +63,8 @@ class PhotoStreamingGenerator:
         if warmup:
             renderer.render(neutral_code()[0])
         self.renderer, self.face = renderer, face
+        self.notice = (f"{face.faces_found} faces in {source}: the largest is animated" if face.faces_found > 1
+                       else None)
         self.motion.prepare(expression, warmup=warmup)
 
     def describe(self) -> dict:

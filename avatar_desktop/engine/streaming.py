@@ -45,6 +45,7 @@ class StreamingGenerator:
     """Generates one stream at a time. The model given is cast and laid out in place for the precision backend."""
 
     path = LATENT_PATH
+    notice = None  # the photo path's note on the portrait; the latent path has none
 
     def __init__(self, model: AvatarModel, config: EngineConfig = EngineConfig()):
         self.config = config

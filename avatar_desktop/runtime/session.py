@@ -423,6 +423,9 @@ class LiveSession:
             self.path = report["path"]
             self._event("worker", f"worker {worker.pid} ready: {report['path']}, model {report['model']} "
                                   f"({report['resolution']} px, loaded in {report['load_s']:.1f} s)")
+
+        elif kind == "notice":
+            self._event("reference", report["message"])
         elif kind == "error":
             kind = report["what"] if report["what"] in ("model", "reference") else "worker"
             self._event(kind, report["message"], error=True)

@@ -6,6 +6,7 @@ Commands (main -> worker, over a Pipe, as `(name, value)`):
     activate       None (a standby starts generating) stop            None
 Reports (worker -> main, dicts with a "kind"):
     ready   {model, path, resolution, fps, lookahead_s, load_s, active}  error  {what, message}
+    notice  {message}: what the user should know about the portrait (several faces: the largest is animated)
     status  {fps, latency_ms: [...], chunk_ms: [...], skips, overruns}   (each since the previous status)
 
 A standby worker (`active=False`) loads the model and prepares the portrait, then waits: promoted with `activate`
@@ -131,6 +132,11 @@ class _Worker:
             "ready", model=self.model_name, path=generator.path, resolution=generator.resolution, fps=generator.fps,
             lookahead_s=generator.lookahead_s, load_s=self.load_s, active=self.active,
         )
+        self._report_notice()
+
+    def _report_notice(self) -> None:
+        if self.generator.notice:
+            self.report("notice", message=self.generator.notice)
 
     def _restart_stream(self) -> None:
         """Frame 0 of a new stream = the newest mic sample now."""
@@ -163,6 +169,7 @@ class _Worker:
                 self.generator.prepare(self.portrait)
             else:
                 self.portrait = value
+                self._report_notice()
             if self.active:
                 self._restart_stream()
         elif name == "set_model":

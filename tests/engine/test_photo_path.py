@@ -119,3 +119,12 @@ def test_render_and_live_say_when_there_is_no_face(tmp_path, motion_model_dir, c
     assert not (tmp_path / "o.mp4").exists()
     assert main(["live", "--portrait", str(sky), "--camera", "off", "--seconds", "1"]) == 2
     assert f"no face found in {sky}" in capsys.readouterr().err
+
+
+def test_render_says_which_face_of_several_it_animates(tmp_path, astronaut, motion_model_dir, capsys):
+    pair = tmp_path / "pair.png"
+    cv2.imwrite(str(pair), np.concatenate([astronaut, astronaut[:, ::-1]], 1)[:, :, ::-1])
+    audio = write_wav(tmp_path / "speech.wav", benchmark_audio(0.5), 16000)
+    assert main(["render", "--portrait", str(pair), "--audio", str(audio), "--out", str(tmp_path / "pair.mp4"),
+                 "--model", str(motion_model_dir)]) == 0
+    assert f"2 faces in {pair}: the largest is animated" in capsys.readouterr().err
