@@ -10,7 +10,7 @@ from avatar_desktop.cli import command
 
 def _add(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="dataset_command", required=True)
-    synth = sub.add_parser("synth", help="synthetic talking avatars driven by espeak-ng speech")
+    synth = sub.add_parser("synth", help="synthetic talking avatars driven by synthesized speech")
     synth.add_argument("--out", type=Path, required=True, help="output folder (new, or an unfinished run to resume)")
     synth.add_argument("--identities", type=int, required=True, help="number of characters")
     synth.add_argument("--clips-per-identity", type=int, default=3)
@@ -18,7 +18,11 @@ def _add(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", type=int, default=256, help="frame width and height in pixels")
     synth.add_argument("--voices", default=None,
-                       help="comma-separated espeak-ng voices to draw from, e.g. en-us+f3,en+m2 (default: a pool)")
+                       help="comma-separated voices to draw from, 'engine:voice' or bare espeak-ng names, e.g. "
+                            "en-us+f3,flite:kal,festival:kal_diphone (default: a pool of espeak-ng voices)")
+    synth.add_argument("--heldout-voices", default=None,
+                       help="comma-separated voices for held-out clips only (never in training clips), e.g. "
+                            "flite:slt,festival:cmu_us_slt_arctic_hts (default: the last 10%% of --voices)")
     synth.add_argument("--workers", type=int, default=2, help="processes rendering clips in parallel")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -38,9 +42,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.dataset_command == "synth":
         from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 
-        voices = tuple(v.strip() for v in args.voices.split(",") if v.strip()) if args.voices else None
+        def names(text: str | None) -> tuple[str, ...] | None:
+            return tuple(v.strip() for v in text.split(",") if v.strip()) if text else None
+
         config = SynthConfig(identities=args.identities, clips_per_identity=args.clips_per_identity,
-                             seconds=args.seconds, seed=args.seed, size=args.size, voices=voices)
+                             seconds=args.seconds, seed=args.seed, size=args.size, voices=names(args.voices),
+                             heldout_voices=names(args.heldout_voices))
         manifest = build_synthetic(args.out, config, workers=args.workers, progress=not args.no_progress)
         heldout = sum(clip["split"] == "heldout" for clip in manifest["clips"])
         print(f"{len(manifest['clips'])} clips ({heldout} held out) in {args.out}")

@@ -9,81 +9,20 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import enum
 import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE
+# Viseme, its shapes and phoneme_viseme live in phones.py (the one phone -> viseme table); imported from here too.
+from avatar_desktop.data.phones import VISEME_SHAPES, MouthShape, Viseme, phoneme_viseme, viseme_of  # noqa: F401
 from avatar_desktop.errors import AvatarError
 
 
 class SpeechError(AvatarError):
-    """espeak-ng is missing, or a voice or text it cannot speak."""
-
-
-class Viseme(enum.IntEnum):
-    """Mouth shape classes; the integer is the id stored in the per-frame record."""
-
-    REST = 0  # silence: lips together, relaxed
-    CLOSED = 1  # p b m: lips pressed together
-    TEETH = 2  # f v: lower lip under the upper teeth
-    ROUND = 3  # o u w: small rounded opening
-    WIDE = 4  # i e: spread lips, medium opening
-    OPEN = 5  # a: jaw open
-    MID = 6  # schwa and most consonants: slightly open, neutral width
-    DENTAL = 7  # th: tongue between the teeth
-    POSTALVEOLAR = 8  # sh ch j: protruded, slightly rounded
-
-
-@dataclass(frozen=True)
-class MouthShape:
-    """Target mouth of a viseme: opening in [0, 1], width and rounding in [-1, 1], teeth visibility in [0, 1]."""
-
-    opening: float
-    width: float
-    rounding: float
-    teeth: float
-
-
-VISEME_SHAPES: dict[Viseme, MouthShape] = {
-    Viseme.REST: MouthShape(0.0, 0.0, 0.0, 0.0),
-    Viseme.CLOSED: MouthShape(0.0, -0.1, 0.1, 0.0),
-    Viseme.TEETH: MouthShape(0.15, 0.1, 0.0, 1.0),
-    Viseme.ROUND: MouthShape(0.45, -0.6, 1.0, 0.0),
-    Viseme.WIDE: MouthShape(0.45, 0.8, -0.3, 0.8),
-    Viseme.OPEN: MouthShape(1.0, 0.2, 0.0, 0.4),
-    Viseme.MID: MouthShape(0.35, 0.1, 0.0, 0.3),
-    Viseme.DENTAL: MouthShape(0.25, 0.2, 0.0, 1.0),
-    Viseme.POSTALVEOLAR: MouthShape(0.3, -0.4, 0.6, 0.8),
-}
-
-_CONSONANT_VISEMES = {
-    **dict.fromkeys(["p", "b", "m"], Viseme.CLOSED),
-    **dict.fromkeys(["f", "v"], Viseme.TEETH),
-    **dict.fromkeys(["T", "D"], Viseme.DENTAL),
-    **dict.fromkeys(["S", "Z", "tS", "dZ"], Viseme.POSTALVEOLAR),
-    "w": Viseme.ROUND,
-}
-_VOWEL_VISEMES = {
-    **dict.fromkeys("ouUO0w", Viseme.ROUND),
-    **dict.fromkeys("ieIEj", Viseme.WIDE),
-    **dict.fromkeys("aA", Viseme.OPEN),
-}
-
-
-def phoneme_viseme(name: str) -> Viseme:
-    """espeak-ng phoneme mnemonic (e.g. 'b', 'aI', 'u:', '_:') -> its viseme; pauses ('_...') are REST."""
-    name = name.strip()
-    if not name or name.startswith("_"):
-        return Viseme.REST
-    core = name.rstrip(":;#'")
-    if not core:
-        return Viseme.MID
-    if core in _CONSONANT_VISEMES:
-        return _CONSONANT_VISEMES[core]
-    return _VOWEL_VISEMES.get(core[0], Viseme.MID)
+    """A speech engine or voice is missing (the message names the Debian package), or a voice or text it cannot
+    speak."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -128,11 +67,25 @@ VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f
 
 @dataclass(frozen=True)
 class Voice:
-    """An espeak-ng voice: `name` is 'language+variant' (e.g. 'en-us+f3'), rate in words/minute, pitch 0..99."""
+    """A voice of one speech engine: `name` is 'engine:voice' ('flite:kal', 'festival:kal_diphone') or a bare
+    espeak-ng name 'language+variant' (e.g. 'en-us+f3', the same as 'espeak:en-us+f3'); rate in words/minute
+    (165 is an engine's normal speed), pitch 0..99 (50 normal; engines that cannot change it ignore it)."""
 
     name: str
     rate: int = 165
     pitch: int = 50
+
+    @property
+    def engine(self) -> str:
+        """'espeak', 'flite', 'festival', ... (see avatar_desktop.data.voices.ENGINES)."""
+        engine, sep, _ = self.name.partition(":")
+        return engine if sep else "espeak"
+
+    @property
+    def speaker(self) -> str:
+        """The voice's name inside its engine ('en-us+f3', 'kal', 'kal_diphone')."""
+        engine, sep, rest = self.name.partition(":")
+        return rest if sep else engine
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> "Voice":
@@ -143,15 +96,17 @@ class Voice:
 
 @dataclass(frozen=True)
 class Phoneme:
-    """One phoneme of an utterance: times in seconds from the start of its audio."""
+    """One phoneme of an utterance: times in seconds from the start of its audio; `phoneset` names the engine's
+    phone set ('espeak' mnemonics or 'cmu' phones, see phones.py)."""
 
     name: str
     start: float
     end: float
+    phoneset: str = "espeak"
 
     @property
     def viseme(self) -> Viseme:
-        return phoneme_viseme(self.name)
+        return viseme_of(self.name, self.phoneset)
 
 
 @dataclass(frozen=True)
@@ -265,9 +220,9 @@ class Synthesizer:
         """Synthesize `text`; returns 16 kHz audio with phoneme times (seconds)."""
         if not text.strip():
             raise SpeechError("nothing to say: the text is empty")
-        self.check_voice(voice.name)
+        self.check_voice(voice.speaker)
         with self._lock:
-            self._lib.espeak_SetVoiceByName(voice.name.encode())
+            self._lib.espeak_SetVoiceByName(voice.speaker.encode())
             self._lib.espeak_SetParameter(_PARAM_RATE, int(voice.rate), 0)
             self._lib.espeak_SetParameter(_PARAM_PITCH, int(voice.pitch), 0)
             self._blocks, self._events = [], []
@@ -303,5 +258,9 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int, half_taps: i
 
 
 def speak(text: str, voice: Voice) -> Utterance:
-    """Synthesize `text` with `voice` (module-level shortcut to the shared Synthesizer)."""
-    return Synthesizer.shared().speak(text, voice)
+    """Synthesize `text` with `voice` through its engine (espeak-ng, flite, festival: avatar_desktop.data.voices)."""
+    if voice.engine == "espeak":
+        return Synthesizer.shared().speak(text, voice)
+    from avatar_desktop.data.voices import get_engine  # the other engines; imported here as they import this module
+
+    return get_engine(voice.engine).speak(text, voice)

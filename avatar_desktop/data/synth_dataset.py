@@ -20,9 +20,10 @@ from tqdm import tqdm
 from avatar_desktop.config import EXPRESSION_COMPONENTS, State
 from avatar_desktop.data.clips import (FORMAT_VERSION, DatasetError, FrameWriter, open_output, publish_clip, write_json,
                                        write_record, write_wav)
-from avatar_desktop.data.speech import Synthesizer, Voice, make_sentence, speak
+from avatar_desktop.data.speech import Voice, make_sentence, speak
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.data.timeline import FPS, ClipTracks, make_clip_tracks
+from avatar_desktop.data.voices import HELDOUT_VOICES, canonical_voice_name, check_voice, is_heldout_voice
 
 
 _CLIP_ONLY_KEYS = ("fps", "size", "source", "sentences")
@@ -33,8 +34,11 @@ _CLIP_ONLY_KEYS = ("fps", "size", "source", "sentences")
 class SynthConfig:
     """What `dataset synth` makes: identities x clips_per_identity clips of `seconds` each at size x size pixels.
 
-    voices: espeak-ng voice names to draw from (None: a pool sampled from the seed); heldout_fraction of the
-    identities and of the voices are kept out of the training split.
+    voices: voices to draw from, 'engine:voice' or bare espeak-ng names (None: a pool of espeak-ng voices sampled
+    from the seed); heldout_fraction of the identities are kept out of the training split, and so are the voices
+    of heldout_voices when given, else heldout_fraction of the voices. The voices of HELDOUT_VOICES (flite:slt,
+    festival:cmu_us_slt_arctic_hts) are refused unless heldout_voices lists them; a training clip never has a
+    voice of heldout_voices, as its own nor as its far end's.
     """
 
     identities: int
@@ -45,6 +49,7 @@ class SynthConfig:
     voices: tuple[str, ...] | None = None
     heldout_fraction: float = 0.1
     voice_pool: int = 24
+    heldout_voices: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         if self.identities < 1:
@@ -55,12 +60,26 @@ class SynthConfig:
             raise DatasetError(f"--seconds must lie in [0.5, 600], got {self.seconds}")
         if not 64 <= self.size <= 1024 or self.size % 16:
             raise DatasetError(f"--size must be a multiple of 16 in [64, 1024], got {self.size}")
+        if self.heldout_voices is not None and self.voices is None:
+            raise DatasetError("--heldout-voices needs --voices (the voices of the training clips)")
         if self.voices is not None:
             if len(self.voices) < 2:
                 raise DatasetError("--voices needs at least two voices (the avatar and the far end)")
-            synthesizer = Synthesizer.shared()
-            for name in self.voices:
-                synthesizer.check_voice(name)
+            heldout = {canonical_voice_name(name) for name in self.heldout_voices or ()}
+            refused = [name for name in self.voices if is_heldout_voice(name) and canonical_voice_name(name)
+                       not in heldout]
+            if refused:
+                raise DatasetError(
+                    f"{', '.join(refused)} {'is a held-out voice' if len(refused) == 1 else 'are held-out voices'} "
+                    f"({', '.join(sorted(HELDOUT_VOICES))}): never used for training clips; to make held-out clips "
+                    f"with {'it' if len(refused) == 1 else 'them'}, list {'it' if len(refused) == 1 else 'them'} in "
+                    f"--heldout-voices")
+            train = [name for name in _voice_names(self.voices) if name not in heldout]
+            if self.heldout_voices is not None and len(train) < 2:
+                raise DatasetError(f"--voices needs at least two voices outside --heldout-voices (the avatar and the "
+                                   f"far end of training clips), got {', '.join(train) or 'none'}")
+            for name in (*self.voices, *(self.heldout_voices or ())):
+                check_voice(name)
 
 
 @dataclass(frozen=True)
@@ -85,16 +104,30 @@ def _heldout_count(total: int, fraction: float) -> int:
     return 0 if total < 2 else max(1, int(round(total * fraction)))
 
 
+def _voice_names(names: tuple[str, ...]) -> list[str]:
+    """Canonical voice names ('espeak:en-us+f3' -> 'en-us+f3'), each once, in their order."""
+    return list(dict.fromkeys(canonical_voice_name(name) for name in names))
+
+
 def plan_clips(config: SynthConfig) -> list[ClipPlan]:
-    """Every clip of the data set, in a fixed order; the last identities and voices of the pools are held out."""
+    """Every clip of the data set, in a fixed order; the last identities of the pool are held out, and the voices
+    of config.heldout_voices or else the last voices of the pool."""
     pool_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5017]))
     if config.voices is not None:
-        names = list(config.voices)
+        names = _voice_names(config.voices)
     else:
         names = sorted({Voice.random(pool_rng).name for _ in range(config.voice_pool * 3)})
         pool_rng.shuffle(names)
         names = names[: config.voice_pool]
-    heldout_voices = set(names[len(names) - _heldout_count(len(names), config.heldout_fraction):])
+    if config.heldout_voices is not None:
+        heldout_names = _voice_names(config.heldout_voices)
+        names += [name for name in heldout_names if name not in names]
+        heldout_voices = set(heldout_names)
+    else:
+        heldout_voices = set(names[len(names) - _heldout_count(len(names), config.heldout_fraction):])
+    # Voices held out by explicit choice keep out of training clips entirely, the far end included.
+    strict = config.heldout_voices is not None or any(is_heldout_voice(name) for name in names)
+    heldout_voices |= {name for name in names if is_heldout_voice(name)}
     heldout_identities = set(range(config.identities - _heldout_count(config.identities, config.heldout_fraction),
                                    config.identities))
     plans = []
@@ -102,7 +135,13 @@ def plan_clips(config: SynthConfig) -> list[ClipPlan]:
         identity_seed = int(np.random.SeedSequence([config.seed, identity]).generate_state(1)[0])
         for clip_index in range(config.clips_per_identity):
             rng = np.random.default_rng(np.random.SeedSequence([config.seed, identity, clip_index, 0xC11F]))
-            voice_name, far_name = (names[i] for i in rng.choice(len(names), 2, replace=False))
+            if strict:
+                voice_name = names[int(rng.integers(len(names)))]
+                far_names = [name for name in names if name != voice_name
+                             and (voice_name in heldout_voices or name not in heldout_voices)]
+                far_name = far_names[int(rng.integers(len(far_names)))]
+            else:
+                voice_name, far_name = (names[i] for i in rng.choice(len(names), 2, replace=False))
             voice = Voice(voice_name, rate=int(rng.integers(135, 196)), pitch=int(rng.integers(25, 76)))
             far_voice = Voice(far_name, rate=int(rng.integers(135, 196)), pitch=int(rng.integers(25, 76)))
             plans.append(ClipPlan(
@@ -161,7 +200,12 @@ def _record(tracks: ClipTracks, face_boxes: np.ndarray, mouth_boxes: np.ndarray)
 
 
 def _settings(config: SynthConfig) -> dict[str, Any]:
-    return {**asdict(config), "voices": list(config.voices) if config.voices else None, "fps": FPS}
+    settings = {**asdict(config), "voices": list(config.voices) if config.voices else None, "fps": FPS}
+    if config.heldout_voices is None:
+        del settings["heldout_voices"]  # as data sets made before the option recorded them
+    else:
+        settings["heldout_voices"] = list(config.heldout_voices)
+    return settings
 
 
 def _manifest(config: SynthConfig, entries: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
