@@ -13,8 +13,8 @@ from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, parse_expression
 from avatar_desktop.data.videos import speech_states
-from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.engine.model_spec import open_generator
+from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.media import Mp4Writer, decode_audio
 

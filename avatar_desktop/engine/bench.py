@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
-from avatar_desktop.output.camera import Canvas, CameraConfig
+from avatar_desktop.output.camera import CameraConfig, Canvas
 
 
 def naive_config(config: EngineConfig, steady_chunk: int) -> EngineConfig:

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from avatar_desktop.errors import AvatarError, InputFileError
+from avatar_desktop.errors import InputFileError
 from avatar_desktop.face.detector import Detection, FaceDetector, weighted_nms
 from avatar_desktop.face.geometry import SquareRegion, apply
 from avatar_desktop.face.landmarks import CHEEK_IMAGE_LEFT, CHEEK_IMAGE_RIGHT
@@ -36,7 +36,7 @@ LEFT_EYE_CORNERS = (362, 263)
 EYE_LINE = (33, 263)  # image-left to image-right outer eye corners: the angle that levels the face
 
 
-class NoFaceError(AvatarError):
+class NoFaceError(InputFileError):
     """No face in an image that needs one."""
 
     def __init__(self, source: str = "portrait"):
@@ -44,7 +44,7 @@ class NoFaceError(AvatarError):
                          f"{GOOD_FACE_WIDTH} px wide")
 
 
-class FaceTooSmallError(AvatarError):
+class FaceTooSmallError(InputFileError):
     """The face is there but too small to animate."""
 
     def __init__(self, width: float, source: str = "portrait"):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
-from avatar_desktop.errors import AvatarError
 from avatar_desktop.engine.model_spec import ModelSpec
+from avatar_desktop.errors import AvatarError
 
 PORTRAIT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ASSETS = Path(__file__).resolve().parents[2] / "assets"

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -22,11 +23,11 @@ from PySide6.QtGui import QImage
 
 from avatar_desktop.audio.capture import AudioDeviceError
 from avatar_desktop.config import State
+from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, CheckpointError, InputFileError
 from avatar_desktop.output.camera import CameraUnavailableError
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
-from avatar_desktop.engine.model_spec import ModelSpec
 
 FPS_WINDOW_S = 3.0
 """Seconds. The avatar fps shown is the generated frames over this window of status polls."""
@@ -195,10 +196,16 @@ class SessionController(QObject):
             self._set_busy(f"Loading model {model.label}")
             self.session.set_model(model)
 
-    def set_portrait(self, path: str, on_loaded: Callable[[np.ndarray], None]) -> None:
-        """Decode the portrait in the background; `on_loaded(image)` on success, a 'portrait' problem otherwise."""
+    def set_portrait(self, path: str, on_loaded: Callable[[np.ndarray], None], *, needs_face: bool = False) -> None:
+        """Decode the portrait in the background; `on_loaded(image)` on success, a 'portrait' problem otherwise
+        (the running session keeps its portrait). needs_face: the photo path runs, so a portrait without a usable
+        face is refused here, before the session gets it."""
         def work():
             image = load_portrait(path)
+            if needs_face:
+                from avatar_desktop.face import find_face
+
+                find_face(image, source=Path(path).name)
             if self._job_session is not None:
                 self._job_session.set_reference(path)
             return image

@@ -247,7 +247,8 @@ class MainWindow(QMainWindow):
 
     def open_portrait(self, path: str) -> None:
         """Use the image at `path`: decoded (and sent to the worker) in the background."""
-        self.controller.set_portrait(path, lambda image: self._portrait_loaded(path, image))
+        needs_face = self.model_choice.spec.kind() == "motion"
+        self.controller.set_portrait(path, lambda image: self._portrait_loaded(path, image), needs_face=needs_face)
 
     def _portrait_loaded(self, path: str, image: np.ndarray) -> None:
         self._set_portrait(path, image)

@@ -24,6 +24,7 @@ from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig, MicCap
 from avatar_desktop.audio.passthrough import DelayLine, Passthrough
 from avatar_desktop.audio.vad import OnsetDetector, VadConfig, VoiceActivity, decide_state
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, expression_vector
+from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, Canvas, VirtualCameraSink
 from avatar_desktop.runtime.clock import MicClock
@@ -37,7 +38,6 @@ from avatar_desktop.runtime.rings import (
     segment_name,
 )
 from avatar_desktop.runtime.stats import SessionStats
-from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.runtime.worker import WorkerHandle, WorkerSpec, default_threads, describe_exit
 
 

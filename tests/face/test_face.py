@@ -11,9 +11,15 @@ import pytest
 skimage_data = pytest.importorskip("skimage.data")
 
 from avatar_desktop.errors import AvatarError, InputFileError  # noqa: E402
-from avatar_desktop.face import FaceFinder, FaceMesh, FaceTooSmallError, NoFaceError, find_face  # noqa: E402
+from avatar_desktop.face import (  # noqa: E402
+    FaceFinder,
+    FaceMesh,
+    FaceTooSmallError,
+    NoFaceError,
+    find_face,
+    tflite,  # noqa: E402
+)
 from avatar_desktop.face import landmarks as lm  # noqa: E402
-from avatar_desktop.face import tflite  # noqa: E402
 from avatar_desktop.face.detector import ssd_anchors, weighted_nms  # noqa: E402
 
 

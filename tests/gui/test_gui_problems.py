@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 
+import cv2
 import pytest
 
 from avatar_desktop.gui.settings import Settings, SettingsStore
@@ -111,3 +112,19 @@ def test_quick_successive_changes_leave_one_session(qtbot, pulse, recording_back
     qtbot.waitUntil(lambda: workers() == [session.worker.pid], timeout=20_000)  # the overtaken ones were stopped
     window.close()
     assert workers() == []
+
+
+def test_with_the_photo_renderer_a_portrait_without_a_face_is_refused(qtbot, model_dirs, portrait_files, tmp_path):
+    from skimage import data as skimage_data
+
+    photo = tmp_path / "astronaut.png"
+    cv2.imwrite(str(photo), skimage_data.astronaut()[:, :, ::-1])
+    window = MainWindow(store=SettingsStore(tmp_path / "s.ini"), portrait=str(photo), model="auto", autostart=False)
+    qtbot.addWidget(window)
+    assert window.model_choice.key == "auto" and window.settings.portrait == str(photo.resolve())
+    red = portrait_files[1]  # a plain red square
+    window.open_portrait(str(red))
+    qtbot.waitUntil(lambda: "portrait" in window.banners, timeout=20_000)
+    assert "no face found in red.png: use a photo with the face visible" in window.banners["portrait"].message
+    assert window.settings.portrait == str(photo.resolve())  # the old portrait stays
+    assert window.portrait_image.shape == (512, 512, 3)

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_live_session import session_config, shm_segments, wait_until
 
 from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
+from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import InputFileError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, VirtualCameraSink, driver_advice
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig
-from avatar_desktop.engine.model_spec import ModelSpec
-
-from test_live_session import session_config, shm_segments, wait_until
 
 
 class PreviewSink:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from avatar_desktop.audio.vad import VadConfig
+from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.output.camera import CameraConfig
 from avatar_desktop.runtime.clock import MicClock
 from avatar_desktop.runtime.rings import AudioRing
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
-from avatar_desktop.engine.model_spec import ModelSpec
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
