@@ -2,7 +2,9 @@
 
 espeak-ng runs in synchronous mode with phoneme events enabled: one callback receives both the 22.05 kHz audio
 blocks and the events, each event carrying its sample position, so every phoneme's start is known to the sample.
-The audio is resampled to 16 kHz (`avatar_desktop.config.SAMPLE_RATE`).
+The audio is resampled to 16 kHz (`avatar_desktop.config.SAMPLE_RATE`). `speak` also speaks with the other engines
+(flite, festival: `avatar_desktop.data.voices`) for voices named 'engine:voice'; phones map to visemes in
+`avatar_desktop.data.phones`.
 """
 
 from __future__ import annotations

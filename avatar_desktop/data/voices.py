@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import threading
 import wave
+import zlib
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -110,6 +111,8 @@ class FliteEngine:
     """flite 2.x (libflite1) through ctypes; voices registered on first use. Calls are serialised.
 
     Rate sets `duration_stretch` (165 / rate); pitch scales `int_f0_target_mean` by 2 ** ((pitch - 50) / 100).
+    The clustergen voices' excitation noise comes from libc's rand(), seeded from the text and voice before each
+    utterance, so the same utterance is the same samples whatever was spoken before it.
     """
 
     name = "flite"
@@ -143,6 +146,8 @@ class FliteEngine:
         lib.flite_get_param_float.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_float]
         lib.flite_get_param_float.restype = ctypes.c_float
         lib.flite_init()
+        self._libc = ctypes.CDLL(None)
+        self._libc.srand.argtypes = [ctypes.c_uint]
         self._voices: dict[str, tuple[ctypes.CDLL, int, float]] = {}  # name -> (library, cst_voice *, f0 mean)
         self._lock = threading.Lock()
 
@@ -183,6 +188,7 @@ class FliteEngine:
             features = _CstVoice.from_address(pointer).features
             self._lib.flite_feat_set_float(features, b"duration_stretch", _NORMAL_RATE / max(1, voice.rate))
             self._lib.flite_feat_set_float(features, b"int_f0_target_mean", f0_mean * 2 ** ((voice.pitch - 50) / 100))
+            self._libc.srand(zlib.crc32(f"{voice.name}|{voice.rate}|{voice.pitch}|{text}".encode("utf-8")))
             utt = self._lib.flite_synth_text(text.encode("utf-8"), pointer)
             if not utt:
                 raise SpeechError(f"flite could not speak {text!r} with voice {voice.name!r}")
