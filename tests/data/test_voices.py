@@ -16,7 +16,8 @@ from avatar_desktop.data.voices import (HELDOUT_VOICES, FestivalEngine, FliteEng
                                         check_voice, is_heldout_voice)
 
 TEXT = "Bob may buy a map. Then we stop by the bakery."
-VOICES = ["espeak:en-us+f3", "flite:kal", "festival:kal_diphone", "flite:slt", "festival:cmu_us_slt_arctic_hts"]
+VOICES = ["espeak:en-us+f3", "flite:kal", "flite:kal16", "flite:awb", "flite:rms", "festival:kal_diphone",
+          "festival:ked_diphone", "flite:slt", "festival:cmu_us_slt_arctic_hts"]  # every voice offered
 
 
 @pytest.fixture(scope="module")
