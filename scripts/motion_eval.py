@@ -12,6 +12,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from avatar_desktop.config import EngineConfig
@@ -51,25 +52,28 @@ def main() -> None:
 
 
 def _plot(model, data: Path, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    """mouth_open of the first held-out clip, record (black) against generated (red), drawn with OpenCV."""
     clip = load_clip(training_clips(data, "heldout")[0], with_frames=False)
     code, sliders = motion_code_from_record(clip.record)
     streamer = MotionStreamer(model, EngineConfig())
     generated = stream_codes(streamer, clip.audio.astype(np.float32), np.asarray(clip.record["state"]), sliders)
-    seconds = np.arange(len(code)) / model.config.fps
-    figure, axis = plt.subplots(figsize=(10, 3))
-    axis.plot(seconds, code[:, MOUTH], label="record", color="black", linewidth=1)
-    axis.plot(seconds, generated[:, MOUTH], label="generated", color="tab:red", linewidth=1)
-    axis.set_xlabel("seconds")
-    axis.set_ylabel("mouth_open")
-    axis.set_title(f"{clip.path.name}: mouth_open, held-out clip")
-    axis.legend(loc="upper right")
-    figure.tight_layout()
-    figure.savefig(out, dpi=100)
+    width, height, margin = 1000, 300, 40
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    cv2.rectangle(canvas, (margin, margin), (width - 10, height - margin), (0, 0, 0), 1)
+
+    def points(values: np.ndarray) -> np.ndarray:
+        x = margin + np.arange(len(values)) / max(1, len(values) - 1) * (width - 10 - margin)
+        y = height - margin - np.clip(values, 0, 1) * (height - 2 * margin)
+        return np.stack([x, y], axis=1).round().astype(np.int32)
+
+    cv2.polylines(canvas, [points(code[:, MOUTH])], False, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.polylines(canvas, [points(generated[:, MOUTH])], False, (0, 0, 220), 1, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    title = f"{clip.path.name}: mouth_open, record (black) vs generated (red), {len(code) / model.config.fps:.0f} s"
+    cv2.putText(canvas, title, (margin, 25), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "1", (15, margin + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "0", (15, height - margin), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(out), canvas)
 
 
 if __name__ == "__main__":

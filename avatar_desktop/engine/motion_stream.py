@@ -76,7 +76,7 @@ class MotionStreamer:
         self.reset()
 
     # ----------------------------------------------------------------- setup
-    @torch.no_grad()
+    @torch.inference_mode()
     def prepare(self, expression: Mapping[str, float] | None = None, *, warmup: bool = True) -> None:
         """Set the sliders (held from the first frame, not eased) and, with `warmup`, generate one chunk of each
         planned length and throw it away. Starts a new stream (reset())."""
@@ -161,7 +161,7 @@ class MotionStreamer:
         self.planner.commit()
         return self._generate(length, label)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _generate(self, frames: int, label: State) -> MotionChunk:
         stage_ms: dict[str, float] = {}
         start = self.frame_index
