@@ -21,10 +21,10 @@ setup: $(BIN)/avatar-desktop
 run: setup
 	$(BIN)/avatar-desktop
 
-# The bundled character says the bundled sentence with the shipped model (models/default).
+# The bundled character says the bundled sentence with the latent model it was drawn for (models/default).
 demo: setup
 	mkdir -p out
-	$(BIN)/avatar-desktop render --portrait assets/portrait_1.png --audio assets/sample_speech.wav --out out/demo.mp4
+	$(BIN)/avatar-desktop render --portrait assets/portrait_1.png --audio assets/sample_speech.wav --out out/demo.mp4 --model default
 
 test: setup
 	$(BIN)/python -m pytest -q
