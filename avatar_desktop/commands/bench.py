@@ -15,8 +15,8 @@ from avatar_desktop.errors import AvatarError
 def _add(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--portrait", type=Path,
-                        help="a photo: benchmark the photo renderer on it, with frames fitted to the camera canvas "
-                             "(default: a drawn stand-in portrait and the latent model)")
+                        help="a photo: benchmark the photo renderer on it, frames fitted to the camera canvas at the "
+                             "camera's 30 fps (default: a drawn stand-in portrait and the latent model)")
     parser.add_argument("--camera-size", default="1280x720", help="camera canvas for --portrait (default 1280x720)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (CUDA)")
@@ -56,12 +56,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.portrait is None and spec.name is None:
         spec = ModelSpec("default")  # the drawn stand-in portrait is a character of the latent model
     portrait = load_portrait(args.portrait) if args.portrait else benchmark_portrait()
-    frame_limit = (camera.width, camera.height) if camera else None
+    frame_limit, fps = ((camera.width, camera.height), camera.fps) if camera else (None, None)
     config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps)
-    generator = open_generator(spec, portrait, config, frame_limit=frame_limit, source=str(args.portrait or "portrait"))
+    generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps,
+                               source=str(args.portrait or "portrait"))
     if args.naive:
         config = naive_config(config, generator.planner.plan.steady)
-        generator = open_generator(spec, portrait, config, frame_limit=frame_limit)
+        generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps)
     result = run_benchmark(generator, seconds=args.seconds, expression=expression, camera=camera)
     if args.json:
         print(json.dumps(result))

@@ -14,18 +14,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                        "for a photo with a face; `--model default` for the bundled drawn characters)")
     group.add_argument("--preset", help="latent architecture preset, with --random-weights")
     group.add_argument("--random-weights", action="store_true", help="untrained weights (speed tests, smoke tests)")
-    group.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    group.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all cores)")
 
 
 def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    """The ModelSpec the arguments name (validated here, once); sets torch's threads when --threads is given.
+    """The ModelSpec the arguments name (validated here, once); sets torch's and OpenCV's threads when --threads is
+    given.
     AvatarError with what to do when they name none or a bad one."""
     if args.threads is not None:
         if args.threads < 1:
             raise AvatarError(f"--threads must be at least 1, got {args.threads}")
+        import cv2
         import torch
 
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     if not (args.preset or args.random_weights):
         return ModelSpec(args.model)
     if args.model:
