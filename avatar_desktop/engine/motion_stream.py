@@ -22,7 +22,14 @@ from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.models.motion import MotionInputs, MotionModel
-from avatar_desktop.motion_code import MOTION_DIM, MOTION_HIGH, MOTION_LOW, clip_code, slider_array, slider_offsets
+from avatar_desktop.motion_code import (
+    MOTION_DIM,
+    MOTION_HIGH,
+    MOTION_LOW,
+    clip_code,
+    slider_array,
+    slider_offsets,
+)
 from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
 
 SLIDER_EASE_S = 0.2

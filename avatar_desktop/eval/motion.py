@@ -26,7 +26,13 @@ import torch
 from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State
 from avatar_desktop.data.clips import load_clip
 from avatar_desktop.engine.motion_stream import MotionStreamer
-from avatar_desktop.eval.metrics import CLOSED_OPENING, closure_rate, closure_windows, lagged_correlation, pearson
+from avatar_desktop.eval.metrics import (
+    CLOSED_OPENING,
+    closure_rate,
+    closure_windows,
+    lagged_correlation,
+    pearson,
+)
 from avatar_desktop.models.motion import MotionModel
 from avatar_desktop.motion_code import MOTION_INDEX, motion_code_from_record
 from avatar_desktop.training.data import training_clips
@@ -140,11 +146,12 @@ def evaluate_motion(model: MotionModel, data: Path, *, clips: int = 20, minutes:
     rate, chance = closure_rate(all_generated[:, MOUTH], windows)
     lag, at_lag = lagged_correlation(all_generated[:, MOUTH], all_truth[:, MOUTH])
     report: dict[str, Any] = {
-        "clips": len(generated), "split": split, "frames": int(len(all_labels)),
+        "clips": len(generated), "split": split, "frames": len(all_labels),
         "lip_sync": {
             "pearson": pearson(all_generated[:, MOUTH], all_truth[:, MOUTH]),
             "pearson_speaking": pearson(all_generated[speaking, MOUTH], all_truth[speaking, MOUTH]),
-            "pearson_per_clip_mean": float(np.mean([pearson(g[:, MOUTH], t[:, MOUTH]) for g, t in zip(generated, truth)])),
+            "pearson_per_clip_mean": float(np.mean([pearson(g[:, MOUTH], t[:, MOUTH])
+                                                    for g, t in zip(generated, truth)])),
             "best_lag_frames": lag, "pearson_at_best_lag": at_lag,
             "closure_rate": rate, "closure_chance": chance,
             "closure_rate_record": float(np.nanmean(recorded_closure)),

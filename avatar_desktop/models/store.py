@@ -92,8 +92,8 @@ def save_motion_model(model: MotionModel, folder: str | Path, *, provenance: dic
                          {name: getattr(model, name) for name in MOTION_NETWORKS}, provenance, card)
 
 
-def _write_folder(folder: str | Path, kind: str, preset: str, config: dict[str, Any], networks: dict[str, torch.nn.Module],
-                  provenance: dict[str, Any] | None, card: str | None) -> Path:
+def _write_folder(folder: str | Path, kind: str, preset: str, config: dict[str, Any],
+                  networks: dict[str, torch.nn.Module], provenance: dict[str, Any] | None, card: str | None) -> Path:
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))

@@ -15,18 +15,24 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from avatar_desktop.audio.features import frame_windows, window_geometry
-from avatar_desktop.config import ChunkPlanConfig, MotionDenoiserConfig, MotionModelConfig, SamplingConfig, _from_dict
+from avatar_desktop.config import (
+    ChunkPlanConfig,
+    MotionDenoiserConfig,
+    MotionModelConfig,
+    SamplingConfig,
+    _from_dict,
+)
 from avatar_desktop.data.clips import load_clip
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.motion import MotionInputs, MotionModel
@@ -37,7 +43,12 @@ from avatar_desktop.models.store import (
     read_motion_model_config,
     save_motion_model,
 )
-from avatar_desktop.motion_code import MOTION_DIM, MOTION_INDEX, motion_code_from_record, slider_offsets
+from avatar_desktop.motion_code import (
+    MOTION_DIM,
+    MOTION_INDEX,
+    motion_code_from_record,
+    slider_offsets,
+)
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
 from avatar_desktop.training.data import training_clips
@@ -238,7 +249,8 @@ def component_weights(mouth_weight: float) -> torch.Tensor:
 
 
 class MotionTeacherObjective(nn.Module):
-    """EDM loss lambda(sigma) sum_d w_d (D(x0 + sigma n, sigma)_d - x0_d)^2 / sum_d w_d, lambda = (s^2 + sd^2)/(s sd)^2."""
+    """EDM loss lambda(sigma) sum_d w_d (D(x0 + sigma n, sigma)_d - x0_d)^2 / sum_d w_d over (B, T, D) chunks,
+    lambda = (sigma^2 + sd^2) / (sigma sd)^2."""
 
     def __init__(self, model: MotionModel, mouth_weight: float):
         super().__init__()
@@ -338,7 +350,8 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
         frames = chunk_length(step, recipe.curriculum, generator)
         sample = sample_motion_batch(clips, model, recipe.run.batch_size, frames, generator,
                                      recipe.context_noise_max, recipe.context_dropout)
-        sample["sigma"] = torch.exp(recipe.p_mean + recipe.p_std * torch.randn(recipe.run.batch_size, generator=generator))
+        normal = torch.randn(recipe.run.batch_size, generator=generator)
+        sample["sigma"] = torch.exp(recipe.p_mean + recipe.p_std * normal)
         return sample
 
     def export(step: int) -> None:
@@ -366,8 +379,8 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     _check_chunks(recipe, teacher.config.denoiser, loaded.source)
     sampling = dataclasses.replace(teacher.config.sampling, parameterization="consistency", sampler="consistency",
                                    steps=recipe.student_steps)
-    denoiser = dataclasses.replace(teacher.config.denoiser,
-                                   slider_condition=teacher.config.denoiser.slider_condition and recipe.slider_condition)
+    reads_sliders = teacher.config.denoiser.slider_condition and recipe.slider_condition
+    denoiser = dataclasses.replace(teacher.config.denoiser, slider_condition=reads_sliders)
     student = MotionModel(dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks,
                                               denoiser=denoiser))
     student.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in student.state_dict()})

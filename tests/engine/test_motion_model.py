@@ -9,7 +9,12 @@ import torch
 
 from avatar_desktop.errors import CheckpointError
 from avatar_desktop.models.motion import MotionInputs, build_motion_model
-from avatar_desktop.models.store import load_model, load_motion_model, model_kind, save_motion_model
+from avatar_desktop.models.store import (
+    load_model,
+    load_motion_model,
+    model_kind,
+    save_motion_model,
+)
 from avatar_desktop.motion_code import MOTION_DIM
 
 
@@ -65,7 +70,8 @@ def test_a_motion_folder_round_trips_and_says_its_kind(tmp_path):
     x, sigma, inputs = torch.randn(1, 3, MOTION_DIM), torch.tensor(2.0), _inputs(model, 3)
     assert torch.equal(loaded.denoise(x, sigma, inputs), model.denoise(x, sigma, inputs))
     assert torch.equal(loaded.code_std, torch.full((MOTION_DIM,), 0.5))
-    with pytest.raises(CheckpointError, match=r'is a motion model .*"kind": "motion".* a latent model .*"kind": "latent"'):
+    message = r'is a motion model .*"kind": "motion".* a latent model .*"kind": "latent"'
+    with pytest.raises(CheckpointError, match=message):
         load_model(folder)
 
 

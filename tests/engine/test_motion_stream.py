@@ -9,7 +9,13 @@ import torch
 from avatar_desktop.config import ChunkPlanConfig, EngineConfig, State
 from avatar_desktop.engine.motion_stream import SLIDER_EASE_S, MotionStreamer
 from avatar_desktop.models.motion import build_motion_model
-from avatar_desktop.motion_code import MOTION_HIGH, MOTION_INDEX, MOTION_LOW, slider_array, slider_offsets
+from avatar_desktop.motion_code import (
+    MOTION_HIGH,
+    MOTION_INDEX,
+    MOTION_LOW,
+    slider_array,
+    slider_offsets,
+)
 
 PER_FRAME = 640
 
@@ -25,13 +31,14 @@ def model():
 def _speech(seconds: float, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+    voiced = 0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)  # 3 syllables a second
+    return (voiced + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 def _run(streamer: MotionStreamer, audio: np.ndarray, piece: int = PER_FRAME, labels=None, expression=None):
     """Feed `audio` in pieces; returns the chunks. labels: callable frame index -> State."""
     chunks = []
-    label = lambda: (labels(streamer.frame_index) if labels else State.SPEAKING)  # noqa: E731
+    label = lambda: (labels(streamer.frame_index) if labels else State.SPEAKING)
     for start in range(0, len(audio), piece):
         chunk = streamer.step(audio[start : start + piece], label(), expression)
         while chunk is not None:

@@ -107,7 +107,8 @@ def test_a_teacher_resumes_exactly(dataset, audio_model, teacher_run, tmp_path):
 
 def test_the_student_distils_without_the_sliders_and_makes_codes(dataset, teacher_run, tmp_path):
     recipe = _recipe(tmp_path, "distill", f'init = "{teacher_run / "model"}"\nstudent_steps = 2\n'
-                     "[curriculum]\nmax_frames = 8\n[run]\nsteps = 6\nbatch_size = 4\nwarmup_steps = 1\nsave_every = 3\n")
+                     "[curriculum]\nmax_frames = 8\n"
+                     "[run]\nsteps = 6\nbatch_size = 4\nwarmup_steps = 1\nsave_every = 3\n")
     assert _train("motion-distill", recipe, dataset, tmp_path / "run") == 0
     student = load_motion_model(tmp_path / "run" / "model")
     sampling = student.config.sampling
