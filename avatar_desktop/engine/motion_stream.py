@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from avatar_desktop.audio.features import frame_windows, window_geometry
-from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.config import EngineConfig, State, expression_vector
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.models.motion import MotionInputs, MotionModel
 from avatar_desktop.motion_code import (
@@ -47,6 +47,11 @@ class MotionChunk:
     start_frame: int
     label: State
     stage_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _sliders(expression: Mapping[str, float]) -> np.ndarray:
+    """Named sliders -> float32 (E,); unknown names raise ValueError naming the known ones."""
+    return np.array(expression_vector(expression), np.float32)
 
 
 class MotionStreamer:
@@ -88,7 +93,7 @@ class MotionStreamer:
         """Set the sliders (held from the first frame, not eased) and, with `warmup`, generate one chunk of each
         planned length and throw it away. Starts a new stream (reset())."""
         if expression is not None:
-            self._target = slider_array(expression)
+            self._target = _sliders(expression)
         if warmup:
             plan = self.model.config.chunks
             fixed = self.config.fixed_chunk
@@ -114,7 +119,7 @@ class MotionStreamer:
     def set_expression(self, expression: Mapping[str, float]) -> None:
         """Named sliders in [-1, 1] (config.EXPRESSION_COMPONENTS); missing ones are 0. A change is eased over
         SLIDER_EASE_S, except before a stream's first frame, where the sliders hold from the start."""
-        target = slider_array(expression)
+        target = _sliders(expression)
         if self.frame_index == 0:
             self._target, self._sliders, self._ease_from = target, target.copy(), target.copy()
             self._eased = self._ease_frames

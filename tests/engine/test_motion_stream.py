@@ -144,3 +144,9 @@ def test_the_teacher_sampler_overrides_the_student(model):
     assert streamer.sampler_name == "heun" and streamer.steps == 3
     with pytest.raises(ValueError, match="unknown sampler 'ddim'"):
         MotionStreamer(model, EngineConfig(sampler="ddim"))
+
+
+def test_unknown_sliders_are_named(model):
+    streamer = MotionStreamer(model)
+    with pytest.raises(ValueError, match="unknown expression components \\['grin'\\]"):
+        streamer.set_expression({"grin": 1.0})
