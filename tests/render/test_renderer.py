@@ -228,3 +228,13 @@ def test_the_neck_stretches_below_a_nodding_chin_and_the_collar_stays(renderer):
         gap = points[inner_ring, 1] - moved.points[lm.CHIN, 1]
         neutral_gap = neutral_points[inner_ring, 1] - deformer.points[lm.CHIN, 1]
         assert gap > 0.35 * neutral_gap
+
+
+def test_closing_parted_lips_draws_where_they_meet(renderer):
+    """The astronaut smiles with her teeth showing: closed (mouth_open 0), no bright teeth between the lips."""
+    moved = renderer.deformer.move(code()).points
+    meeting = (moved[list(lm.LIPS_INNER_UPPER[2:-2]), :2] + moved[list(lm.LIPS_INNER_LOWER[2:-2]), :2]) / 2
+    frame = renderer.render(code())
+    x, y = np.round(meeting).astype(int).T
+    lips = renderer.neutral[np.round(moved[[0, 17], 1]).astype(int), np.round(moved[[0, 17], 0]).astype(int)]
+    assert frame[y, x].mean() < 0.8 * lips.mean()
