@@ -150,3 +150,29 @@ def test_unknown_sliders_are_named(model):
     streamer = MotionStreamer(model)
     with pytest.raises(ValueError, match="unknown expression components \\['grin'\\]"):
         streamer.set_expression({"grin": 1.0})
+
+
+def test_idle_keeps_the_head_nearly_still_and_speech_brings_its_motion_back(model, monkeypatch):
+    """The generated head motion is scaled by HEAD_MOTION[state] (idle 0.2), eased over HEAD_EASE_S at a change;
+    everything else in the code is the model's own."""
+    from avatar_desktop.engine import motion_stream
+
+    head = [MOTION_INDEX[name] for name in ("head_yaw", "head_pitch", "head_roll", "head_x", "head_y")]
+    idle_then_speaking = lambda frame: State.IDLE if frame < 25 else State.SPEAKING  # noqa: E731
+
+    def codes(head_motion) -> np.ndarray:
+        monkeypatch.setattr(motion_stream, "HEAD_MOTION", head_motion)
+        streamer = MotionStreamer(model, EngineConfig(seed=2))
+        streamer.prepare(warmup=False)
+        return np.concatenate([c.codes for c in _run(streamer, _speech(2.0), labels=idle_then_speaking)])
+
+    scaled = codes(motion_stream.HEAD_MOTION)
+    full = codes(dict.fromkeys(State, 1.0))
+    others = [index for index in range(full.shape[1]) if index not in head]
+    np.testing.assert_array_equal(scaled[:, others], full[:, others])
+    moving = np.abs(full[:, head]) > 1e-3
+    ratio = np.where(moving, scaled[:, head] / np.where(moving, full[:, head], 1), np.nan)
+    np.testing.assert_allclose(np.nanmean(ratio[:25], 1), 0.2, atol=1e-4)  # idle from the stream's start
+    ramp = round((1 - 0.2) * motion_stream.HEAD_EASE_S * 25)  # frames from 0.2 to 1
+    assert np.all(np.diff(np.nanmean(ratio[25 : 25 + ramp], 1)) > 0)
+    np.testing.assert_allclose(np.nanmean(ratio[25 + ramp :], 1), 1.0, atol=1e-4)
