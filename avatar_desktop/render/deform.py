@@ -12,8 +12,9 @@ range limit moves the points by:
   (the outer upper lip 0.08 A), the mouth corners drop by 0.35 of the lower lip and come in by 0.08 A.
 - mouth_width +1 / -1: the corners move out 0.06 fw / in 0.05 fw each, the lips in proportion, the cheeks next to
   the corners with a Gaussian falloff of 0.08 fw.
-- mouth_round +1: the corners come in 0.07 fw, the lips come 0.05 fw forward (nearer the camera) and their middles
-  0.012 fw apart (a rounder opening); -1: the corners go out 0.04 fw.
+- mouth_round +1: the corners come in 0.035 fw (further, the face mesh no longer reads the opening: the photo's
+  creases at the old corners keep its mouth wide), the lips come 0.05 fw forward (nearer the camera) and their
+  middles 0.012 fw apart (a rounder opening); -1: the corners go out 0.04 fw.
 - smile +1: the corners go up 0.05 fw and out 0.03 fw, the cheeks with them (falloff 0.10 fw), the lips' middles up
   0.01 fw; -1: the corners go down 0.04 fw (falloff 0.08 fw).
 - lip_press 1: the inner lips meet at their midline (whatever mouth_open made of the gap) and each lip thins by 30 %:
@@ -182,7 +183,7 @@ class FaceDeformer:
         basis[self._row("mouth_width", True), :, 0] = -0.05 * spread
         middle = lips * np.clip(1 - np.abs(uv[:, 0]) / half_width, 0, 1)
         upper = np.isin(np.arange(len(uv)), lm.LIPS_OUTER_UPPER + lm.LIPS_INNER_UPPER)
-        basis[self._row("mouth_round"), :, 0] = -0.07 * spread
+        basis[self._row("mouth_round"), :, 0] = -0.035 * spread
         basis[self._row("mouth_round"), :, 1] = 0.012 * middle * np.where(upper, -1, 1)
         basis[self._row("mouth_round"), :, 2] = -0.05 * np.where(lips, 1.0, _gaussian(to_corner, 0.06) * 0.3)
         basis[self._row("mouth_round", True), :, 0] = 0.04 * spread
