@@ -7,9 +7,9 @@ range limit moves the points by:
 - mouth_open: the inner lips' gap at the middle is mouth_open x (g0 + A) fw, g0 the photo's own gap and
   A = max(0.22 - g0, 0.10): 0 closes the lips (a photo with parted lips closes them at rest, as in p, b, m and in
   the synthetic records the generator learnt from), 1 opens a closed mouth to 0.22 fw (a wide "ah"). Of that, the
-  photo's own gap closes by 1 - mouth_open, and A opens by mouth_open: The lower lip and jaw drop by 0.85 A (the chin and jaw follow
-  below the mouth with falloff: 1 at the chin, 0.15 at the jaw's corners), the upper inner lip rises by 0.15 A
-  (the outer upper lip 0.08 A), the mouth corners drop by 0.35 of the lower lip and come in by 0.08 A.
+  photo's own gap closes by 1 - mouth_open, and A opens by mouth_open. The lower lip and jaw drop by 0.85 A (the
+  chin and jaw follow below the mouth with falloff: 1 at the chin, 0.15 at the jaw's corners), the upper inner lip
+  rises by 0.15 A (the outer upper lip 0.08 A), the mouth corners drop by 0.35 of the lower lip and come in by 0.08 A.
 - mouth_width +1 / -1: the corners move out 0.06 fw / in 0.05 fw each, the lips in proportion, the cheeks next to
   the corners with a Gaussian falloff of 0.08 fw.
 - mouth_round +1: the corners come in 0.035 fw (further, the face mesh no longer reads the opening: the photo's

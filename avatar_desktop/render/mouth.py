@@ -176,7 +176,8 @@ class MouthPainter:
         feather = max(1.0, min(2.0, 0.008 * fw))
         wet = np.clip(1 - above_bottom / feather, 0, 1)[..., None]
         interior = interior * (1 - wet) + self.lip * 0.7 * wet
-        alpha = np.clip(below_top + 0.5, 0, 1) * np.clip(above_bottom + 0.5, 0, 1) * np.clip(half - np.abs(u) + 0.5, 0, 1)
+        alpha = (np.clip(below_top + 0.5, 0, 1) * np.clip(above_bottom + 0.5, 0, 1)
+                 * np.clip(half - np.abs(u) + 0.5, 0, 1))
         alpha = alpha[..., None] * fade
         region = frame[y0:y1, x0:x1]
         region[:] = np.clip(region * (1 - alpha) + interior * alpha + 0.5, 0, 255).astype(np.uint8)
