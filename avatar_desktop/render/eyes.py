@@ -1,8 +1,10 @@
-"""The eyes: irises that move with gaze inside the eye outline, and a lash line on closing lids.
+"""The eyes: irises that move with gaze inside the eye outline, and closing lids of the lid's own skin.
 
-The warp already closes the lids (the lid skin above stretches down over the squashed eye). Gaze moves the iris:
-inside the moved eye outline the frame shows the photo's eye with the iris painted out (sclera, inpainted once per
-portrait) and, over it, the photo's visible iris shifted by the gaze.
+The warp already closes the lids (the lid skin above stretches down over the squashed eye). From a blink of 0.2 (in
+fully by 0.55) the lid is painted from the open lid down to the closing lid's edge: the 0.035 fw of skin above it
+reflected down (its texture, continuous at the top), a little darker towards the lashes, a faint crease, and a lash
+line. Gaze moves the iris: inside the moved eye outline the frame shows the photo's eye with the iris painted out
+(sclera, inpainted once per portrait) and, over it, the photo's visible iris shifted by the gaze.
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ class EyePainter:
         self.without_iris = photo.copy()
         self.iris_alpha = np.zeros((height, width), np.float32)  # the photo's visible iris, soft edged
         self.lash = np.median(photo[self._ring_pixels(xy, lm.RIGHT_EYE_UPPER + lm.LEFT_EYE_UPPER)], 0) * 0.45
-        self.lid_skin = []
-        for eye, (_, outline, upper) in enumerate(_EYES):
+        for eye, (_, outline, _) in enumerate(_EYES):
             centre, edge = self.irises[eye, 0], self.irises[eye, 1:]
             radius = float(np.linalg.norm(edge - centre, axis=1).mean())
             box = self._box(xy[list(outline)], pad=int(radius) + 4, size=(width, height))
@@ -55,15 +56,6 @@ class EyePainter:
             inside = (eye_mask.astype(np.float32) / 255)[..., None]
             filled = np.clip(crop * inside + sclera * (1 - inside), 0, 255).astype(np.uint8)
             self.without_iris[y0:y1, x0:x1] = cv2.inpaint(filled, grown, 3, cv2.INPAINT_TELEA)
-            # the lid's skin: the band between the upper lid and the brow
-            lid_band = np.zeros((height, width), np.uint8)
-            upper_points = xy[list(upper)]
-            cv2.fillPoly(lid_band, [np.round(np.concatenate([upper_points - [0, 0.03 * face_width],
-                                                              upper_points[::-1] - [0, 0.06 * face_width]]))
-                                    .astype(np.int32)], 1)
-            band = photo[lid_band > 0].astype(np.float32)
-            band = band[band.mean(1) >= np.percentile(band.mean(1), 50)]
-            self.lid_skin.append(np.median(band, 0).astype(np.float32))
 
     @staticmethod
     def _ring_pixels(xy: np.ndarray, indices: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +100,7 @@ class EyePainter:
                 drawn = sclera * (1 - iris_alpha) + iris * iris_alpha
                 alpha = eye_mask.astype(np.float32)[..., None] / 255 * weight
                 region[:] = np.clip(region * (1 - alpha) + drawn * alpha + 0.5, 0, 255).astype(np.uint8)
-            closing = float(np.clip((code[MOTION_INDEX[blink_name]] - 0.2) / 0.7, 0, 1))
+            closing = float(np.clip((code[MOTION_INDEX[blink_name]] - 0.2) / 0.35, 0, 1))
             if closing > 0 and open_points is not None:
                 lid = xy[list(upper)] - [x0, y0]
                 opened = open_points[list(upper), :2] - [offset[0] + x0, offset[1] + y0]
@@ -120,16 +112,23 @@ class EyePainter:
                              cv2.LINE_AA, 4)
                 cover = cv2.GaussianBlur(cover, (0, 0), max(0.7, 0.008 * self.face_width))
                 alpha = cover.astype(np.float32)[..., None] * (closing * closing * (3 - 2 * closing) / 255)
-                # the lid's skin colour, a little darker towards the lash line
-                rows = np.arange(y1 - y0, dtype=np.float32)[:, None] - np.interp(
-                    np.arange(x1 - x0), lid[:, 0], lid[:, 1])[None, :]  # (h, w) pixels below the closed lid's edge
-                shading = 1 - 0.08 * np.exp(-np.square(rows / max(1.0, 0.02 * self.face_width)))
-                # the colour of the skin just above the patch in this frame, so that the patch matches its rim
-                above = np.round(opened[1:-1] - [0, 0.012 * self.face_width]).astype(int) + [x0, y0]
-                above = above[(above[:, 1] >= 0) & (above[:, 1] < height) & (above[:, 0] >= 0) & (above[:, 0] < width)]
-                rim = np.median(frame[above[:, 1], above[:, 0]].astype(np.float32), 0) if len(above) else None
-                colour = self.lid_skin[eye] if rim is None else 0.7 * self.lid_skin[eye] + 0.3 * rim
-                skin = colour * shading[..., None]
+                # the lid's own skin: the skin above the cover, reflected down over it to the closing lid's edge
+                columns = np.arange(x1 - x0, dtype=np.float32)
+                top = np.interp(columns, opened[:, 0], opened[:, 1])  # (w,) the cover's top edge
+                edge = np.maximum(np.interp(columns, lid[:, 0], lid[:, 1]), top + 1)  # (w,) the lash line
+                band = 0.035 * self.face_width  # of skin above the cover
+                rows = np.arange(y1 - y0, dtype=np.float32)[:, None]
+                along = np.clip((rows - top) / (edge - top), 0, 1)  # (h, w) 0 at the cover's top, 1 at the lashes
+                source_y = (top - along * band).astype(np.float32)
+                source_x = np.broadcast_to(columns, source_y.shape).astype(np.float32)
+                skin = cv2.remap(np.ascontiguousarray(region), source_x, np.ascontiguousarray(source_y),
+                                 cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+                # a little darker towards the lashes, and a faint crease where the lid folds under the brow
+                below_edge = rows - edge
+                crease = rows - (top + 0.006 * self.face_width)
+                shading = (1 - 0.1 * np.exp(-np.square(below_edge / max(1.0, 0.02 * self.face_width))) *
+                           (along > 0.5)) * (1 - 0.06 * np.exp(-np.square(crease / max(0.7, 0.004 * self.face_width))))
+                skin *= shading[..., None]
                 region[:] = np.clip(region * (1 - alpha) + skin * alpha + 0.5, 0, 255).astype(np.uint8)
                 thickness = max(1, int(round(0.008 * self.face_width)))
                 lash = np.zeros(region.shape[:2], np.uint8)
