@@ -82,7 +82,7 @@ class MouthPainter:
         the photo's interior. region uint8 (h, w, 3) in place; local float32 (468, 2) mesh in region pixels."""
         meeting = (local[list(lm.LIPS_INNER_UPPER)] + local[list(lm.LIPS_INNER_LOWER)]) / 2  # (11, 2)
         line = np.zeros(region.shape[:2], np.uint8)
-        thickness = max(1, int(round(0.008 * self.face_width)))
+        thickness = max(1, round(0.008 * self.face_width))
         cv2.polylines(line, [np.round(meeting * 16).astype(np.int32)], False, 255, thickness, cv2.LINE_AA, 4)
         alpha = cv2.GaussianBlur(line, (0, 0), max(0.5, 0.002 * self.face_width)).astype(np.float32)[..., None]
         alpha *= strength / 255
