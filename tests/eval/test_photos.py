@@ -138,10 +138,6 @@ def test_pipeline_reports_every_photo_and_its_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_astronaut_and_variants_meet_the_issue_thresholds(tmp_path, capsys):
     """Issue 22's must-show numbers on the astronaut and its variants with the shipped motion model."""
-    from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, resolve_model
-
-    if not (resolve_model(DEFAULT_MOTION_MODEL) / "model.json").is_file():
-        pytest.skip(f"no shipped motion model ({DEFAULT_MOTION_MODEL}) yet: nothing to hold to the thresholds")
     folder = write_photos(tmp_path / "photos", astronaut_variants())
     assert main(["eval", "--photos", str(folder), "--seconds", "8", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
