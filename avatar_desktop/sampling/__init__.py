@@ -1,12 +1,20 @@
 """Noise schedules, preconditioning coefficients and samplers, as plain functions over tensors."""
 
-from avatar_desktop.sampling.samplers import SAMPLERS, Denoiser, sample_consistency, sample_euler, sample_heun
+from avatar_desktop.sampling.samplers import (
+    SAMPLERS,
+    Denoiser,
+    heun_step,
+    sample_consistency,
+    sample_euler,
+    sample_heun,
+)
 from avatar_desktop.sampling.schedules import consistency_sigmas, karras_sigmas, preconditioning
 
 __all__ = [
     "SAMPLERS",
     "Denoiser",
     "consistency_sigmas",
+    "heun_step",
     "karras_sigmas",
     "preconditioning",
     "sample_consistency",

@@ -43,6 +43,17 @@ def sample_heun(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *
     return x
 
 
+def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Heun step of the probability-flow ODE from sigma (B,) to sigma_next (B,) (> 0), per sample, for x of any
+    shape (B, ...): what consistency distillation asks of its teacher. Differentiable (no no_grad)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    s, s_next = sigma.reshape(shape), sigma_next.reshape(shape)
+    slope = (x - denoiser(x, sigma)) / s
+    x_euler = x + (s_next - s) * slope
+    slope_next = (x_euler - denoiser(x_euler, sigma_next)) / s_next
+    return x + (s_next - s) * (slope + slope_next) / 2
+
+
 @torch.no_grad()
 def sample_consistency(
     denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *, generator=None, sigma_min: float = 0.002

@@ -49,11 +49,12 @@ from avatar_desktop.motion_code import (
     motion_code_from_record,
     slider_offsets,
 )
+from avatar_desktop.sampling import heun_step
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
 from avatar_desktop.training.data import training_clips
 from avatar_desktop.training.loop import train
-from avatar_desktop.training.stages import chunk_length
+from avatar_desktop.training.stages import _freeze, chunk_length
 
 MOUTH_COMPONENTS = ("mouth_open", "lip_press")
 """The components `mouth_weight` weighs: what lip sync is judged by."""
@@ -288,24 +289,7 @@ class MotionDistillObjective(nn.Module):
         return (((prediction - target) ** 2 * self.weights).mean(dim=(1, 2)) / self.weights.mean()).mean()
 
 
-def heun_step(denoise, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
-    """One Heun step of the probability-flow ODE from sigma (B,) to sigma_next (B,) (> 0) for x of any shape (B, ...);
-    denoise(x, sigma) -> clean estimate."""
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    s, s_next = sigma.reshape(shape), sigma_next.reshape(shape)
-    slope = (x - denoise(x, sigma)) / s
-    x_euler = x + (s_next - s) * slope
-    slope_next = (x_euler - denoise(x_euler, sigma_next)) / s_next
-    return x + (s_next - s) * (slope + slope_next) / 2
-
-
 # ----------------------------------------------------------------------------- drivers
-
-
-def _freeze(module: nn.Module) -> nn.Module:
-    for parameter in module.parameters():
-        parameter.requires_grad_(False)
-    return module.eval()
 
 
 def _audio_encoder_of(folder: Path) -> tuple[nn.Module, Any, int]:

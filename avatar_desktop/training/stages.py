@@ -25,13 +25,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig, SamplingConfig
+from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.autoencoder import decoder_parameters
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, preset_config
 from avatar_desktop.models.store import load_model, read_model_config, save_model
+from avatar_desktop.sampling import heun_step
 from avatar_desktop.sampling.schedules import karras_sigmas
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
 from avatar_desktop.training.data import (
@@ -223,7 +224,7 @@ class DistillObjective(nn.Module):
         x_next = x0 + s_next[:, None, None, None, None] * batch["noise"]
         motion = _noised_motion(batch)
         with torch.no_grad():
-            x_now = _heun_step(self._teacher_denoiser(batch, motion), x_next, s_next, s_now)
+            x_now = heun_step(self._teacher_denoiser(batch, motion), x_next, s_next, s_now)
             target = self.target.denoise(x_now, s_now, conditioning(self.target, batch, motion))
         prediction = self.student.denoise(x_next, s_next, conditioning(self.student, batch, motion))
         return _weighted_mean((prediction - target) ** 2, batch, self.mouth_weight).mean()
@@ -268,16 +269,6 @@ class ExpressionObjective(nn.Module):
         change = outputs["changed"] - outputs["held"]
         true_change = batch["changed_x0"] - batch["held_x0"]
         return loss + self.difference_weight * ((change - true_change) ** 2).mean()
-
-
-def _heun_step(denoise, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
-    """One Heun step of the probability-flow ODE from sigma to sigma_next (> 0), per sample. x (B, T, C, h, w);
-    denoise(x, sigma) -> clean estimate."""
-    s, s_next = sigma[:, None, None, None, None], sigma_next[:, None, None, None, None]
-    slope = (x - denoise(x, sigma)) / s
-    x_euler = x + (s_next - s) * slope
-    slope_next = (x_euler - denoise(x_euler, sigma_next)) / s_next
-    return x + (s_next - s) * (slope + slope_next) / 2
 
 
 # ----------------------------------------------------------------------------- drivers
