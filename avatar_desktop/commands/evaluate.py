@@ -88,7 +88,11 @@ def _run_photos(args: argparse.Namespace) -> int:
         raise EvaluationError("give --data or --photos, not both")
     if args.minutes < 0:
         raise EvaluationError(f"--minutes must not be negative, got {args.minutes}")
-    engine = EngineConfig(device=args.device, precision=args.precision, seed=args.seed)
+    for option, value in (("--steps", args.steps), ("--chunk", args.chunk)):
+        if value is not None and value < 1:
+            raise EvaluationError(f"{option} must be at least 1, got {value}")
+    engine = EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
+                          fixed_chunk=args.chunk)
     result = evaluate_photos(args.photos, args.model, seconds=args.seconds, seed=args.seed,
                              minutes=args.minutes, config=engine)
     if args.plot is not None:
