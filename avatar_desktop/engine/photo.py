@@ -25,12 +25,13 @@ from avatar_desktop.engine.portrait import portrait_from_array
 from avatar_desktop.engine.streaming import Chunk
 from avatar_desktop.face import FaceMesh, find_face
 from avatar_desktop.motion_code import MOTION_DIM, neutral_code
-from avatar_desktop.render import PhotoRenderer, camera_frame_size
+from avatar_desktop.render import PhotoRenderer, camera_frame_size, fit_to_camera
 
 
 class PhotoStreamingGenerator:
-    """Motion generator + photo renderer. `frame_limit` (width, height): frames are the photo fitted inside it (the
-    camera's size in a live session); None: the photo's own size, capped at 1920 on the long side. `fps`: frames a
+    """Motion generator + photo renderer. `frame_limit` (width, height): frames are that size (the camera's in a
+    live session), the photo fitted inside and the sides filled with a blurred, darkened copy of it
+    (render.fit_to_camera, made once); None: the photo's own size, capped at 1920 on the long side. `fps`: frames a
     second out (the camera's rate in a live session); None: the motion model's."""
 
     path = PHOTO_PATH
@@ -45,6 +46,7 @@ class PhotoStreamingGenerator:
         self.lookahead_s = self.motion.lookahead_s
         self.frame_limit = frame_limit
         self.renderer: PhotoRenderer | None = None
+        self._backdrop: np.ndarray | None = None  # uint8 (H, W, 3) at frame_limit: the sides around the photo
         self.face: FaceMesh | None = None
         self.notice: str | None = None  # what the user should know about the portrait (several faces)
         self.reset()
@@ -63,6 +65,7 @@ class PhotoStreamingGenerator:
         if warmup:
             renderer.render(neutral_code()[0])
         self.renderer, self.face = renderer, face
+        self._backdrop = fit_to_camera(renderer.neutral, self.frame_limit) if self.frame_limit else None
         self.notice = (f"{face.faces_found} faces in {source}: the largest is animated" if face.faces_found > 1
                        else None)
         self.motion.prepare(expression, warmup=warmup)
@@ -84,7 +87,7 @@ class PhotoStreamingGenerator:
         """(width, height) of the frames step() returns."""
         if self.renderer is None:
             raise RuntimeError("call prepare(portrait) before asking for the frame size")
-        return self.renderer.frame_size
+        return self.frame_limit or self.renderer.frame_size
 
     @property
     def resolution(self) -> str:
@@ -132,12 +135,23 @@ class PhotoStreamingGenerator:
             if motion is None:
                 return None
         clock = time.perf_counter()
-        frames = np.stack([self.renderer.render(code) for code in codes])  # (T, H, W, 3)
+        frames = self._frames(codes)
         stage_ms["render"] = (time.perf_counter() - clock) * 1000
         start = self.frame_index
         self.frame_index += len(codes)
         timestamps = np.arange(start, self.frame_index, dtype=np.float64) / self.fps
         return Chunk(frames, timestamps, start, State(label), stage_ms)
+
+    def _frames(self, codes: np.ndarray) -> np.ndarray:
+        """Codes (T, D) -> frames uint8 (T, H, W, 3) at frame_size: rendered, and placed on the backdrop."""
+        if self._backdrop is None:
+            return np.stack([self.renderer.render(code) for code in codes])
+        width, height = self.renderer.frame_size
+        x0, y0 = (self._backdrop.shape[1] - width) // 2, (self._backdrop.shape[0] - height) // 2
+        frames = np.repeat(self._backdrop[None], len(codes), axis=0)
+        for frame, code in zip(frames, codes):
+            frame[y0 : y0 + height, x0 : x0 + width] = self.renderer.render(code)
+        return frames
 
     def _output_codes(self, *, final: bool) -> np.ndarray:
         """Codes (T, D) of the output frames whose centre the motion track now covers (with `final`: every frame

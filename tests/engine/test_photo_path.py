@@ -54,12 +54,18 @@ def _stream(generator, audio: np.ndarray, blocks: int = 23) -> list:
 def test_frames_come_at_the_asked_rate_and_size(astronaut, fps):
     generator = PhotoStreamingGenerator(build_motion_model(seed=0), EngineConfig(), frame_limit=(640, 360), fps=fps)
     generator.prepare(astronaut, warmup=False)
-    assert generator.path == PHOTO_PATH and generator.frame_size == (360, 360)  # a square photo fitted in 640x360
+    assert generator.path == PHOTO_PATH and generator.frame_size == (640, 360)
+    assert generator.renderer.frame_size == (360, 360)  # the square photo fitted in the middle
     chunks = _stream(generator, benchmark_audio(1.6))
     timestamps = np.concatenate([chunk.timestamps for chunk in chunks])
     assert len(timestamps) == round(1.6 * fps)
     np.testing.assert_allclose(timestamps, np.arange(len(timestamps)) / fps)
-    assert all(chunk.frames.shape[1:] == (360, 360, 3) and chunk.frames.dtype == np.uint8 for chunk in chunks)
+    assert all(chunk.frames.shape[1:] == (360, 640, 3) and chunk.frames.dtype == np.uint8 for chunk in chunks)
+    frame = chunks[-1].frames[-1]
+    sides = np.concatenate([frame[:, :140], frame[:, 500:]], axis=1).astype(float)  # the blurred, darkened photo
+    assert 5 < sides.mean() < 0.6 * generator.renderer.neutral.mean() and sides.std() > 2
+    middle = frame[:, 140:500]
+    assert np.abs(middle.astype(int) - generator.renderer.neutral).mean() < 12  # the photo, its face moved
 
 
 def test_at_the_motion_rate_the_frames_show_the_motion_codes_themselves(astronaut):
