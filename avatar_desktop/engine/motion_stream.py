@@ -23,8 +23,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import EngineConfig, State, expression_vector
+from avatar_desktop.engine.audio_stream import AudioStream
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.models.motion import MotionInputs, MotionModel
 from avatar_desktop.motion_code import (
@@ -77,8 +77,9 @@ class MotionStreamer:
         self.model = model.to(self.device).eval()
         mc = model.config
         self.fps = mc.fps
-        self.samples_per_frame, self._past_samples, self._lookahead_samples = window_geometry(mc.audio, mc.fps)
-        self.lookahead_s = self._lookahead_samples / (self.samples_per_frame * self.fps)
+        self.audio = AudioStream(mc.audio, mc.fps)
+        self.samples_per_frame = self.audio.samples_per_frame
+        self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
         sampling = mc.sampling
         self.sampler_name = config.sampler or sampling.sampler
         sampler = SAMPLERS.get(self.sampler_name)
@@ -113,15 +114,14 @@ class MotionStreamer:
             fixed = self.config.fixed_chunk
             for length in sorted({fixed} if fixed else {plan.first, plan.after_state_change, plan.steady}):
                 self.reset()
-                self._audio = np.zeros(length * self.samples_per_frame + self._lookahead_samples, np.float32)
+                self.audio.push(np.zeros(length * self.samples_per_frame + self.audio.lookahead_samples, np.float32))
                 self._generate(length, State.SPEAKING)
         self.reset()
 
     def reset(self) -> None:
         """Start a new stream at frame 0: audio history and context cleared, the sliders held where they are set."""
         self.frame_index = 0
-        self._audio = np.zeros(0, np.float32)
-        self._audio_start = 0  # absolute sample index of self._audio[0]
+        self.audio.clear()
         self._context = self._neutral.expand(1, self.model.context_frames, MOTION_DIM).clone()  # (1, M, D)
         self._sliders = self._target.copy()  # (E,) the sliders of the last frame made
         self._ease_from = self._target.copy()
@@ -145,16 +145,12 @@ class MotionStreamer:
 
     @property
     def samples_received(self) -> int:
-        return self._audio_start + len(self._audio)
+        return self.audio.received
 
     # ----------------------------------------------------------------- streaming
     def push_audio(self, audio: np.ndarray) -> None:
         """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
-        samples = np.asarray(audio, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
-        if len(samples):
-            self._audio = np.concatenate([self._audio, samples])
+        self.audio.push(audio)
 
     def step(
         self,
@@ -176,15 +172,10 @@ class MotionStreamer:
             self.set_expression(expression)
         label = State(label)
         changed = self._last_label is not None and label != self._last_label
-        length = self.planner.length(state_changed=changed)
-        if end_of_stream:
-            length = min(length, round(self.samples_received / self.samples_per_frame) - self.frame_index)
-            if length <= 0:
-                return None
-        else:
-            ready = (self.samples_received - self._lookahead_samples) // self.samples_per_frame
-            if ready - self.frame_index < length:
-                return None
+        planned = self.planner.length(state_changed=changed)
+        length = self.audio.chunk_length(planned, self.frame_index, end_of_stream=end_of_stream)
+        if length is None:
+            return None
         self.planner.commit()
         return self._generate(length, label)
 
@@ -215,7 +206,7 @@ class MotionStreamer:
 
         self.frame_index += frames
         self._last_label = label
-        self._trim_audio()
+        self.audio.trim(self.frame_index)
         timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
         return MotionChunk(codes, timestamps, start, label, stage_ms)
 
@@ -240,21 +231,8 @@ class MotionStreamer:
 
     def _audio_tokens(self, start: int, frames: int) -> torch.Tensor:
         """Audio tokens (1, T, N, A) for frames start..start+T-1; audio past the received end is silence."""
-        needed_end = (start + frames) * self.samples_per_frame + self._lookahead_samples
-        audio = self._audio
-        if self.samples_received < needed_end:
-            audio = np.concatenate([audio, np.zeros(needed_end - self.samples_received, np.float32)])
-        windows = frame_windows(torch.from_numpy(audio), self._audio_start, start, frames, self.model.config.audio,
-                                self.fps)
+        windows = self.audio.windows(start, frames)
         return self.model.audio_tokens(windows.to(self.device))
 
     def _randn(self, shape) -> torch.Tensor:
         return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device)
-
-    def _trim_audio(self) -> None:
-        """Drop audio that no future frame's window reaches (keeps the buffer bounded on long streams)."""
-        keep_from = self.frame_index * self.samples_per_frame - self._past_samples
-        drop = min(max(0, keep_from - self._audio_start), len(self._audio))
-        if drop:
-            self._audio = self._audio[drop:]
-            self._audio_start += drop

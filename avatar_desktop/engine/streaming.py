@@ -16,8 +16,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State, expression_vector
+from avatar_desktop.engine.audio_stream import AudioStream
 from avatar_desktop.engine.model_spec import LATENT_PATH
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.engine.portrait import portrait_from_array, square_crop
@@ -56,10 +56,9 @@ class StreamingGenerator:
         mc = model.config
         self.fps = mc.fps
         self.resolution = mc.autoencoder.image_size
-        self.samples_per_frame, past, ahead = window_geometry(mc.audio, mc.fps)
-        self._past_samples = past
-        self._lookahead_samples = ahead
-        self.lookahead_s = ahead / (self.samples_per_frame * self.fps)
+        self.audio = AudioStream(mc.audio, mc.fps)
+        self.samples_per_frame = self.audio.samples_per_frame
+        self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
 
         sampling = mc.sampling
         self.sampler_name = config.sampler or sampling.sampler
@@ -110,8 +109,7 @@ class StreamingGenerator:
     def reset(self) -> None:
         """Start a new stream at frame 0 with the same portrait: audio history and motion frames are cleared."""
         self.frame_index = 0
-        self._audio = np.zeros(0, np.float32)
-        self._audio_start = 0  # absolute sample index of self._audio[0]
+        self.audio.clear()
         self._motion: torch.Tensor | None = None  # (1, M, C, h, w)
         self._motion_expression = torch.zeros_like(self._expression)  # what the motion frames show (the portrait: 0)
         self._last_label: State | None = None
@@ -141,7 +139,7 @@ class StreamingGenerator:
 
     @property
     def samples_received(self) -> int:
-        return self._audio_start + len(self._audio)
+        return self.audio.received
 
     # ----------------------------------------------------------------- streaming
     def step(
@@ -166,26 +164,16 @@ class StreamingGenerator:
             self.set_expression(expression)
         label = State(label)
 
-        length = self.planner.length(state_changed=self._state_changed(label))
-        if end_of_stream:
-            total = round(self.samples_received / self.samples_per_frame)
-            length = min(length, total - self.frame_index)
-            if length <= 0:
-                return None
-        else:
-            ready = (self.samples_received - self._lookahead_samples) // self.samples_per_frame
-            if ready - self.frame_index < length:
-                return None
+        planned = self.planner.length(state_changed=self._state_changed(label))
+        length = self.audio.chunk_length(planned, self.frame_index, end_of_stream=end_of_stream)
+        if length is None:
+            return None
         self.planner.commit()
         return self._generate(length, label)
 
     def push_audio(self, audio: np.ndarray) -> None:
         """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
-        samples = np.asarray(audio, dtype=np.float32)
-        if samples.ndim != 1:
-            raise ValueError(f"audio must be mono, shape (N,); got shape {samples.shape}")
-        if len(samples):
-            self._audio = np.concatenate([self._audio, samples])
+        self.audio.push(audio)
 
     def _state_changed(self, label: State) -> bool:
         return self._last_label is not None and label != self._last_label
@@ -219,17 +207,13 @@ class StreamingGenerator:
 
         self.frame_index += frames
         self._last_label = label
-        self._trim_audio()
+        self.audio.trim(self.frame_index)
         timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
         return Chunk(frames_rgb, timestamps, start, label, stage_ms)
 
     def _audio_tokens(self, start: int, frames: int) -> torch.Tensor:
         """Audio tokens (1, T, N, D) for frames start..start+T-1; audio past the received end is silence."""
-        needed_end = (start + frames) * self.samples_per_frame + self._lookahead_samples
-        audio = self._audio
-        if self.samples_received < needed_end:
-            audio = np.concatenate([audio, np.zeros(needed_end - self.samples_received, np.float32)])
-        windows = frame_windows(torch.from_numpy(audio), self._audio_start, start, frames, self.model.config.audio, self.fps)
+        windows = self.audio.windows(start, frames)
         return self.model.audio_encoder(windows.to(self.device)).to(self.dtype)
 
     def _denoise(self, reference, reference_kv, tokens, label: State, expression: torch.Tensor) -> torch.Tensor:
@@ -281,7 +265,7 @@ class StreamingGenerator:
         D_silent + w (D_audio - D_silent), both halves in one batch-of-2 denoiser call."""
         if self.audio_guidance == 1.0:
             return lambda x, sigma: self.model.denoise(x, sigma, cond)
-        window = self.samples_per_frame + self._past_samples + self._lookahead_samples
+        window = self.samples_per_frame + self.audio.past_samples + self.audio.lookahead_samples
         silent = self.model.audio_encoder(torch.zeros(1, cond.audio.shape[1], window, device=self.device)).to(self.dtype)
         pair = DenoiserInputs(
             reference=cond.reference.expand(2, -1, -1, -1),
@@ -309,18 +293,10 @@ class StreamingGenerator:
         reference_kv = self.model.denoiser.reference_kv(reference) if self.config.cache_reference else None
         return reference, reference_kv
 
-    def _trim_audio(self) -> None:
-        """Drop audio that no future frame's window reaches (keeps the buffer bounded on long streams)."""
-        keep_from = self.frame_index * self.samples_per_frame - self._past_samples
-        drop = min(max(0, keep_from - self._audio_start), len(self._audio))
-        if drop:
-            self._audio = self._audio[drop:]
-            self._audio_start += drop
-
     def _warm_up(self) -> None:
         plan = self.model.config.chunks
         lengths = {self.config.fixed_chunk} if self.config.fixed_chunk else {plan.first, plan.after_state_change, plan.steady}
         for length in sorted(lengths):
             self.reset()
-            self._audio = np.zeros(length * self.samples_per_frame + self._lookahead_samples, np.float32)
+            self.audio.push(np.zeros(length * self.samples_per_frame + self.audio.lookahead_samples, np.float32))
             self._generate(length, State.SPEAKING)
