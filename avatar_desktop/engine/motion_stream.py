@@ -15,7 +15,6 @@ are untouched.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -36,7 +35,7 @@ from avatar_desktop.motion_code import (
     slider_array,
     slider_offsets,
 )
-from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
+from avatar_desktop.sampling import choose_sampler
 
 SLIDER_EASE_S = 0.2
 """A slider's new value is reached linearly over this many seconds of video (0: at once)."""
@@ -80,19 +79,9 @@ class MotionStreamer:
         self.audio = AudioStream(mc.audio, mc.fps)
         self.samples_per_frame = self.audio.samples_per_frame
         self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
-        sampling = mc.sampling
-        self.sampler_name = config.sampler or sampling.sampler
-        sampler = SAMPLERS.get(self.sampler_name)
-        if sampler is None:
-            raise ValueError(f"unknown sampler {self.sampler_name!r}: expected one of {', '.join(SAMPLERS)}")
-        default_steps = sampling.steps if self.sampler_name == "consistency" else sampling.teacher_steps
-        self.steps = config.steps or default_steps
-        if self.sampler_name == "consistency":
-            self._sigmas = consistency_sigmas(self.steps, sampling).to(self.device)
-            self._sampler = functools.partial(sampler, sigma_min=sampling.sigma_min)
-        else:
-            self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
-            self._sampler = sampler
+        chosen = choose_sampler(mc.sampling, config.sampler, config.steps)
+        self.sampler_name, self.steps, self._sampler = chosen.name, chosen.steps, chosen.sample
+        self._sigmas = chosen.sigmas.to(self.device)
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._ease_frames = max(1, round(SLIDER_EASE_S * self.fps))
         self._generator = torch.Generator()  # noise drawn on the CPU: a seed means the same on every device

@@ -8,7 +8,6 @@ a checkpoint leaves to the engine (SamplingConfig.warped_sliders) warp the decod
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -25,7 +24,7 @@ from avatar_desktop.engine.precision import select_backend
 from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
-from avatar_desktop.sampling import SAMPLERS, consistency_sigmas, karras_sigmas
+from avatar_desktop.sampling import choose_sampler
 
 
 @dataclass
@@ -61,18 +60,9 @@ class StreamingGenerator:
         self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
 
         sampling = mc.sampling
-        self.sampler_name = config.sampler or sampling.sampler
-        default_steps = sampling.steps if self.sampler_name == "consistency" else sampling.teacher_steps
-        self.steps = config.steps or default_steps
-        sampler = SAMPLERS.get(self.sampler_name)
-        if sampler is None:
-            raise ValueError(f"unknown sampler {self.sampler_name!r}: expected one of {', '.join(SAMPLERS)}")
-        if self.sampler_name == "consistency":
-            self._sigmas = consistency_sigmas(self.steps, sampling).to(self.device)
-            self._sampler = functools.partial(sampler, sigma_min=sampling.sigma_min)
-        else:
-            self._sigmas = karras_sigmas(self.steps, sampling).to(self.device)
-            self._sampler = sampler
+        chosen = choose_sampler(sampling, config.sampler, config.steps)
+        self.sampler_name, self.steps, self._sampler = chosen.name, chosen.steps, chosen.sample
+        self._sigmas = chosen.sigmas.to(self.device)
         self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
         self.slider_speed = sampling.slider_speed if config.slider_speed is None else config.slider_speed
         self._warped = [EXPRESSION_COMPONENTS.index(name) for name in sampling.warped_sliders]  # slider positions

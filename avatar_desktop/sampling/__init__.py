@@ -2,7 +2,9 @@
 
 from avatar_desktop.sampling.samplers import (
     SAMPLERS,
+    ChosenSampler,
     Denoiser,
+    choose_sampler,
     heun_step,
     sample_consistency,
     sample_euler,
@@ -12,7 +14,9 @@ from avatar_desktop.sampling.schedules import consistency_sigmas, karras_sigmas,
 
 __all__ = [
     "SAMPLERS",
+    "ChosenSampler",
     "Denoiser",
+    "choose_sampler",
     "consistency_sigmas",
     "heun_step",
     "karras_sigmas",

@@ -9,9 +9,14 @@ schedule from `sampling.schedules`. Samplers do not know about models, frames or
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
+
+from avatar_desktop.config import SamplingConfig
+from avatar_desktop.sampling.schedules import consistency_sigmas, karras_sigmas
 
 
 class Denoiser(Protocol):
@@ -72,3 +77,28 @@ def sample_consistency(
 
 Sampler = Callable[..., torch.Tensor]
 SAMPLERS: dict[str, Sampler] = {"euler": sample_euler, "heun": sample_heun, "consistency": sample_consistency}
+
+
+@dataclass(frozen=True)
+class ChosenSampler:
+    """A sampler ready to run: name, steps, `sample(denoiser, noise, sigmas, generator=...)` and its schedule
+    `sigmas` (float32 on the CPU; move it to the device)."""
+
+    name: str
+    steps: int
+    sample: Sampler
+    sigmas: torch.Tensor
+
+
+def choose_sampler(sampling: SamplingConfig, name: str | None = None, steps: int | None = None) -> ChosenSampler:
+    """The sampler a checkpoint's SamplingConfig asks for, or `name` / `steps` instead (an EngineConfig override):
+    consistency steps on its own schedule, the others on the teacher's Karras schedule (teacher_steps by default)."""
+    name = name or sampling.sampler
+    sample = SAMPLERS.get(name)
+    if sample is None:
+        raise ValueError(f"unknown sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
+    steps = steps or (sampling.steps if name == "consistency" else sampling.teacher_steps)
+    if name == "consistency":
+        return ChosenSampler(name, steps, functools.partial(sample, sigma_min=sampling.sigma_min),
+                             consistency_sigmas(steps, sampling))
+    return ChosenSampler(name, steps, sample, karras_sigmas(steps, sampling))
