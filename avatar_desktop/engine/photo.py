@@ -69,6 +69,7 @@ class PhotoStreamingGenerator:
         self.notice = (f"{face.faces_found} faces in {source}: the largest is animated" if face.faces_found > 1
                        else None)
         self.motion.prepare(expression, warmup=warmup)
+        self.reset()
 
     def describe(self) -> dict:
         """What runs, for benchmark reports: the motion generator's sampler and chunk plan, the photo's size."""
