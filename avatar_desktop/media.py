@@ -13,24 +13,35 @@ from avatar_desktop.config import SAMPLE_RATE
 from avatar_desktop.errors import InputFileError
 
 
+def ffmpeg_input(path: str | Path) -> str:
+    """A path as ffmpeg's input, through its `file:` protocol: a file name can never select another protocol."""
+    return f"file:{Path(path)}"
+
+
 def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Any audio file ffmpeg reads (WAV at any rate, stereo, MP3, FLAC, a video's audio track) -> float32 (N,) mono.
 
     Channels are averaged and the rate converted to `sample_rate`. Raises InputFileError for missing or unreadable
-    files; an empty result is returned as an empty array (callers decide whether that is an error).
+    files and for files holding samples that are not finite numbers (NaN or infinity: a damaged float WAV); an
+    empty result is returned as an empty array (callers decide whether that is an error).
     """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"audio file {path} does not exist: choose an existing WAV (or other audio) file")
     command = [
-        imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path),
+        imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-v", "error", "-i", ffmpeg_input(path),
         "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-",
     ]
     result = subprocess.run(command, capture_output=True, check=False)
     if result.returncode != 0:
         reason = result.stderr.decode(errors="replace").strip().splitlines()
         raise InputFileError(f"audio file {path} could not be decoded ({reason[-1] if reason else 'unknown error'})")
-    return np.frombuffer(result.stdout, dtype=np.float32).copy()
+    samples = np.frombuffer(result.stdout, dtype=np.float32).copy()
+    broken = int(np.count_nonzero(~np.isfinite(samples)))
+    if broken:
+        raise InputFileError(f"audio file {path} holds {broken} of {len(samples)} samples that are not numbers (NaN or "
+                             "infinity): repair or export it again, e.g. as 16-bit PCM WAV")
+    return samples
 
 
 class Mp4Writer:
@@ -52,7 +63,7 @@ class Mp4Writer:
         self._temp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}.mp4")
         self._writer = imageio_ffmpeg.write_frames(
             str(self._temp), size, fps=fps, codec="libx264", quality=7, macro_block_size=1,
-            audio_path=None if audio_path is None else str(audio_path), audio_codec="aac",
+            audio_path=None if audio_path is None else ffmpeg_input(audio_path), audio_codec="aac",
             output_params=["-movflags", "+faststart"],
         )
         self._writer.send(None)

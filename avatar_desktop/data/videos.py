@@ -27,6 +27,7 @@ from avatar_desktop.data.synthetic import ROLL_RANGE_DEG
 from avatar_desktop.data.clips import (FORMAT_VERSION, DatasetError, FrameWriter, open_output, publish_clip, write_json,
                                        write_record, write_wav)
 from avatar_desktop.errors import InputFileError
+from avatar_desktop.media import ffmpeg_input
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 FPS = 25
@@ -61,7 +62,7 @@ class VideoInfo:
 
 def probe(path: Path) -> VideoInfo:
     """Stream facts from ffmpeg's description of the file; unreadable files raise InputFileError."""
-    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", ffmpeg_input(path)],
                             capture_output=True, text=True, errors="replace")
     video = re.search(r"Stream #\S+.*?: Video: .*?(\d{2,5})x(\d{2,5})", result.stderr)
     if video is None:
@@ -73,7 +74,7 @@ def probe(path: Path) -> VideoInfo:
 
 def _frames(path: Path):
     """Yield uint8 (H, W, 3) RGB frames resampled to 25 fps."""
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24", output_params=["-vf", f"fps={FPS}"])
+    reader = imageio_ffmpeg.read_frames(ffmpeg_input(path), pix_fmt="rgb24", output_params=["-vf", f"fps={FPS}"])
     try:
         width, height = next(reader)["size"]
         for chunk in reader:
@@ -84,7 +85,7 @@ def _frames(path: Path):
 
 def read_audio(path: Path) -> np.ndarray:
     """The first audio track as float32 (N,) 16 kHz mono."""
-    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", str(path), "-vn",
+    result = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-i", ffmpeg_input(path), "-vn",
                              "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-"], capture_output=True)
     if result.returncode != 0:
         raise InputFileError(f"{path}: cannot decode the audio ({result.stderr.decode(errors='replace').strip()})")

@@ -164,3 +164,45 @@ def test_bench_on_cuda_without_a_gpu_says_so(capsys, tiny_model_dir):
         pytest.skip("a CUDA device is present")
     assert main(["bench", "--model", str(tiny_model_dir), "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def _float_wav(path, samples: np.ndarray, rate: int = 16000):
+    """A 32-bit float WAV (format 3), which may hold NaN and infinity."""
+    data = samples.astype("<f4").tobytes()
+    header = (b"RIFF" + (36 + len(data)).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
+              + (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+              + (rate * 4).to_bytes(4, "little") + (4).to_bytes(2, "little") + (32).to_bytes(2, "little")
+              + b"data" + len(data).to_bytes(4, "little"))
+    path.write_bytes(header + data)
+    return path
+
+
+def test_audio_with_nan_samples_is_refused_and_says_how_many(tmp_path, portrait_png, tiny_model_dir, capsys):
+    samples = benchmark_audio(1.0)
+    samples[100:110] = np.nan
+    samples[5000] = np.inf
+    audio = _float_wav(tmp_path / "broken.wav", samples)
+    code, out = _render(tmp_path, portrait_png, audio, tiny_model_dir)
+    assert code == 2 and not out.exists()
+    message = capsys.readouterr().err
+    assert f"audio file {audio} holds" in message and "not numbers (NaN or infinity)" in message
+    assert _float_wav(tmp_path / "fine.wav", benchmark_audio(1.0)) and decode_audio(tmp_path / "fine.wav").size == 16000
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], "--steps must be at least 1, got 0"),
+    (["--seconds", "nan"], "--seconds must be at least 1, got nan"),
+    (["--threads", "-2"], "--threads must be at least 1, got -2"),
+    (["--camera-size", "wide"], "--camera-size 'wide': expected WIDTHxHEIGHT"),
+])
+def test_bench_refuses_bad_numbers(flags, message, tiny_model_dir, tmp_path, portrait_png, capsys):
+    extra = ["--portrait", str(portrait_png)] if "--camera-size" in flags else []
+    assert main(["bench", "--model", str(tiny_model_dir), *extra, *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_file_name_cannot_select_an_ffmpeg_protocol(tmp_path, monkeypatch):
+    """'data:speech.wav' is a relative file name here, not ffmpeg's data: protocol (media.ffmpeg_input)."""
+    monkeypatch.chdir(tmp_path)
+    write_wav(tmp_path / "data:speech.wav", benchmark_audio(0.5), 16000)
+    assert decode_audio("data:speech.wav").size == 8000
