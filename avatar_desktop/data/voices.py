@@ -30,8 +30,16 @@ from typing import Callable, Protocol
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE
-from avatar_desktop.data.speech import (LANGUAGES, VARIANTS, Phoneme, SpeechError, Synthesizer, Utterance, Voice,
-                                        resample)
+from avatar_desktop.data.speech import (
+    LANGUAGES,
+    VARIANTS,
+    Phoneme,
+    SpeechError,
+    Synthesizer,
+    Utterance,
+    Voice,
+    resample,
+)
 
 HELDOUT_VOICES = frozenset({"flite:slt", "festival:cmu_us_slt_arctic_hts"})
 """Voices never drawn for training clips (nor used to tune anything): evaluation only, reported as held out."""

@@ -408,8 +408,8 @@ def evaluate_photos(folder: Path, model: str | None = None, *, seconds: float = 
     Returns {"report": ..., "trace": the first evaluated photo's opening trace}. A photo that cannot be read or
     shows no usable face gets {"photo", "error"} and the others are still evaluated; EvaluationError when none
     could be."""
-    from avatar_desktop.errors import AvatarError
     from avatar_desktop.engine.portrait import load_portrait
+    from avatar_desktop.errors import AvatarError
     from avatar_desktop.face import FaceFinder
     if seconds < 2:
         raise EvaluationError(f"--seconds must be at least 2 (a speaking segment needs room), got {seconds}")

@@ -12,8 +12,14 @@ from avatar_desktop.data.clips import load_clip, load_manifest
 from avatar_desktop.data.phones import CMU_VISEMES, Viseme, cmu_viseme, phoneme_viseme, viseme_of
 from avatar_desktop.data.speech import SpeechError, Voice, speak
 from avatar_desktop.data.synth_dataset import DatasetError, SynthConfig, plan_clips
-from avatar_desktop.data.voices import (HELDOUT_VOICES, FestivalEngine, FliteEngine, canonical_voice_name,
-                                        check_voice, is_heldout_voice)
+from avatar_desktop.data.voices import (
+    HELDOUT_VOICES,
+    FestivalEngine,
+    FliteEngine,
+    canonical_voice_name,
+    check_voice,
+    is_heldout_voice,
+)
 
 TEXT = "Bob may buy a map. Then we stop by the bakery."
 VOICES = ["espeak:en-us+f3", "flite:kal", "flite:kal16", "flite:awb", "flite:rms", "festival:kal_diphone",
