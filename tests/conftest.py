@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import wave
 from pathlib import Path
 
@@ -57,3 +58,16 @@ def write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> 
 def speech_wav(tmp_path_factory) -> Path:
     """1.0 s of speech-like audio at 16 kHz mono."""
     return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav", benchmark_audio(1.0), 16000)
+
+
+def write_recipe(folder: Path, name: str, text: str) -> Path:
+    """A training recipe `folder/name.toml` holding `text`."""
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def read_losses(run: Path) -> list[float]:
+    """The `loss` column of a training run's loss.csv."""
+    with (run / "loss.csv").open() as handle:
+        return [float(row["loss"]) for row in csv.DictReader(handle)]

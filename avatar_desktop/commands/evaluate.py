@@ -54,7 +54,6 @@ def _format(report: dict, indent: str = "") -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avatar_desktop.config import EngineConfig
     from avatar_desktop.eval.report import EvaluationError, evaluate, frame_source, plot_trace
 
     if args.photos is not None:
@@ -63,13 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         raise EvaluationError("give --model and --data (a data set), or --photos (a folder of photos)")
     if args.clips < 1:
         raise EvaluationError(f"--clips must be at least 1, got {args.clips}")
-    if args.minutes < 0:
-        raise EvaluationError(f"--minutes must not be negative, got {args.minutes}")
-    for option, value in (("--steps", args.steps), ("--chunk", args.chunk)):
-        if value is not None and value < 1:
-            raise EvaluationError(f"{option} must be at least 1, got {value}")
-    engine = EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
-                          fixed_chunk=args.chunk, audio_guidance=args.guidance)
+    engine = _engine_config(args, audio_guidance=args.guidance)
     source = frame_source(args.model, engine, autoencoder_only=args.autoencoder_only)
     result = evaluate(args.data, source, clips=args.clips, seed=args.seed, minutes=args.minutes)
     if args.plot is not None:
@@ -79,20 +72,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_photos(args: argparse.Namespace) -> int:
+def _engine_config(args: argparse.Namespace, **extra):
+    """The EngineConfig both kinds of evaluation drive the model with; EvaluationError for a bad --minutes, --steps
+    or --chunk."""
     from avatar_desktop.config import EngineConfig
-    from avatar_desktop.eval.photos import evaluate_photos, format_report, plot_photo_trace
     from avatar_desktop.eval.report import EvaluationError
 
-    if args.data is not None:
-        raise EvaluationError("give --data or --photos, not both")
     if args.minutes < 0:
         raise EvaluationError(f"--minutes must not be negative, got {args.minutes}")
     for option, value in (("--steps", args.steps), ("--chunk", args.chunk)):
         if value is not None and value < 1:
             raise EvaluationError(f"{option} must be at least 1, got {value}")
-    engine = EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
-                          fixed_chunk=args.chunk)
+    return EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
+                        fixed_chunk=args.chunk, **extra)
+
+
+def _run_photos(args: argparse.Namespace) -> int:
+    from avatar_desktop.eval.photos import evaluate_photos, format_report, plot_photo_trace
+    from avatar_desktop.eval.report import EvaluationError
+
+    if args.data is not None:
+        raise EvaluationError("give --data or --photos, not both")
+    engine = _engine_config(args)
     result = evaluate_photos(args.photos, args.model, seconds=args.seconds, seed=args.seed,
                              minutes=args.minutes, config=engine)
     if args.plot is not None:

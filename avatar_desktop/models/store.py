@@ -127,21 +127,19 @@ def _write_folder(folder: str | Path, kind: str, preset: str, config: dict[str, 
 
 def read_model_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
     """(config, full model.json) of a latent model folder, with clear errors for foreign, unsafe or motion folders."""
-    folder = Path(folder)
-    meta = _read_meta(folder, "latent")
-    try:
-        config = ModelConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
-    return config, meta
+    return _read_config(Path(folder), "latent", ModelConfig)
 
 
 def read_motion_model_config(folder: str | Path) -> tuple[MotionModelConfig, dict[str, Any]]:
     """(config, full model.json) of a motion model folder ("kind": "motion")."""
-    folder = Path(folder)
-    meta = _read_meta(folder, "motion")
+    return _read_config(Path(folder), "motion", MotionModelConfig)
+
+
+def _read_config(folder: Path, kind: str, config_class):
+    """(config_class built from model.json's "config", full model.json) of a model folder of `kind`."""
+    meta = _read_meta(folder, kind)
     try:
-        config = MotionModelConfig.from_dict(meta["config"])
+        config = config_class.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
     return config, meta

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from avatar_desktop.models.motion import build_motion_model
 from avatar_desktop.models.store import load_motion_model, save_motion_model
 from avatar_desktop.motion_code import MOTION_DIM
 from avatar_desktop.training.motion import load_motion_data, sample_motion_batch
+from tests.conftest import read_losses, write_recipe
 
 TINY_DENOISER = "[denoiser]\nwidth = 32\nlayers = 1\nheads = 2\ncontext_frames = 4\n"
 
@@ -35,19 +35,8 @@ def audio_model(tmp_path_factory) -> Path:
     return save_motion_model(build_motion_model(seed=5), tmp_path_factory.mktemp("audio") / "audio")
 
 
-def _recipe(folder: Path, name: str, text: str) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-def _losses(run: Path) -> list[float]:
-    with (run / "loss.csv").open() as handle:
-        return [float(row["loss"]) for row in csv.DictReader(handle)]
-
-
 def _teacher_recipe(folder: Path, audio_model: Path, steps: int, save_every: int) -> Path:
-    return _recipe(folder, f"teacher{steps}", f'audio_from = "{audio_model}"\nteacher_steps = 3\n{TINY_DENOISER}'
+    return write_recipe(folder, f"teacher{steps}", f'audio_from = "{audio_model}"\nteacher_steps = 3\n{TINY_DENOISER}'
                    "[curriculum]\nmax_frames = 16\nfixed_until = 5\n"
                    f"[run]\nsteps = {steps}\nbatch_size = 8\nlr = 2e-3\nwarmup_steps = 1\nsave_every = {save_every}\n")
 
@@ -85,7 +74,7 @@ def test_batches_stay_inside_a_clip_with_neutral_context_before_its_start(datase
 
 
 def test_the_teacher_learns_and_its_folder_loads_into_the_streamer(teacher_run):
-    losses = _losses(teacher_run)
+    losses = read_losses(teacher_run)
     assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
     model = load_motion_model(teacher_run / "model")
     assert model.config.sampling.parameterization == "edm" and model.config.sampling.teacher_steps == 3
@@ -102,11 +91,11 @@ def test_a_teacher_resumes_exactly(dataset, audio_model, teacher_run, tmp_path):
     full = _teacher_recipe(tmp_path, audio_model, 40, 20)
     assert _train("motion-teacher", full, dataset, tmp_path / "run") == 2  # refuses to overwrite a run
     assert _train("motion-teacher", full, dataset, tmp_path / "run", "--resume") == 0
-    np.testing.assert_allclose(_losses(tmp_path / "run"), _losses(teacher_run), rtol=1e-5)
+    np.testing.assert_allclose(read_losses(tmp_path / "run"), read_losses(teacher_run), rtol=1e-5)
 
 
 def test_the_student_distils_without_the_sliders_and_makes_codes(dataset, teacher_run, tmp_path):
-    recipe = _recipe(tmp_path, "distill", f'init = "{teacher_run / "model"}"\nstudent_steps = 2\n'
+    recipe = write_recipe(tmp_path, "distill", f'init = "{teacher_run / "model"}"\nstudent_steps = 2\n'
                      "[curriculum]\nmax_frames = 8\n"
                      "[run]\nsteps = 6\nbatch_size = 4\nwarmup_steps = 1\nsave_every = 3\n")
     assert _train("motion-distill", recipe, dataset, tmp_path / "run") == 0
@@ -121,12 +110,12 @@ def test_the_student_distils_without_the_sliders_and_makes_codes(dataset, teache
 
 
 def test_a_teacher_is_needed_to_distil_and_recipes_name_what_is_missing(dataset, audio_model, tmp_path, capsys):
-    recipe = _recipe(tmp_path, "d", f'init = "{audio_model}"\n[run]\nsteps = 2\n')
+    recipe = write_recipe(tmp_path, "d", f'init = "{audio_model}"\n[run]\nsteps = 2\n')
     assert _train("motion-distill", recipe, dataset, tmp_path / "run") == 2
     assert "is not a teacher" in capsys.readouterr().err
-    empty = _recipe(tmp_path, "t", "[run]\nsteps = 2\n")
+    empty = write_recipe(tmp_path, "t", "[run]\nsteps = 2\n")
     assert _train("motion-teacher", empty, dataset, tmp_path / "run2") == 2
     assert "set `audio_from` to a model folder" in capsys.readouterr().err
-    bad = _recipe(tmp_path, "b", f'audio_from = "{audio_model}"\nwarp = 1\n')
+    bad = write_recipe(tmp_path, "b", f'audio_from = "{audio_model}"\nwarp = 1\n')
     assert _train("motion-teacher", bad, dataset, tmp_path / "run3") == 2
     assert "unknown key(s) ['warp']" in capsys.readouterr().err

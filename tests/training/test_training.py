@@ -1,6 +1,5 @@
 """Training stages on a tiny synthetic data set: losses fall, runs resume exactly, DDP matches one process."""
 
-import csv
 import dataclasses
 import json
 import os
@@ -35,6 +34,7 @@ from avatar_desktop.training.stages import (
     blur_latents,
     chunk_length,
 )
+from tests.conftest import read_losses, write_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,17 +48,6 @@ def dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _recipe(folder: Path, name: str, text: str) -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-def _losses(run: Path) -> list[float]:
-    with (run / "loss.csv").open() as handle:
-        return [float(row["loss"]) for row in csv.DictReader(handle)]
-
-
 def _train(stage: str, config: Path, data: Path, out: Path, *extra: str) -> int:
     return main(["train", stage, "--config", str(config), "--data", str(data), "--out", str(out), *extra])
 
@@ -66,19 +55,19 @@ def _train(stage: str, config: Path, data: Path, out: Path, *extra: str) -> int:
 @pytest.fixture(scope="module")
 def autoencoder_run(dataset, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ae")
-    recipe = _recipe(folder, "ae", 'preset = "tiny-test"\npool_clips = 2\n[run]\nsteps = 40\nbatch_size = 4\nlr = 2e-3\n'
+    recipe = write_recipe(folder, "ae", 'preset = "tiny-test"\npool_clips = 2\n[run]\nsteps = 40\nbatch_size = 4\nlr = 2e-3\n'
                                    'warmup_steps = 1\nsave_every = 20\n')
     assert _train("autoencoder", recipe, dataset, folder / "run") == 0
     return folder / "run"
 
 
 def _teacher_recipe(folder: Path, init: Path, steps: int, save_every: int, batch: int = 4) -> Path:
-    return _recipe(folder, f"teacher{steps}", f'init = "{init}"\n[curriculum]\nmax_frames = 4\nfixed_until = 2\n'
+    return write_recipe(folder, f"teacher{steps}", f'init = "{init}"\n[curriculum]\nmax_frames = 4\nfixed_until = 2\n'
                    f"[run]\nsteps = {steps}\nbatch_size = {batch}\nwarmup_steps = 1\nsave_every = {save_every}\nseed = 3\n")
 
 
 def test_autoencoder_loss_falls_and_the_model_folder_loads(autoencoder_run):
-    losses = _losses(autoencoder_run)
+    losses = read_losses(autoencoder_run)
     assert len(losses) == 40
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
     assert (autoencoder_run / "loss.png").is_file()
@@ -91,7 +80,7 @@ def test_teacher_then_student_run_in_the_engine(autoencoder_run, dataset, tmp_pa
     assert _train("teacher", teacher_recipe, dataset, tmp_path / "teacher") == 0
     teacher = load_model(tmp_path / "teacher" / "model")
     assert teacher.config.sampling.parameterization == "edm"
-    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 3\n'
+    distill = write_recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 3\n'
                       "[curriculum]\nmax_frames = 4\n[run]\nsteps = 3\nbatch_size = 2\nsave_every = 3\n")
     assert _train("distill", distill, dataset, tmp_path / "student") == 0
     student = load_model(tmp_path / "student" / "model")
@@ -113,20 +102,20 @@ def test_a_teacher_trains_further_with_mouth_weight_and_distils_with_guidance(au
     teacher = tmp_path / "teacher" / "model"
     losses = {}
     for weight in (0, 20):
-        recipe = _recipe(tmp_path, f"more{weight}", f'init = "{teacher}"\nmouth_weight = {weight}\n[curriculum]\n'
+        recipe = write_recipe(tmp_path, f"more{weight}", f'init = "{teacher}"\nmouth_weight = {weight}\n[curriculum]\n'
                          "max_frames = 4\n[run]\nsteps = 2\nbatch_size = 4\nlr = 0.0\nsave_every = 2\nseed = 3\n")
         assert _train("teacher", recipe, dataset, tmp_path / f"more{weight}") == 0
-        losses[weight] = _losses(tmp_path / f"more{weight}")
+        losses[weight] = read_losses(tmp_path / f"more{weight}")
     before = load_model(teacher).denoiser.state_dict()
     after = load_model(tmp_path / "more20" / "model").denoiser.state_dict()
     for key in before:
         torch.testing.assert_close(after[key], before[key])
     assert all(weighted > plain for weighted, plain in zip(losses[20], losses[0]))
-    distill = _recipe(tmp_path, "distill", f'init = "{teacher}"\nstudent_steps = 1\naudio_guidance = 2.0\n'
+    distill = write_recipe(tmp_path, "distill", f'init = "{teacher}"\nstudent_steps = 1\naudio_guidance = 2.0\n'
                       "mouth_weight = 5.0\n[curriculum]\nmax_frames = 4\n[chunks]\nsteady = 3\n[run]\nsteps = 2\n"
                       "batch_size = 2\nsave_every = 2\n")
     assert _train("distill", distill, dataset, tmp_path / "student") == 0
-    assert np.isfinite(_losses(tmp_path / "student")).all()
+    assert np.isfinite(read_losses(tmp_path / "student")).all()
     student = load_model(tmp_path / "student" / "model")
     assert (student.config.sampling.steps, student.config.sampling.audio_guidance) == (1, 1.0)
     assert (student.config.chunks.first, student.config.chunks.steady) == (1, 3)
@@ -139,7 +128,7 @@ def test_a_reference_residual_teacher_starts_at_the_portrait_and_its_student_kee
     a residual teacher further as a plain one is refused."""
     assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
                   tmp_path / "plain") == 0
-    recipe = _recipe(tmp_path, "residual", f'init = "{autoencoder_run / "model"}"\nwarm_start = '
+    recipe = write_recipe(tmp_path, "residual", f'init = "{autoencoder_run / "model"}"\nwarm_start = '
                      f'"{tmp_path / "plain" / "model"}"\nreference_residual = true\n[curriculum]\nmax_frames = 4\n'
                      "[run]\nsteps = 2\nbatch_size = 2\nlr = 0.0\nsave_every = 2\n")
     assert _train("teacher", recipe, dataset, tmp_path / "residual") == 0
@@ -148,7 +137,7 @@ def test_a_reference_residual_teacher_starts_at_the_portrait_and_its_student_kee
     assert teacher.config.sampling.reference_residual
     assert not teacher.denoiser.conv_out.weight.any() and not teacher.denoiser.conv_out.bias.any()
     torch.testing.assert_close(teacher.denoiser.conv_in.weight, plain.denoiser.conv_in.weight, rtol=0, atol=0)
-    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "residual" / "model"}"\nstudent_steps = 1\n'
+    distill = write_recipe(tmp_path, "distill", f'init = "{tmp_path / "residual" / "model"}"\nstudent_steps = 1\n'
                       "[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\nsave_every = 2\n")
     assert _train("distill", distill, dataset, tmp_path / "student") == 0
     student = load_model(tmp_path / "student" / "model")
@@ -157,7 +146,7 @@ def test_a_reference_residual_teacher_starts_at_the_portrait_and_its_student_kee
     generator.prepare(benchmark_portrait(96))
     generator.push_audio(benchmark_audio(0.2))
     assert generator.step(None, end_of_stream=True) is not None
-    further = _recipe(tmp_path, "further", f'init = "{tmp_path / "residual" / "model"}"\n[curriculum]\nmax_frames = 4\n'
+    further = write_recipe(tmp_path, "further", f'init = "{tmp_path / "residual" / "model"}"\n[curriculum]\nmax_frames = 4\n'
                       "[run]\nsteps = 1\nbatch_size = 2\n")
     assert _train("teacher", further, dataset, tmp_path / "further") == 2
     assert "a teacher trained further keeps it" in capsys.readouterr().err
@@ -167,10 +156,10 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
     """The audio stage's loss falls and it scores its held-out clips; a teacher and a student with
     `freeze_audio_encoder` keep that encoder exactly while their denoisers train; `warm_start` copies another model's
     denoiser."""
-    recipe = _recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 4\n[run]\nsteps = 60\n'
+    recipe = write_recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 4\n[run]\nsteps = 60\n'
                      "batch_size = 8\nlr = 3e-3\nwarmup_steps = 1\nsave_every = 30\n")
     assert _train("audio", recipe, dataset, tmp_path / "audio") == 0
-    losses = _losses(tmp_path / "audio")
+    losses = read_losses(tmp_path / "audio")
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
     report = json.loads((tmp_path / "audio" / "mouth_prediction.json").read_text())
     assert report["split"] == "heldout" and report["clips"] == 1
@@ -178,7 +167,7 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
     audio_model = load_model(tmp_path / "audio" / "model")
     donor = build_model("tiny-test", seed=7)
     save_model(donor, tmp_path / "donor")
-    teacher_recipe = _recipe(tmp_path, "teacher", f'init = "{tmp_path / "audio" / "model"}"\nwarm_start = '
+    teacher_recipe = write_recipe(tmp_path, "teacher", f'init = "{tmp_path / "audio" / "model"}"\nwarm_start = '
                              f'"{tmp_path / "donor"}"\nfreeze_audio_encoder = true\n[curriculum]\nmax_frames = 4\n'
                              "[run]\nsteps = 3\nbatch_size = 2\nlr = 1e-3\nwarmup_steps = 1\nsave_every = 3\n")
     assert _train("teacher", teacher_recipe, dataset, tmp_path / "teacher") == 0
@@ -189,7 +178,7 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
              if not torch.equal(teacher.denoiser.state_dict()[key], value)]
     assert moved, "the warm-started denoiser should train"
     assert max((teacher.denoiser.state_dict()[k] - v).abs().max() for k, v in donor.denoiser.state_dict().items()) < 0.05
-    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nfreeze_audio_encoder = true\n'
+    distill = write_recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nfreeze_audio_encoder = true\n'
                       "[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\nlr = 1e-3\nsave_every = 2\n")
     assert _train("distill", distill, dataset, tmp_path / "student") == 0
     student = load_model(tmp_path / "student" / "model")
@@ -332,17 +321,17 @@ def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(au
     sliders its motion frames were made with and eases them; a teacher is refused by name."""
     assert _train("teacher", _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=2), dataset,
                   tmp_path / "teacher") == 0
-    distill = _recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 1\n'
+    distill = write_recipe(tmp_path, "distill", f'init = "{tmp_path / "teacher" / "model"}"\nstudent_steps = 1\n'
                       "[curriculum]\nmax_frames = 4\n[run]\nsteps = 2\nbatch_size = 2\nsave_every = 2\n")
     assert _train("distill", distill, dataset, tmp_path / "student") == 0
-    recipe = _recipe(tmp_path, "expression", f'init = "{tmp_path / "student" / "model"}"\n[curriculum]\n'
+    recipe = write_recipe(tmp_path, "expression", f'init = "{tmp_path / "student" / "model"}"\n[curriculum]\n'
                      "max_frames = 3\n[run]\nsteps = 3\nbatch_size = 2\nlr = 1e-3\nwarmup_steps = 1\nsave_every = 3\n")
     assert _train("expression", recipe, dataset, tmp_path / "expression") == 0
     student, tuned = load_model(tmp_path / "student" / "model"), load_model(tmp_path / "expression" / "model")
     assert (tuned.config.sampling.parameterization, tuned.config.sampling.steps) == ("consistency", 1)
     assert tuned.config.denoiser.motion_expression and not student.config.denoiser.motion_expression
     assert tuned.config.sampling.slider_speed == 2.0  # the recipe's default, at which the engine eases the sliders
-    assert len(_losses(tmp_path / "expression")) == 3
+    assert len(read_losses(tmp_path / "expression")) == 3
     for network in ("autoencoder", "audio_encoder"):
         for key, value in getattr(student, network).state_dict().items():
             torch.testing.assert_close(getattr(tuned, network).state_dict()[key], value, rtol=0, atol=0)
@@ -350,9 +339,9 @@ def test_the_expression_stage_trains_a_one_step_student_and_refuses_a_teacher(au
                for key, value in tuned.denoiser.state_dict().items())
     provenance = json.loads((tmp_path / "expression" / "model" / "model.json").read_text())["provenance"]
     assert provenance["stage"] == "expression" and provenance["init"]["stage"] == "distill"
-    teacher = _recipe(tmp_path, "on_teacher", f'init = "{tmp_path / "teacher" / "model"}"\n[run]\nsteps = 2\n')
+    teacher = write_recipe(tmp_path, "on_teacher", f'init = "{tmp_path / "teacher" / "model"}"\n[run]\nsteps = 2\n')
     assert _train("expression", teacher, dataset, tmp_path / "refused") == 2
-    face_only = _recipe(tmp_path, "face", f'init = "{tmp_path / "student" / "model"}"\nsliders = ["smile", "brow"]\n'
+    face_only = write_recipe(tmp_path, "face", f'init = "{tmp_path / "student" / "model"}"\nsliders = ["smile", "brow"]\n'
                         "[curriculum]\nmax_frames = 2\n[run]\nsteps = 1\nbatch_size = 2\nsave_every = 1\n")
     assert _train("expression", face_only, dataset, tmp_path / "face") == 0
     face = load_model(tmp_path / "face" / "model")
@@ -377,7 +366,7 @@ def test_a_decoder_fine_tune_sharpens_the_mouth_and_keeps_every_latent(autoencod
     combinations are named."""
     init = load_model(autoencoder_run / "model")
     heldout = dataset / next(e["path"] for e in load_manifest(dataset)["clips"] if e["split"] == "heldout")
-    recipe = _recipe(tmp_path, "decoder", f'preset = "tiny-test"\ninit = "{autoencoder_run / "model"}"\n'
+    recipe = write_recipe(tmp_path, "decoder", f'preset = "tiny-test"\ninit = "{autoencoder_run / "model"}"\n'
                      "train_encoder = false\nmouth_weight = 8.0\nlatent_blur = 0.5\npool_clips = 2\n"
                      "[run]\nsteps = 60\nbatch_size = 4\nlr = 2e-3\nwarmup_steps = 1\nsave_every = 60\n")
     assert _train("autoencoder", recipe, dataset, tmp_path / "decoder") == 0
@@ -392,10 +381,10 @@ def test_a_decoder_fine_tune_sharpens_the_mouth_and_keeps_every_latent(autoencod
     assert any(not torch.equal(value, init.autoencoder.state_dict()[key])
                for key, value in tuned.autoencoder.state_dict().items() if key.startswith("decoder."))
 
-    fresh = _recipe(tmp_path, "fresh", 'preset = "tiny-test"\ntrain_encoder = false\n')
+    fresh = write_recipe(tmp_path, "fresh", 'preset = "tiny-test"\ntrain_encoder = false\n')
     assert _train("autoencoder", fresh, dataset, tmp_path / "fresh") == 2
     assert "train_encoder = false needs init" in capsys.readouterr().err
-    other = _recipe(tmp_path, "other", f'preset = "tiny-cpu"\ninit = "{autoencoder_run / "model"}"\n')
+    other = write_recipe(tmp_path, "other", f'preset = "tiny-cpu"\ninit = "{autoencoder_run / "model"}"\n')
     assert _train("autoencoder", other, dataset, tmp_path / "other") == 2
     assert "is a 'tiny-test' model, but the recipe's preset is 'tiny-cpu'" in capsys.readouterr().err
 
@@ -409,7 +398,7 @@ def test_the_audio_stage_refuses_data_without_a_known_mouth(autoencoder_run, dat
             record = {name: stored[name] for name in stored.files}
         record["mouth_open"] = np.full_like(record["mouth_open"], np.nan)
         np.savez(record_path, **record)
-    recipe = _recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\n[run]\nsteps = 2\n')
+    recipe = write_recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\n[run]\nsteps = 2\n')
     assert _train("audio", recipe, data, tmp_path / "run") == 2
     assert "needs clips made by `avatar-desktop dataset synth`" in capsys.readouterr().err
 
@@ -513,7 +502,7 @@ def test_resume_continues_the_loss_curve_exactly(autoencoder_run, dataset, tmp_p
     assert _train("teacher", _teacher_recipe(tmp_path, init, steps=6, save_every=3), dataset, tmp_path / "straight") == 0
     assert _train("teacher", _teacher_recipe(tmp_path, init, steps=3, save_every=3), dataset, tmp_path / "split") == 0
     assert _train("teacher", _teacher_recipe(tmp_path, init, steps=6, save_every=3), dataset, tmp_path / "split", "--resume") == 0
-    assert _losses(tmp_path / "split") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-5)
+    assert read_losses(tmp_path / "split") == pytest.approx(read_losses(tmp_path / "straight"), rel=1e-5)
     straight = load_file(tmp_path / "straight" / "checkpoint" / "weights.safetensors")
     resumed = load_file(tmp_path / "split" / "checkpoint" / "weights.safetensors")
     for key in straight:
@@ -525,7 +514,7 @@ def test_an_interrupted_run_keeps_its_last_checkpoint(autoencoder_run, dataset, 
     recipe = _teacher_recipe(tmp_path, autoencoder_run / "model", steps=2, save_every=1)
     assert _train("teacher", recipe, dataset, tmp_path / "run") == 0
     assert _train("teacher", recipe, dataset, tmp_path / "run") == 2
-    assert len(_losses(tmp_path / "run")) == 2
+    assert len(read_losses(tmp_path / "run")) == 2
 
 
 @pytest.mark.slow
@@ -538,7 +527,7 @@ def test_torchrun_two_processes_match_one_process(autoencoder_run, dataset, tmp_
                "--out", str(tmp_path / "ddp")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _losses(tmp_path / "ddp") == pytest.approx(_losses(tmp_path / "single"), rel=1e-4)
+    assert read_losses(tmp_path / "ddp") == pytest.approx(read_losses(tmp_path / "single"), rel=1e-4)
 
 
 def test_curriculum_fixed_then_variable_with_short_chunks():
@@ -584,19 +573,19 @@ def test_latent_blur_softens_each_sample_by_its_own_width():
     ],
 )
 def test_bad_recipes_are_named(dataset, tmp_path, capsys, stage, text, message):
-    assert _train(stage, _recipe(tmp_path, "bad", text), dataset, tmp_path / "run") == 2
+    assert _train(stage, write_recipe(tmp_path, "bad", text), dataset, tmp_path / "run") == 2
     assert message in capsys.readouterr().err
 
 
 def test_data_folder_without_manifest(tmp_path, capsys):
-    recipe = _recipe(tmp_path, "ae", 'preset = "tiny-test"\n')
+    recipe = write_recipe(tmp_path, "ae", 'preset = "tiny-test"\n')
     assert _train("autoencoder", recipe, tmp_path, tmp_path / "run") == 2
     assert "no manifest.json" in capsys.readouterr().err
 
 
 def test_resuming_a_checkpoint_of_another_preset_is_refused(autoencoder_run, dataset, tmp_path, capsys):
-    recipe = _recipe(tmp_path, "ae", 'preset = "tiny-test"\n[run]\nsteps = 1\nbatch_size = 2\nsave_every = 1\n')
+    recipe = write_recipe(tmp_path, "ae", 'preset = "tiny-test"\n[run]\nsteps = 1\nbatch_size = 2\nsave_every = 1\n')
     assert _train("autoencoder", recipe, dataset, tmp_path / "run") == 0
-    other = _recipe(tmp_path, "ae2", 'preset = "tiny-cpu"\npool_clips = 1\n[run]\nsteps = 2\nbatch_size = 1\n')
+    other = write_recipe(tmp_path, "ae2", 'preset = "tiny-cpu"\npool_clips = 1\n[run]\nsteps = 2\nbatch_size = 1\n')
     assert _train("autoencoder", other, dataset, tmp_path / "run", "--resume") == 2
     assert "belongs to another preset" in capsys.readouterr().err
