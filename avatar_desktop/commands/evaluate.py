@@ -20,7 +20,18 @@ def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", type=Path, default=None,
                         help="instead of --data: a folder of photos; each says synthesized speech through the photo "
                              "path and is measured with the face mesh (docs/DATA.md, 'Evaluation of photos')")
-    parser.add_argument("--seconds", type=float, default=24.0, help="with --photos: seconds of speech per photo")
+    parser.add_argument("--seconds", type=float, default=24.0,
+                        help="with --photos: seconds of speech per photo (and per voice and noise)")
+    parser.add_argument("--voices", default=None,
+                        help="with --photos: lip sync per voice instead: comma-separated voices ('engine:voice' or "
+                             "espeak-ng names) the model trained on, e.g. flite:kal,en-us+m3 (docs/DATA.md, "
+                             "'Evaluation per voice')")
+    parser.add_argument("--heldout-voices", default=None,
+                        help="with --photos: voices the model never heard, reported apart and judged by the held-out "
+                             "thresholds, e.g. flite:slt,festival:cmu_us_slt_arctic_hts")
+    parser.add_argument("--noise", default="",
+                        help="with --voices: noise conditions KIND:SNR_DB, e.g. babble:10,fan:10 (kinds: white, "
+                             "pink, brown, fan, babble); each voice is also heard under each, and silence under each")
     parser.add_argument("--clips", type=int, default=4, help="clips to evaluate (held-out clips first)")
     parser.add_argument("--seed", type=int, default=0, help="clip order and the engine's noise")
     parser.add_argument("--minutes", type=float, default=0.0,
@@ -94,12 +105,28 @@ def _run_photos(args: argparse.Namespace) -> int:
     if args.data is not None:
         raise EvaluationError("give --data or --photos, not both")
     engine = _engine_config(args)
+    if args.voices is not None or args.heldout_voices is not None:
+        return _run_voices(args, engine)
+    if args.noise:
+        raise EvaluationError("--noise needs --voices or --heldout-voices (the voices to hear under it)")
     result = evaluate_photos(args.photos, args.model, seconds=args.seconds, seed=args.seed,
                              minutes=args.minutes, config=engine)
     if args.plot is not None:
         plot_photo_trace(result["trace"], args.plot)
     report = result["report"]
     print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def _run_voices(args: argparse.Namespace, engine) -> int:
+    from avatar_desktop.eval.voices import evaluate_voices, format_voice_report, parse_noise
+
+    def names(text: str | None) -> list[str]:
+        return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+    report = evaluate_voices(args.photos, args.model, names(args.voices), names(args.heldout_voices),
+                             parse_noise(args.noise), seconds=args.seconds, seed=args.seed, config=engine)
+    print(json.dumps(report) if args.json else format_voice_report(report))
     return 0
 
 

@@ -9,6 +9,7 @@ Frames are never all held: each is measured as it comes out (a 1920-pixel stream
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,17 +97,20 @@ class PhotoSpeech:
                            fps=self.fps)
 
 
-def photo_speech(seconds: float, *, seed: int) -> PhotoSpeech:
-    """A clip plan of `seconds` (data.timeline.make_clip_tracks) with espeak-ng voices drawn like the synthetic
-    data's pool (never the held-out flite / festival voices). Of up to _PLAN_ATTEMPTS seeded plans, the first that
-    holds all three states and a p/b/m is taken (a short plan may not); else the one that comes closest."""
+def photo_speech(seconds: float, *, seed: int, voice: str | None = None) -> PhotoSpeech:
+    """A clip plan of `seconds` (data.timeline.make_clip_tracks) said by `voice` ('engine:voice' or an espeak-ng
+    name; None: an espeak-ng voice drawn like the synthetic data's pool), at a drawn rate and pitch; the far end is
+    an espeak-ng voice. The same seed gives the same plan for every voice up to the voice's own timing. Of up to
+    _PLAN_ATTEMPTS seeded plans, the first that holds all three states and a p/b/m is taken (a short plan may not);
+    else the one that comes closest."""
     best, best_score = None, -1
     for attempt in range(_PLAN_ATTEMPTS):
         rng = np.random.default_rng(np.random.SeedSequence([seed, attempt, 0x9407]))
-        voice, far_voice = Voice.random(rng), Voice.random(rng)
-        tracks = make_clip_tracks(rng, seconds, voice, far_voice, fps=FPS)
+        drawn, far_voice = Voice.random(rng), Voice.random(rng)
+        voice_of_plan = drawn if voice is None else dataclasses.replace(drawn, name=voice)
+        tracks = make_clip_tracks(rng, seconds, voice_of_plan, far_voice, fps=FPS)
         speech = PhotoSpeech(audio=tracks.audio, states=tracks.state, opening=tracks.mouth[:, 0],
-                             viseme=tracks.viseme, phonemes=tracks.phonemes, voice=voice.name)
+                             viseme=tracks.viseme, phonemes=tracks.phonemes, voice=voice_of_plan.name)
         score = len(np.unique(speech.states)) + min(1, len(speech.closure_windows()))
         if score > best_score:
             best, best_score = speech, score

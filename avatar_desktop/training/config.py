@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avatar_desktop.audio.augment import AugmentConfig
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ChunkPlanConfig, _from_dict
 from avatar_desktop.errors import AvatarError
 
@@ -66,11 +67,13 @@ class AudioRecipe:
 
     init: a model folder whose autoencoder is trained. The output holds that autoencoder, the trained audio encoder
     and an untrained denoiser of the preset's architecture; `frames`: consecutive frames per sampled stretch (the
-    run's batch_size stretches per step)."""
+    run's batch_size stretches per step); `augment`: the room and microphone chain ([augment] table; off unless its
+    probability is above 0)."""
 
     init: str = ""
     run: RunConfig = RunConfig()
     frames: int = 8
+    augment: AugmentConfig = AugmentConfig()
 
 
 @dataclass(frozen=True)

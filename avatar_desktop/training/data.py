@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from avatar_desktop.audio.augment import (AugmentConfig, Augmentation, apply_augmentation, draw_augmentation,
+                                         speech_level)
 from avatar_desktop.audio.features import frame_windows, window_geometry
-from avatar_desktop.config import AudioConfig
+from avatar_desktop.config import SAMPLE_RATE, AudioConfig
 from avatar_desktop.data.clips import load_clip, load_manifest
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.autoencoder import encoder_state
@@ -211,6 +214,7 @@ MOUTH_TARGETS = ("mouth_open", "mouth_width", "mouth_rounding", "teeth")
 class MouthClip:
     audio: torch.Tensor  # (N,) float32, 16 kHz
     mouth: torch.Tensor  # (T, 4) float32, MOUTH_TARGETS
+    level: float = 0.0  # the speech RMS of the whole clip (augment.speech_level): noise SNRs are measured against it
 
 
 def mouth_clips(root: Path, split: str = "train") -> list[MouthClip]:
@@ -223,19 +227,63 @@ def mouth_clips(root: Path, split: str = "train") -> list[MouthClip]:
         if not np.isfinite(mouth).all():
             raise AvatarError(f"{path}: its record does not know the mouth (real videos don't); the audio stage "
                               f"needs clips made by `avatar-desktop dataset synth`")
-        clips.append(MouthClip(torch.from_numpy(clip.audio.astype(np.float32)), torch.from_numpy(mouth.astype(np.float32))))
+        audio = clip.audio.astype(np.float32)
+        clips.append(MouthClip(torch.from_numpy(audio), torch.from_numpy(mouth.astype(np.float32)), speech_level(audio)))
     return clips
 
 
 def sample_mouth_windows(clips: list[MouthClip], batch: int, frames: int, audio: AudioConfig, fps: int,
-                         generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """windows (B, T, W): audio windows of `frames` consecutive frames of random clips, each stretch at a random gain
-    (0.37x..1.6x, microphones differ); mouth (B, T, 4): those frames' MOUTH_TARGETS."""
+                         generator: torch.Generator, augment: AugmentConfig = AugmentConfig()) -> dict[str, torch.Tensor]:
+    """windows (B, T, W): audio windows of `frames` consecutive frames of random clips; mouth (B, T, 4): those
+    frames' MOUTH_TARGETS. Without `augment`, each stretch gets a random gain (0.37x..1.6x, microphones differ);
+    with it, `augment.probability` of the stretches go through the room and microphone chain (augmented_stretch),
+    the others keep their level."""
     windows, mouths = [], []
+    sources = [clip.audio.numpy() for clip in clips] if augment.enabled else []
     for _ in range(batch):
         clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
-        start = int(torch.randint(len(clip.mouth) - frames + 1, (1,), generator=generator))
-        gain = float(torch.exp(torch.rand(1, generator=generator) * 1.5 - 1.0))
-        windows.append(chunk_windows(clip.audio, start, frames, audio, fps) * gain)
-        mouths.append(clip.mouth[start : start + frames])
+        if augment.enabled:
+            rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+            draw = draw_augmentation(augment, rng, babble=len(sources) > 1)
+            stretch_windows, mouth = augmented_stretch(clip, frames, draw, rng, sources, audio, fps)
+        else:
+            start = int(torch.randint(len(clip.mouth) - frames + 1, (1,), generator=generator))
+            gain = float(torch.exp(torch.rand(1, generator=generator) * 1.5 - 1.0))
+            stretch_windows = chunk_windows(clip.audio, start, frames, audio, fps) * gain
+            mouth = clip.mouth[start : start + frames]
+        windows.append(stretch_windows)
+        mouths.append(mouth)
     return {"windows": torch.stack(windows), "mouth": torch.stack(mouths)}
+
+
+AUGMENT_CONTEXT_S = 0.3
+"""Seconds of the clip before a stretch that go through the chain with it (a reverberation tail, the noise's start)."""
+
+
+def augmented_stretch(clip: MouthClip, frames: int, draw: Augmentation, rng: np.random.Generator,
+                      sources: list[np.ndarray], audio: AudioConfig, fps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random stretch of `frames` frames of `clip` through the augmentation `draw` -> (windows (frames, W),
+    mouth (frames, 4)). A tempo change reads draw.speed times as many original frames and squeezes them into
+    `frames`: the mouth targets are the clip's, interpolated at the original times those frames show."""
+    per_frame, past, ahead = window_geometry(audio, fps)
+    speed = draw.speed
+    before = math.ceil((past + AUGMENT_CONTEXT_S * SAMPLE_RATE) / per_frame)  # frames of context, new timeline
+    after = math.ceil(ahead / per_frame) + 1
+    length = len(clip.mouth)
+    latest = (length - 1) - (frames - 1) * speed
+    start = float(rng.uniform(0, max(latest, 0.0)))  # original frame of the stretch's first frame
+    first_sample = int(round((start - before * speed) * per_frame))
+    count = int(round((before + frames + after) * speed * per_frame))
+    waveform = clip.audio.numpy()
+    excerpt = np.zeros(count, np.float32)
+    lo, hi = max(first_sample, 0), min(first_sample + count, len(waveform))
+    if hi > lo:
+        excerpt[lo - first_sample : hi - first_sample] = waveform[lo:hi]
+    changed = apply_augmentation(excerpt, draw, rng, reference_level=clip.level, babble_sources=sources)
+    wanted = (before + frames + after) * per_frame
+    changed = np.pad(changed, (0, max(0, wanted - len(changed))))[:wanted]
+    stretch_windows = chunk_windows(torch.from_numpy(changed), before, frames, audio, fps)
+    times = np.clip(start + np.arange(frames) * speed, 0, length - 1)
+    mouth = torch.from_numpy(np.stack([np.interp(times, np.arange(length), clip.mouth[:, i].numpy())
+                                       for i in range(clip.mouth.shape[1])], axis=1).astype(np.float32))
+    return stretch_windows, mouth

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from avatar_desktop.audio.augment import AugmentConfig, apply_augmentation, draw_augmentation
 from avatar_desktop.audio.features import frame_windows, window_geometry
 from avatar_desktop.config import (
     ChunkPlanConfig,
@@ -72,7 +74,9 @@ class MotionTeacherRecipe:
     with sigma ~ U(0, context_noise_max) (normalised units; the engine uses `context_noise_sigma`); with probability
     `context_dropout` the first k context frames (k uniform in 1..M) are the neutral code, as at a stream's start;
     `mouth_weight`: mouth_open and lip_press weigh 1 + mouth_weight in the loss; `teacher_steps`: Heun steps at run
-    time; `chunks`: the chunk plan written to the model."""
+    time; `chunks`: the chunk plan written to the model; `augmented_copies`: how many room-and-microphone versions
+    of each clip's audio (`augment`, time kept: no tempo change) the chunks draw their audio tokens from besides the
+    clean one (0: clean audio only)."""
 
     audio_from: str = ""
     denoiser: MotionDenoiserConfig = MotionDenoiserConfig()
@@ -86,6 +90,8 @@ class MotionTeacherRecipe:
     mouth_weight: float = 3.0
     teacher_steps: int = 12
     chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+    augment: AugmentConfig = AugmentConfig()
+    augmented_copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class MotionDistillRecipe:
     into `discretisation` Karras levels, the target an EMA of the student (`ema_decay`); context, curriculum and
     `mouth_weight` as in MotionTeacherRecipe; `chunks`: the student's chunk plan. `slider_condition` = false: the
     student does not read the sliders (the teacher does, for its targets), so that at run time they are exact
-    offsets (MotionDenoiserConfig.slider_condition)."""
+    offsets (MotionDenoiserConfig.slider_condition). `augment`, `augmented_copies`: as in MotionTeacherRecipe."""
 
     init: str = ""
     run: RunConfig = RunConfig()
@@ -107,6 +113,8 @@ class MotionDistillRecipe:
     mouth_weight: float = 3.0
     chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
     slider_condition: bool = False
+    augment: AugmentConfig = AugmentConfig()
+    augmented_copies: int = 0
 
 
 MOTION_RECIPES = {"motion-teacher": MotionTeacherRecipe, "motion-distill": MotionDistillRecipe}
@@ -136,8 +144,9 @@ def load_motion_recipe(stage: str, path: str | Path) -> LoadedRecipe:
 @dataclass
 class MotionData:
     """Every training clip's frames laid end to end (F frames in all): residual codes (code minus slider offsets)
-    float32 (F, D) in code units, sliders float32 (F, E), labels int64 (F,), audio tokens float32 (F, N, A), and
-    clip_start, clip_end int64 (F,): the index of the first frame of each frame's clip, and one past its last."""
+    float32 (F, D) in code units, sliders float32 (F, E), labels int64 (F,), audio tokens float16 (V, F, N, A) of
+    V versions of the audio (0 clean, then the augmented copies), and clip_start, clip_end int64 (F,): the index of
+    the first frame of each frame's clip, and one past its last."""
 
     residual: torch.Tensor
     sliders: torch.Tensor
@@ -165,15 +174,26 @@ def clip_tokens(model: MotionModel, audio: np.ndarray, frames: int) -> torch.Ten
     return torch.cat([model.audio_tokens(windows[:, i : i + 256]) for i in range(0, frames, 256)], dim=1)[0]
 
 
-def load_motion_data(root: Path, model: MotionModel, cache: Path, split: str = "train") -> MotionData:
-    """The clips of `split`; audio tokens cached in `cache` (an npz per audio encoder, made once)."""
+BABBLE_SOURCES = 32
+"""Babble for an augmented copy is made of the clips loaded just before it (up to this many)."""
+
+
+def load_motion_data(root: Path, model: MotionModel, cache: Path, split: str = "train",
+                     augment: AugmentConfig = AugmentConfig(), copies: int = 0) -> MotionData:
+    """The clips of `split`, with the audio tokens of the clean audio and of `copies` augmented versions of it
+    (augmented_clip_audio); tokens cached in `cache` (an npz per audio encoder and augmentation, made once)."""
+    if copies < 0 or (copies and not augment.enabled):
+        raise AvatarError(f"augmented_copies = {copies} needs an [augment] table with probability above 0 "
+                          "(or set it to 0)")
     digest = hashlib.sha1()
     for name, tensor in sorted(model.audio_encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().numpy().tobytes())
+    if copies:
+        digest.update(f"{augment!r} x{copies}".encode())
     cache_file = cache / f"audio_tokens_{split}_{digest.hexdigest()[:12]}.npz"
     cached = dict(np.load(cache_file, allow_pickle=False)) if cache_file.is_file() else {}
-    residuals, sliders, labels, tokens, bounds = [], [], [], [], []
+    residuals, sliders, labels, tokens, bounds, recent_audio = [], [], [], [], [], []
     for path in tqdm(training_clips(root, split), desc=f"motion data ({split})", unit="clip", disable=None):
         clip = load_clip(path, with_frames=False)
         if not np.isfinite(clip.record["mouth_open"]).all():
@@ -184,14 +204,20 @@ def load_motion_data(root: Path, model: MotionModel, cache: Path, split: str = "
         if frames < MIN_CLIP_FRAMES:
             raise AvatarError(f"{path} has {frames} frames; the motion stages need clips of at least "
                               f"{MIN_CLIP_FRAMES} frames (make data with longer --seconds)")
-        if path.name not in cached:
-            cached[path.name] = clip_tokens(model, clip.audio.astype(np.float32), frames).numpy().astype(np.float16)
+        audio = clip.audio.astype(np.float32)
+        for version in range(copies + 1):
+            key = path.name if version == 0 else f"{path.name}@{version}"
+            if key not in cached:
+                heard = audio if version == 0 else augmented_clip_audio(audio, augment, path.name, version,
+                                                                         recent_audio)
+                cached[key] = clip_tokens(model, heard, frames).numpy().astype(np.float16)
+        recent_audio = (recent_audio + [audio])[-BABBLE_SOURCES:]
         start = sum(len(r) for r in residuals)
         bounds.append((start, start + frames))
         residuals.append(residual)
         sliders.append(clip_sliders)
         labels.append(np.asarray(clip.record["state"], np.int64))
-        tokens.append(cached[path.name])
+        tokens.append(np.stack([cached[path.name]] + [cached[f"{path.name}@{v}"] for v in range(1, copies + 1)]))
     cache.mkdir(parents=True, exist_ok=True)
     if not cache_file.is_file():
         temp = cache_file.with_suffix(".tmp.npz")
@@ -200,8 +226,17 @@ def load_motion_data(root: Path, model: MotionModel, cache: Path, split: str = "
     clip_start = np.concatenate([np.full(b - a, a) for a, b in bounds])
     clip_end = np.concatenate([np.full(b - a, b) for a, b in bounds])
     return MotionData(torch.from_numpy(np.concatenate(residuals)), torch.from_numpy(np.concatenate(sliders)),
-                      torch.from_numpy(np.concatenate(labels)), torch.from_numpy(np.concatenate(tokens)).float(),
+                      torch.from_numpy(np.concatenate(labels)), torch.from_numpy(np.concatenate(tokens, axis=1)),
                       torch.from_numpy(clip_start), torch.from_numpy(clip_end))
+
+
+def augmented_clip_audio(audio: np.ndarray, augment: AugmentConfig, clip_name: str, version: int,
+                         babble_sources: list[np.ndarray]) -> np.ndarray:
+    """Augmented copy `version` (1, 2, ...) of a clip's audio float32 (N,): seeded by the clip's name and the
+    version, so that a rerun makes the same copy; no tempo change (the motion codes keep their timing)."""
+    rng = np.random.default_rng(np.random.SeedSequence([zlib.crc32(clip_name.encode()), version, 0xA06]))
+    draw = draw_augmentation(augment, rng, allow_tempo=False, babble=bool(babble_sources))
+    return apply_augmentation(audio, draw, rng, babble_sources=babble_sources)
 
 
 def code_statistics(data: MotionData) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -216,7 +251,7 @@ def sample_motion_batch(data: MotionData, model: MotionModel, batch_size: int, f
                         context_dropout: float) -> dict[str, torch.Tensor]:
     """A batch of chunks: x0 (B, T, D) normalised residual codes, context (B, M, D) (noised; frames before the clip
     or dropped are the neutral code), audio (B, T, N, A), label (B, T), sliders (B, T, E), noise (B, T, D), and
-    first (B,): the index of each chunk's first frame in `data`."""
+    first (B,): the index of each chunk's first frame in `data`. Each chunk hears one random version of its audio."""
     context_frames = model.context_frames
     anywhere = torch.randint(len(data.labels), (batch_size,), generator=generator)
     first = torch.minimum(anywhere, data.clip_end[anywhere] - frames)  # (B,): the chunk stays inside its clip
@@ -231,7 +266,11 @@ def sample_motion_batch(data: MotionData, model: MotionModel, batch_size: int, f
     context_sigma = torch.rand(batch_size, 1, 1, generator=generator) * context_noise_max
     context = context + context_sigma * torch.randn(context.shape, generator=generator)
     x0 = model.normalise(data.residual[chunk_index])
-    return {"x0": x0, "context": context, "audio": data.tokens[chunk_index], "label": data.labels[chunk_index],
+    versions = len(data.tokens)
+    version = (torch.randint(versions, (batch_size,), generator=generator) if versions > 1
+               else torch.zeros(batch_size, dtype=torch.long))
+    audio = data.tokens[version[:, None], chunk_index].float()
+    return {"x0": x0, "context": context, "audio": audio, "label": data.labels[chunk_index],
             "sliders": data.sliders[chunk_index], "noise": torch.randn(x0.shape, generator=generator), "first": first}
 
 
@@ -324,7 +363,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
         model = MotionModel(config)
     model.audio_encoder.load_state_dict(encoder.state_dict())
     _freeze(model.audio_encoder)
-    clips = load_motion_data(data, model, out)
+    clips = load_motion_data(data, model, out, augment=recipe.augment, copies=recipe.augmented_copies)
     mean, std = code_statistics(clips)
     model = _with_statistics(model, mean, std)
     objective = MotionTeacherObjective(model, recipe.mouth_weight)
@@ -372,7 +411,7 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     student.denoiser.requires_grad_(True).train()
     target = _freeze(copy.deepcopy(student))
     sigmas = karras_sigmas(recipe.discretisation, teacher.config.sampling)[:-1].flip(0)  # ascending, sigma_min first
-    clips = load_motion_data(data, teacher, out)
+    clips = load_motion_data(data, teacher, out, augment=recipe.augment, copies=recipe.augmented_copies)
     objective = MotionDistillObjective(student, teacher, target, sigmas, recipe.mouth_weight)
     earlier = read_motion_model_config(init)[1].get("provenance", {})
 

@@ -350,7 +350,8 @@ def train_audio(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> li
     objective = AudioObjective(model)
 
     def batch(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return sample_mouth_windows(clips, recipe.run.batch_size, recipe.frames, config.audio, config.fps, generator)
+        return sample_mouth_windows(clips, recipe.run.batch_size, recipe.frames, config.audio, config.fps, generator,
+                                    recipe.augment)
 
     def export(step: int) -> None:
         save_model(model, out / "model", provenance=_provenance(loaded, data, step))

@@ -73,6 +73,31 @@ def test_batches_stay_inside_a_clip_with_neutral_context_before_its_start(datase
     assert (dropped["context"][:, 0] == neutral).all()  # dropout always reaches the first context frame
 
 
+def test_augmented_copies_give_each_chunk_one_version_of_its_audio(dataset, tmp_path):
+    """Two augmented copies: tokens (3, F, N, A), the copies differ from the clean audio's, the same copies come back
+    from the cache and from a fresh computation, and a batch mixes the versions."""
+    from avatar_desktop.audio.augment import AugmentConfig
+    from avatar_desktop.errors import AvatarError
+
+    model = build_motion_model(seed=5)
+    augment = AugmentConfig(probability=1.0, noise=1.0, snr_db=(0.0, 5.0))
+    data = load_motion_data(dataset, model, tmp_path / "a", augment=augment, copies=2)
+    clean = load_motion_data(dataset, model, tmp_path / "b")
+    assert data.tokens.shape == (3, *clean.tokens.shape[1:]) and data.tokens.dtype == torch.float16
+    torch.testing.assert_close(data.tokens[0], clean.tokens[0])
+    assert (data.tokens[1] - data.tokens[0]).abs().float().mean() > 1e-3 and not torch.equal(data.tokens[1], data.tokens[2])
+    torch.testing.assert_close(load_motion_data(dataset, model, tmp_path / "a", augment=augment, copies=2).tokens,
+                               data.tokens)  # from the cache
+    torch.testing.assert_close(load_motion_data(dataset, model, tmp_path / "c", augment=augment, copies=2).tokens,
+                               data.tokens)  # seeded by clip and copy: a rerun makes the same copies
+    batch = sample_motion_batch(data, model, 64, 4, torch.Generator().manual_seed(0), 0.0, 0.0)
+    heard = [min(range(3), key=lambda v: (data.tokens[v, first : first + 4].float() - audio).abs().sum())
+             for first, audio in zip(batch["first"].tolist(), batch["audio"])]
+    assert set(heard) == {0, 1, 2}
+    with pytest.raises(AvatarError, match="augmented_copies = 2 needs an \\[augment\\] table"):
+        load_motion_data(dataset, model, tmp_path / "d", copies=2)
+
+
 def test_the_teacher_learns_and_its_folder_loads_into_the_streamer(teacher_run):
     losses = read_losses(teacher_run)
     assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
