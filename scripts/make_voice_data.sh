@@ -4,7 +4,7 @@
 # Training voices: 18 espeak-ng voices (six accents, male, female and klatt variants), flite kal, kal16, awb, rms and
 # festival's two diphone voices. Held out (never in a training clip; the evaluation's unseen voices): flite slt,
 # festival cmu_us_slt_arctic_hts and four other espeak-ng voices.
-#   scripts/make_voice_data.sh OUT [extra dataset-synth flags]
+#   scripts/make_voice_data.sh OUT [extra dataset-synth flags]   (PYTHON: the interpreter with avatar_desktop)
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 OUT [extra dataset-synth flags]" >&2; exit 2; }
 out=$1; shift
@@ -13,5 +13,5 @@ espeak="$espeak,en-gb-scotland+m3,en-gb-scotland+f1,en-gb-scotland+m6,en-029+m1,
 espeak="$espeak,en-gb-x-gbcwmd+m7,en-gb-x-gbcwmd+f5,en-gb-x-gbcwmd+m3"
 others="flite:kal,flite:kal16,flite:awb,flite:rms,festival:kal_diphone,festival:ked_diphone"
 heldout="flite:slt,festival:cmu_us_slt_arctic_hts,en-us+f2,en-gb-x-rp+m4,en+f4,en-029+m2"
-exec avatar-desktop dataset synth --out "$out" --identities 150 --clips-per-identity 4 --seconds 10 --seed 21 \
+exec "${PYTHON:-python}" -m avatar_desktop dataset synth --out "$out" --identities 150 --clips-per-identity 4 --seconds 10 --seed 21 \
     --size 64 --voices "$espeak,$others,$heldout" --heldout-voices "$heldout" "$@"
