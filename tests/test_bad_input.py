@@ -1,0 +1,67 @@
+"""Bad input and faults (issue 25): each case ends in one clear line naming the file or flag and what to do, an
+exit code like other input errors, and nothing lost."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
+from avatar_desktop.errors import InputFileError
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR says width x height (RGB, 8-bit) and whose IDAT holds just one row of zeros: tiny on disk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(1 + 3 * width)))
+            + chunk(b"IEND", b""))
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A real 80x80 JPEG whose start-of-frame segment is patched to say width x height."""
+    data = bytearray(cv2.imencode(".jpg", np.full((80, 80, 3), 128, np.uint8))[1].tobytes())
+    frame = data.find(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp"])
+def test_image_size_is_read_from_the_header_of_real_files(suffix):
+    encoded = cv2.imencode(suffix, np.zeros((61, 97, 3), np.uint8))[1].tobytes()
+    assert image_size_from_header(io.BytesIO(encoded)) == (97, 61)
+
+
+@pytest.mark.parametrize("name, data", [
+    ("huge.png", png_header_only(25_000, 25_000)),
+    ("huge.jpg", jpeg_claiming(30_000, 30_000)),
+    ("wide.png", png_header_only(60_000, 2_000)),
+])
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(InputFileError) as caught:
+        load_portrait(path)
+    message = str(caught.value)
+    assert str(path) in message and f"{MAX_PORTRAIT_PIXELS // 1_000_000} megapixels" in message
+    assert "scale it down" in message
+
+
+def test_a_fully_transparent_rgba_portrait_is_refused(tmp_path):
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[:, :, :3] = 90
+    rgba[:, :, 3] = 40  # faint everywhere: composited onto white it would be a blank frame
+    path = tmp_path / "ghost.png"
+    cv2.imwrite(str(path), rgba)
+    with pytest.raises(InputFileError, match="transparent everywhere.*save it with its background") as caught:
+        load_portrait(path)
+    assert str(path) in str(caught.value)
