@@ -4,15 +4,20 @@ exit code like other input errors, and nothing lost."""
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from safetensors.torch import load_file, save_file
 
+from avatar_desktop.cli import main
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
-from avatar_desktop.errors import InputFileError
+from avatar_desktop.errors import CheckpointError, InputFileError
+from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -65,3 +70,41 @@ def test_a_fully_transparent_rgba_portrait_is_refused(tmp_path):
     with pytest.raises(InputFileError, match="transparent everywhere.*save it with its background") as caught:
         load_portrait(path)
     assert str(path) in str(caught.value)
+
+
+def _copy_model(source: Path, folder: Path) -> Path:
+    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("*.png"))
+    return folder
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("kind", ["latent", "motion"])
+def test_a_model_whose_weights_hold_nan_or_inf_is_refused_when_it_loads(tmp_path, tiny_model_dir, kind, bad_value):
+    source, load = (tiny_model_dir, load_model) if kind == "latent" else (resolve_model(DEFAULT_MOTION_MODEL), load_motion_model)
+    folder = _copy_model(source, tmp_path / "m")
+    file = folder / "denoiser.safetensors"
+    state = load_file(file)
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() >= 3)
+    state[name].view(-1)[:3] = bad_value
+    save_file(state, file)
+    with pytest.raises(CheckpointError) as caught:
+        load(folder)
+    message = str(caught.value)
+    assert str(file) in message and "holds 3 weights that are not numbers" in message and name in message
+    assert "use an earlier or another model" in message
+
+
+def test_render_with_a_nan_model_exits_2_and_writes_no_video(tmp_path, tiny_model_dir, speech_wav, portrait, capsys):
+    folder = _copy_model(tiny_model_dir, tmp_path / "m")
+    state = load_file(folder / "autoencoder.safetensors")
+    for tensor in state.values():
+        tensor.fill_(float("nan"))
+    save_file(state, folder / "autoencoder.safetensors")
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), portrait)
+    out = tmp_path / "out.mp4"
+    code = main(["render", "--portrait", str(image), "--audio", str(speech_wav), "--out", str(out), "--model", str(folder)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "autoencoder.safetensors holds" in error and "not numbers" in error and "Traceback" not in error
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "m"]
