@@ -4,8 +4,13 @@ exit code like other input errors, and nothing lost."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -15,9 +20,11 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from avatar_desktop.cli import main
+from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
 from avatar_desktop.errors import CheckpointError, InputFileError
 from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
+from tests.conftest import write_wav
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -108,3 +115,52 @@ def test_render_with_a_nan_model_exits_2_and_writes_no_video(tmp_path, tiny_mode
     error = capsys.readouterr().err
     assert "autoencoder.safetensors holds" in error and "not numbers" in error and "Traceback" not in error
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "m"]
+
+
+def _render_args(portrait_file: Path, audio: Path, out: Path, model: Path, *extra: str) -> list[str]:
+    return ["render", "--portrait", str(portrait_file), "--audio", str(audio), "--out", str(out), "--model", str(model),
+            *extra]
+
+
+@pytest.fixture
+def portrait_file(tmp_path, portrait) -> Path:
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_render_over_an_existing_file_is_refused_without_force(tmp_path, portrait_file, speech_wav, tiny_model_dir,
+                                                               capsys):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an earlier render")
+    assert main(_render_args(portrait_file, speech_wav, out, tiny_model_dir)) == 2
+    error = capsys.readouterr().err
+    assert f"output {out} already exists: add --force to overwrite it" in error
+    assert out.read_bytes() == b"an earlier render"
+    assert main(_render_args(portrait_file, speech_wav, out, tiny_model_dir, "--force")) == 0
+    assert out.stat().st_size > 1000 and out.read_bytes()[4:8] == b"ftyp"
+
+
+def test_render_stopped_by_sigterm_leaves_no_partial_file_and_the_old_output_intact(tmp_path, portrait_file,
+                                                                                  tiny_model_dir):
+    audio = write_wav(tmp_path / "long.wav", benchmark_audio(120.0), 16000)
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"an earlier render")
+    process = subprocess.Popen([sys.executable, "-m", "avatar_desktop",
+                                *_render_args(portrait_file, audio, out, tiny_model_dir, "--force")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.partial-*")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.partial-*")), "the render never started writing"
+    process.send_signal(signal.SIGTERM)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert b"stopped (SIGTERM)" in error and b"Traceback" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "long.wav", "out.mp4"]
+    assert out.read_bytes() == b"an earlier render"
+
+
+def _env() -> dict[str, str]:
+    """This process's environment, with the project importable in a child process."""
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
