@@ -4,6 +4,7 @@ exit code like other input errors, and nothing lost."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from avatar_desktop.cli import main
+from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
 from avatar_desktop.errors import CheckpointError, InputFileError
@@ -164,3 +166,65 @@ def test_render_stopped_by_sigterm_leaves_no_partial_file_and_the_old_output_int
 def _env() -> dict[str, str]:
     """This process's environment, with the project importable in a child process."""
     return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory) -> Path:
+    """One synthetic clip of 2 s at 64 px (real renderer, real espeak-ng speech)."""
+    out = tmp_path_factory.mktemp("data") / "data"
+    build_synthetic(out, SynthConfig(identities=1, clips_per_identity=1, seconds=2.0, seed=5, size=64),
+                    workers=1, progress=False)
+    return out
+
+
+def test_eval_prints_its_report_even_when_the_plot_cannot_be_written(tmp_path, small_data, capsys):
+    plot = tmp_path / "mouth.png"  # 64 px clips are too small to measure a mouth in: nothing to plot
+    code = main(["eval", "--model", "ground-truth", "--data", str(small_data), "--clips", "1", "--json",
+                 "--plot", str(plot)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert json.loads(captured.out)["appearance"]["psnr_mouth"] == 100.0  # the whole report is there
+    assert f"the evaluation above is complete, but the plot {plot} was not written: nothing to plot" in captured.err
+    assert "Traceback" not in captured.err and not plot.exists()
+
+
+@pytest.mark.parametrize("plot_name, message", [("mouth.txt", "must end in .png"), ("file/mouth.png", "a file is in the way")])
+def test_eval_refuses_a_bad_plot_path_before_evaluating(tmp_path, small_data, capsys, plot_name, message):
+    (tmp_path / "file").write_text("not a folder")
+    plot = tmp_path / plot_name
+    assert main(["eval", "--model", "ground-truth", "--data", str(small_data), "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+    assert f"--plot {plot}" in captured.err or f"--plot {plot.parent}: cannot write there" in captured.err
+
+
+@pytest.mark.parametrize("command", ["render", "dataset-synth", "dataset-assets", "train"])
+def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_path, command, portrait_file,
+                                                                          speech_wav, small_data, capsys):
+    blocker = tmp_path / "somefile"
+    blocker.write_text("a file where a folder should be")  # fails for root too, unlike a read-only folder
+    out = blocker / "out"
+    argv = {
+        "render": _render_args(portrait_file, speech_wav, out / "video.mp4", Path("unused")),
+        "dataset-synth": ["dataset", "synth", "--out", str(out), "--identities", "1", "--no-progress"],
+        "dataset-assets": ["dataset", "assets", "--out", str(out)],
+        "train": ["train", "autoencoder", "--config", str(Path(__file__).parents[1] / "configs" / "tiny-cpu-autoencoder.toml"),
+                  "--data", str(small_data), "--out", str(out)],
+    }[command]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"--out {out}: cannot write there (a file is in the way): choose a folder you can write to" in error
+    assert blocker.read_text() == "a file where a folder should be"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the file-in-the-way case above "
+                                               "covers the same check")
+def test_a_read_only_output_folder_is_named(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        assert main(["dataset", "assets", "--out", str(locked)]) == 2
+    finally:
+        locked.chmod(0o700)
+    assert f"--out {locked}: cannot write there (Permission denied)" in capsys.readouterr().err
