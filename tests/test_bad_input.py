@@ -26,7 +26,7 @@ from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
 from avatar_desktop.errors import CheckpointError, InputFileError
 from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
-from tests.conftest import write_wav
+from tests.conftest import write_recipe, write_wav
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -228,3 +228,41 @@ def test_a_read_only_output_folder_is_named(tmp_path, capsys):
     finally:
         locked.chmod(0o700)
     assert f"--out {locked}: cannot write there (Permission denied)" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_data, tmp_path_factory) -> tuple[Path, Path]:
+    """(recipe, run folder) of a 2-step tiny autoencoder run with a checkpoint; its recipe asks for 4 steps."""
+    folder = tmp_path_factory.mktemp("run")
+    recipe = write_recipe(folder, "ae", 'preset = "tiny-test"\npool_clips = 1\n[run]\nsteps = 2\nbatch_size = 2\n'
+                                        "warmup_steps = 1\nsave_every = 1\n")
+    assert main(["train", "autoencoder", "--config", str(recipe), "--data", str(small_data), "--out",
+                 str(folder / "run")]) == 0
+    recipe.write_text(recipe.read_text().replace("steps = 2", "steps = 4"))
+    return recipe, folder / "run"
+
+
+@pytest.mark.parametrize("damaged, damage", [
+    ("checkpoint/state.json", lambda data: b"\x00\xff garbage"),
+    ("checkpoint/state.json", lambda data: data[: len(data) // 2]),
+    ("checkpoint/weights.safetensors", lambda data: data[: len(data) // 2]),
+    ("checkpoint/optimizer.safetensors", lambda data: bytes(len(data))),
+    ("loss.csv", lambda data: b"step,loss\n1,\xff\xfe\n"),
+])
+def test_a_damaged_checkpoint_on_resume_is_named_and_kept(tmp_path, small_data, finished_run, damaged, damage,
+                                                          capsys):
+    recipe, original = finished_run
+    run = shutil.copytree(original, tmp_path / "run")
+    file = run / damaged
+    file.write_bytes(damage(file.read_bytes()))
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    code = main(["train", "autoencoder", "--config", str(recipe), "--data", str(small_data), "--out", str(run),
+                 "--resume"])
+    error = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in error
+    if damaged == "loss.csv":
+        assert f"{file} is damaged" in error and "move it away" in error
+    else:
+        assert f"checkpoint {run / 'checkpoint'} is damaged and cannot be resumed" in error
+        assert "run again without --resume" in error
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing deleted or changed

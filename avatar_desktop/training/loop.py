@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
@@ -92,8 +93,19 @@ class Checkpoint:
         shutil.rmtree(old, ignore_errors=True)
 
     def load(self, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-        """Restore everything; returns the step to continue from."""
-        state = json.loads((self.folder / "state.json").read_text())
+        """Restore everything; returns the step to continue from. AvatarError naming the checkpoint when it is
+        damaged (truncated, garbage) or belongs to another model; nothing is deleted."""
+        try:
+            return self._load(networks, optimizer, generator)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+            raise AvatarError(
+                f"checkpoint {self.folder} is damaged and cannot be resumed ({type(error).__name__}: {error}): move "
+                f"or delete that folder and run again without --resume (the run restarts from step 0), or choose "
+                "another --out"
+            ) from None
+
+    def _load(self, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+        state = json.loads((self.folder / "state.json").read_bytes())
         weights = load_file(self.folder / "weights.safetensors")
         expected = networks.state_dict()
         mismatched = sorted(k for k in expected.keys() & weights.keys() if expected[k].shape != weights[k].shape)
@@ -139,8 +151,13 @@ class LossLog:
         self.csv = out / "loss.csv"
         self.rows: list[tuple[int, float]] = []
         if resume_step and self.csv.is_file():
-            with self.csv.open() as handle:
-                self.rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+            try:
+                with self.csv.open() as handle:
+                    self.rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle)
+                                 if int(r["step"]) <= resume_step]
+            except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError is a ValueError
+                raise AvatarError(f"{self.csv} is damaged ({error}): move it away to resume without the earlier "
+                                  "loss curve") from None
 
     def append(self, step: int, loss: float) -> None:
         self.rows.append((step, loss))
