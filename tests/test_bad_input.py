@@ -266,3 +266,36 @@ def test_a_damaged_checkpoint_on_resume_is_named_and_kept(tmp_path, small_data, 
         assert f"checkpoint {run / 'checkpoint'} is damaged and cannot be resumed" in error
         assert "run again without --resume" in error
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing deleted or changed
+
+
+@pytest.mark.parametrize("manifest, message", [
+    (b"{\"format_version\": 1, \"clips\": [", "is damaged: not valid JSON"),
+    (b"\x89\x00\xff binary", "is damaged: not valid JSON"),
+    (b"[1, 2, 3]", "holds a list, not an object"),
+    (b'{"format_version": 1, "clips": {"path": "x"}}', '"clips" must be a list of objects with a "path"'),
+    (b'{"format_version": 1, "clips": [{"path": 7}]}', '"clips" must be a list of objects with a "path"'),
+])
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_a_garbage_data_set_manifest_is_named(tmp_path, small_data, finished_run, manifest, message, command,
+                                              capsys):
+    data = shutil.copytree(small_data, tmp_path / "data")
+    (data / "manifest.json").write_bytes(manifest)
+    recipe, _ = finished_run
+    argv = {"train": ["train", "autoencoder", "--config", str(recipe), "--data", str(data), "--out",
+                      str(tmp_path / "run")],
+            "eval": ["eval", "--model", "ground-truth", "--data", str(data)]}[command]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert f"manifest {data / 'manifest.json'}" in error and message in error and "Traceback" not in error
+    assert (data / "manifest.json").read_bytes() == manifest
+
+
+@pytest.mark.parametrize("damaged", ["clip.json", "record.npz", "audio.wav", "frames.mp4"])
+def test_a_damaged_clip_is_named(tmp_path, small_data, damaged, capsys):
+    data = shutil.copytree(small_data, tmp_path / "data")
+    clip = next((data / "clips").iterdir())
+    (clip / damaged).write_bytes(b"\x00garbage" * 10)
+    assert main(["eval", "--model", "ground-truth", "--data", str(data)]) == 2
+    error = capsys.readouterr().err
+    assert str(clip / damaged) in error or f"clip {clip} is damaged" in error
+    assert "Traceback" not in error and error.count("\n") == 1
