@@ -21,8 +21,10 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from avatar_desktop.cli import main
+from avatar_desktop.config import PRECISIONS
 from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
+from avatar_desktop.engine.precision import BACKENDS
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
 from avatar_desktop.errors import CheckpointError, InputFileError
 from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
@@ -299,3 +301,21 @@ def test_a_damaged_clip_is_named(tmp_path, small_data, damaged, capsys):
     error = capsys.readouterr().err
     assert str(clip / damaged) in error or f"clip {clip} is damaged" in error
     assert "Traceback" not in error and error.count("\n") == 1
+
+
+def test_the_precision_choices_are_the_engines_backends():
+    assert set(PRECISIONS) == {"auto", *BACKENDS}
+
+
+@pytest.mark.parametrize("command", [["bench"], ["live", "--portrait", "face.png"], ["eval"]])
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--precision", "fp8", ["invalid choice: 'fp8'", *PRECISIONS]),
+    ("--precision", "int4", ["invalid choice: 'int4'", *PRECISIONS]),
+    ("--device", "tpu", ["'tpu' is not a device: use cpu, cuda or cuda:N"]),
+])
+def test_an_unknown_engine_choice_is_refused_listing_the_choices(command, flag, value, expected, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main([*command, flag, value])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert f"argument {flag}: " in error and all(text in error for text in expected)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from avatar_desktop.cli import command
+from avatar_desktop.commands.model_args import add_engine_arguments
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.files import prepare_output_folder
 
@@ -37,8 +38,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
                         help="audio guidance scale instead of the checkpoint's (1: none; see SamplingConfig)")
     parser.add_argument("--autoencoder-only", action="store_true",
                         help="score the ground-truth frames passed through the model's autoencoder: its ceiling")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto")
+    add_engine_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--plot", type=Path, default=None,
                         help="PNG: mouth opening over time, generated vs truth (with --photos: the first photo); "

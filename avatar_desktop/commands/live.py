@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from avatar_desktop.cli import command
-from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
 from avatar_desktop.config import EngineConfig, State, parse_expression
 
 
@@ -33,8 +33,7 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", action="store_true", help="mirror the camera image left-right")
     p.add_argument("--expression", default="", help="e.g. smile=0.5,brow=-0.2 (components in [-1, 1])")
     p.add_argument("--state", default=None, help="force a state (speaking, listening, idle) instead of voice activity")
-    p.add_argument("--device", default="cpu", help="torch device for the generator (default: cpu)")
-    p.add_argument("--precision", default="auto", help="precision backend (default: auto)")
+    add_engine_arguments(p, device_help="torch device for the generator: cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--chunk", type=int, default=None,
                    help="frames per generated chunk (default: the model's plan); shorter chunks, lower latency")
     p.add_argument("--record", type=Path, default=None, help="also record the camera output to this video file")
