@@ -3,6 +3,7 @@ exit code like other input errors, and nothing lost."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -12,6 +13,8 @@ import struct
 import subprocess
 import sys
 import time
+import tomllib
+import typing
 import zlib
 from pathlib import Path
 
@@ -27,6 +30,8 @@ from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.precision import BACKENDS
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
 from avatar_desktop.errors import CheckpointError, InputFileError
+from avatar_desktop.training.config import RECIPES, recipe_problems
+from avatar_desktop.training.motion import MOTION_RECIPES
 from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
 from tests.conftest import write_recipe, write_wav
 
@@ -319,3 +324,52 @@ def test_an_unknown_engine_choice_is_refused_listing_the_choices(command, flag, 
     assert exited.value.code == 2
     error = capsys.readouterr().err.splitlines()[-1]
     assert f"argument {flag}: " in error and all(text in error for text in expected)
+
+
+@pytest.mark.parametrize("stage, text, expected", [
+    ("autoencoder", "[run]\nsteps = -5\n", 'run.steps = -5: must be at least 1'),
+    ("autoencoder", "[run]\nbatch_size = 0\n", 'run.batch_size = 0: must be at least 1'),
+    ("autoencoder", "[run]\nlr = nan\n", 'run.lr = nan: expected a finite number'),
+    ("autoencoder", '[run]\nsteps = "many"\n', 'run.steps = "many": expected a whole number'),
+    ("autoencoder", "train_encoder = 1\n", "train_encoder = 1: expected true or false"),
+    ("autoencoder", "run = 3\n", "run = 3: expected a table ([run])"),
+    ("teacher", 'init = "m"\n[curriculum]\nshort_share = 1.5\n', "curriculum.short_share = 1.5: must be from 0 to 1"),
+    ("expression", 'init = "m"\nsliders = ["smile", 2]\n', "sliders = ['smile', 2]: in the list: expected text in quotes"),
+    ("motion-teacher", 'audio_from = "m"\n[denoiser]\nheads = 0\n', "denoiser.heads = 0: must be at least 1"),
+    ("motion-distill", 'init = "m"\nema_decay = inf\n', "ema_decay = inf: expected a finite number"),
+])
+def test_a_recipe_value_of_the_wrong_type_or_range_is_one_line_naming_key_and_file(tmp_path, small_data, stage,
+                                                                                  text, expected, capsys):
+    recipe = write_recipe(tmp_path, "bad", text)
+    code = main(["train", stage, "--config", str(recipe), "--data", str(small_data), "--out", str(tmp_path / "run")])
+    error = capsys.readouterr().err
+    assert code == 2 and error == f"avatar-desktop train: recipe {recipe}: {expected}\n"
+
+
+def test_a_recipe_of_binary_garbage_is_not_valid_toml(tmp_path, small_data, capsys):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["train", "teacher", "--config", str(recipe), "--data", str(small_data), "--out",
+                 str(tmp_path / "run")]) == 2
+    assert f"recipe {recipe} is not valid TOML" in capsys.readouterr().err
+
+
+def _recipe_fields(recipe_class: type, prefix: str = ""):
+    """(dotted key, dataclass, field name) of every leaf field of a recipe, nested tables included."""
+    hints = typing.get_type_hints(recipe_class)
+    for item in dataclasses.fields(recipe_class):
+        if dataclasses.is_dataclass(hints[item.name]):
+            yield from _recipe_fields(hints[item.name], f"{prefix}{item.name}.")
+        else:
+            yield prefix + item.name, recipe_class, item.name
+
+
+@pytest.mark.parametrize("stage", [*RECIPES, *MOTION_RECIPES])
+def test_every_recipe_key_is_checked_by_its_type_and_the_shipped_recipes_pass(stage):
+    """A key added to a recipe is checked at once: a value of the wrong type is named, whatever the key."""
+    recipe_class = {**RECIPES, **MOTION_RECIPES}[stage]
+    for key, holder, name in _recipe_fields(recipe_class):
+        assert recipe_problems(holder, {name: {"a": "table"}}), f"{key}: a value of the wrong type passes"
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.toml")):
+        if recipe_class in (RECIPES.get(path.stem.split("-")[-1]), MOTION_RECIPES.get(path.stem)):
+            assert recipe_problems(recipe_class, tomllib.loads(path.read_text())) == [], path
