@@ -29,7 +29,8 @@ from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.precision import BACKENDS
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
-from avatar_desktop.errors import CheckpointError, InputFileError
+from avatar_desktop.errors import CheckpointError, InputFileError, OutputError
+from avatar_desktop.files import write_bytes_atomic, write_json_atomic, write_png_atomic
 from avatar_desktop.training.config import RECIPES, recipe_problems
 from avatar_desktop.training.motion import MOTION_RECIPES
 from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
@@ -205,7 +206,7 @@ def test_eval_refuses_a_bad_plot_path_before_evaluating(tmp_path, small_data, ca
     assert f"--plot {plot}" in captured.err or f"--plot {plot.parent}: cannot write there" in captured.err
 
 
-@pytest.mark.parametrize("command", ["render", "dataset-synth", "dataset-assets", "train"])
+@pytest.mark.parametrize("command", ["render", "dataset-synth", "dataset-assets", "train", "live"])
 def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_path, command, portrait_file,
                                                                           speech_wav, small_data, capsys):
     blocker = tmp_path / "somefile"
@@ -217,10 +218,12 @@ def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_pa
         "dataset-assets": ["dataset", "assets", "--out", str(out)],
         "train": ["train", "autoencoder", "--config", str(Path(__file__).parents[1] / "configs" / "tiny-cpu-autoencoder.toml"),
                   "--data", str(small_data), "--out", str(out)],
+        "live": ["live", "--portrait", str(portrait_file), "--stats-json", str(out / "stats.json")],
     }[command]
     assert main(argv) == 2
     error = capsys.readouterr().err
-    assert f"--out {out}: cannot write there (a file is in the way): choose a folder you can write to" in error
+    option = "--stats-json" if command == "live" else "--out"
+    assert f"{option} {out}: cannot write there (a file is in the way): choose a folder you can write to" in error
     assert blocker.read_text() == "a file where a folder should be"
 
 
@@ -373,3 +376,25 @@ def test_every_recipe_key_is_checked_by_its_type_and_the_shipped_recipes_pass(st
     for path in sorted((Path(__file__).parents[1] / "configs").glob("*.toml")):
         if recipe_class in (RECIPES.get(path.stem.split("-")[-1]), MOTION_RECIPES.get(path.stem)):
             assert recipe_problems(recipe_class, tomllib.loads(path.read_text())) == [], path
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary_file(tmp_path):
+    target = tmp_path / "stats.json"
+    target.write_text('{"old": true}\n')
+    with pytest.raises(TypeError):
+        write_bytes_atomic(target, "text where bytes belong")  # fails after the temporary file was opened
+    assert target.read_text() == '{"old": true}\n' and sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
+    (tmp_path / "plot.png").mkdir()
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'plot.png'}"):
+        write_png_atomic(tmp_path / "plot.png", np.zeros((8, 8, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "stats.json"]
+    write_json_atomic(target, {"new": 1})
+    assert json.loads(target.read_text()) == {"new": 1}
+
+
+def test_a_training_run_writes_its_loss_files_whole_and_leaves_no_temporary_files(finished_run):
+    _, run = finished_run
+    names = sorted(p.name for p in run.iterdir())
+    assert names == ["checkpoint", "loss.csv", "loss.png", "model"], names
+    assert cv2.imread(str(run / "loss.png")).shape == (420, 800, 3)
+    assert (run / "loss.csv").read_text().splitlines()[0] == "step,loss"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -12,6 +11,7 @@ from pathlib import Path
 from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
 from avatar_desktop.config import EngineConfig, State, parse_expression
+from avatar_desktop.files import prepare_output_folder, write_json_atomic
 
 
 def device_arg(text: str) -> str | int:
@@ -59,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.chunk is not None and args.chunk < 1:
         print(f"avatar-desktop live: --chunk must be >= 1 frame, got {args.chunk}", file=sys.stderr)
         return 2
+    if args.stats_json is not None:
+        prepare_output_folder(args.stats_json.parent, "--stats-json")
     camera = None
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
@@ -113,8 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     if snapshot is not None:
         _print_summary(snapshot)
         if args.stats_json is not None:
-            args.stats_json.parent.mkdir(parents=True, exist_ok=True)
-            args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
+            write_json_atomic(args.stats_json, snapshot)
     return 1 if failed else 0
 
 

@@ -10,6 +10,7 @@ are written atomically, so an interrupted run loses at most the steps since its 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from avatar_desktop.errors import AvatarError
+from avatar_desktop.files import write_text_atomic
 from avatar_desktop.training.config import RunConfig
 from avatar_desktop.training.plot import plot_loss_curve
 
@@ -163,12 +165,11 @@ class LossLog:
         self.rows.append((step, loss))
 
     def flush(self, title: str) -> None:
-        temp = self.csv.with_suffix(".csv.tmp")
-        with temp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", "loss"])
-            writer.writerows(self.rows)
-        os.replace(temp, self.csv)
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(["step", "loss"])
+        writer.writerows(self.rows)
+        write_text_atomic(self.csv, table.getvalue())
         if self.rows:
             plot_loss_curve(self.rows, self.csv.with_suffix(".png"), title)
 
