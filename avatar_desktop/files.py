@@ -18,6 +18,10 @@ import numpy as np
 
 from avatar_desktop.errors import AvatarError, OutputError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once, at import: the permissions a plain open() would give a new file
+
+
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically; OutputError naming the file when it cannot be written."""
@@ -27,6 +31,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except OSError as error:
         raise OutputError(f"cannot write {path} ({error.strerror}): choose a folder you can write to") from None
     try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes files private (0600); outputs get the usual ones
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()

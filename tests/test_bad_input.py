@@ -398,3 +398,9 @@ def test_a_training_run_writes_its_loss_files_whole_and_leaves_no_temporary_file
     assert names == ["checkpoint", "loss.csv", "loss.png", "model"], names
     assert cv2.imread(str(run / "loss.png")).shape == (420, 800, 3)
     assert (run / "loss.csv").read_text().splitlines()[0] == "step,loss"
+
+
+def test_an_atomically_written_file_gets_the_permissions_of_a_plainly_written_one(tmp_path):
+    (tmp_path / "plain.json").write_text("{}\n")
+    write_json_atomic(tmp_path / "atomic.json", {})
+    assert (tmp_path / "atomic.json").stat().st_mode == (tmp_path / "plain.json").stat().st_mode
