@@ -243,8 +243,8 @@ def _check_state(network: torch.nn.Module, state: dict[str, torch.Tensor], file:
             f"{file} does not match the architecture in model.json: {'; '.join(problems)}. "
             "The weights belong to another model or preset."
         )
-    broken = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in state.items() if tensor.is_floating_point()}
-    broken = {name: count for name, count in broken.items() if count}
+    broken = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in state.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())}  # counted where needed
     if broken:
         examples = ", ".join(f"{name} ({count})" for name, count in list(broken.items())[:3])
         raise CheckpointError(
