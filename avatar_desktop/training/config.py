@@ -46,9 +46,9 @@ NON_NEGATIVE = Range(low=0)
 POSITIVE = Range(low=0, low_open=True)
 FRACTION = Range(low=0, high=1)
 RANGES: dict[str, Range] = {
-    # run
+    # run (lr = 0 is allowed: it trains nothing, which checks a stage without changing its weights)
     "steps": COUNT, "batch_size": COUNT, "save_every": COUNT, "warmup_steps": NON_NEGATIVE, "seed": NON_NEGATIVE,
-    "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "grad_clip": NON_NEGATIVE, "final_lr_fraction": FRACTION,
+    "lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "grad_clip": NON_NEGATIVE, "final_lr_fraction": FRACTION,
     # chunk plans and the curriculum
     "first": COUNT, "after_state_change": COUNT, "steady": COUNT, "max_frames": COUNT, "fixed_until": NON_NEGATIVE,
     "short_share": FRACTION,
