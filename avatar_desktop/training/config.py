@@ -58,7 +58,7 @@ RANGES: dict[str, Range] = {
     "stale_motion": FRACTION, "change_share": FRACTION, "context_dropout": FRACTION, "slider_speed": POSITIVE,
     "audio_guidance": NON_NEGATIVE, "mouth_weight": NON_NEGATIVE, "gradient_weight": NON_NEGATIVE,
     "difference_weight": NON_NEGATIVE, "motion_noise_max": NON_NEGATIVE, "context_noise_max": NON_NEGATIVE,
-    "context_noise_sigma": NON_NEGATIVE, "latent_blur": FRACTION,
+    "context_noise_sigma": NON_NEGATIVE,
     # motion denoiser architecture
     "width": COUNT, "layers": COUNT, "heads": COUNT, "mlp_ratio": COUNT, "context_frames": NON_NEGATIVE,
     "max_chunk_frames": COUNT, "num_states": COUNT, "expression_dim": COUNT,
