@@ -151,6 +151,7 @@ def test_render_over_an_existing_file_is_refused_without_force(tmp_path, portrai
     assert out.stat().st_size > 1000 and out.read_bytes()[4:8] == b"ftyp"
 
 
+@pytest.mark.slow
 def test_render_stopped_by_sigterm_leaves_no_partial_file_and_the_old_output_intact(tmp_path, portrait_file,
                                                                                   tiny_model_dir):
     audio = write_wav(tmp_path / "long.wav", benchmark_audio(120.0), 16000)
