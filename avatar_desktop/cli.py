@@ -2,11 +2,14 @@
 
 Subcommands are registered in COMMANDS as (add_arguments, run) pairs; `run(args) -> exit code`.
 Library code never parses arguments: it takes typed configs. An AvatarError becomes one clear line and exit code 2.
+SIGTERM stops a command (not the window, whose event loop keeps the default) the way Ctrl-C does, exit code 143:
+every `finally` runs, so the commands' partial output is removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Callable
 
@@ -15,6 +18,14 @@ from avatar_desktop.errors import AvatarError
 
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, tuple[str, Command]] = {}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the command unwinds as it does for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
 
 
 def command(name: str, help_text: str):
@@ -55,11 +66,19 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     _, (_, run) = COMMANDS[args.command]
+    stop_on_sigterm = args.command != "gui"  # the window's event loop would swallow the exception
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if stop_on_sigterm else None
     try:
         return run(args)
     except AvatarError as error:
         print(f"avatar-desktop {args.command}: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"avatar-desktop {args.command}: stopped (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"avatar-desktop {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if stop_on_sigterm:
+            signal.signal(signal.SIGTERM, previous)

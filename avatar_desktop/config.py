@@ -203,6 +203,11 @@ class ModelConfig:
         return _from_dict(cls, data, "model")
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Precision backend names (engine/precision.py's, and 'auto'), listed here so that the CLI can offer them without
+importing torch."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How the streaming engine runs a model.

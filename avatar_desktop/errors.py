@@ -11,3 +11,7 @@ class InputFileError(AvatarError):
 
 class CheckpointError(AvatarError):
     """A model folder that is missing, foreign, unsafe (pickle) or does not match its config."""
+
+
+class OutputError(AvatarError):
+    """An output file or folder that cannot be written (unwritable folder, an existing file without --force)."""

@@ -10,7 +10,8 @@ import imageio_ffmpeg
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE
-from avatar_desktop.errors import InputFileError
+from avatar_desktop.errors import InputFileError, OutputError
+from avatar_desktop.files import prepare_output_folder
 
 
 def ffmpeg_input(path: str | Path) -> str:
@@ -44,6 +45,18 @@ def decode_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray
     return samples
 
 
+def check_video_output(path: Path, *, overwrite: bool) -> None:
+    """Refuse an output video path that cannot be written, before any work: not .mp4, an existing file when not
+    `overwrite` (the message names --force), or a folder that cannot be created or written (OutputError)."""
+    if path.suffix.lower() != ".mp4":
+        raise OutputError(f"output {path} must end in .mp4")
+    if path.is_dir():
+        raise OutputError(f"output {path} is a folder: give a file name ending in .mp4")
+    if path.exists() and not overwrite:
+        raise OutputError(f"output {path} already exists: add --force to overwrite it, or choose another --out")
+    prepare_output_folder(path.parent, "--out")
+
+
 class Mp4Writer:
     """Write RGB frames to an H.264 MP4 with an audio track muxed in, atomically.
 
@@ -54,10 +67,7 @@ class Mp4Writer:
 
     def __init__(self, path: str | Path, *, size: tuple[int, int], fps: int, audio_path: str | Path | None = None):
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise InputFileError(f"output folder {self.path.parent} does not exist: create it or choose another --out")
-        if self.path.suffix.lower() != ".mp4":
-            raise InputFileError(f"output {self.path} must end in .mp4")
+        check_video_output(self.path, overwrite=True)
         self.size = size
         self.frames_written = 0
         self._temp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}.mp4")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from avatar_desktop.cli import command
-from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
 from avatar_desktop.config import EngineConfig, parse_expression
 from avatar_desktop.errors import AvatarError
 
@@ -18,8 +18,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
                         help="a photo: benchmark the photo renderer on it, frames fitted to the camera canvas at the "
                              "camera's 30 fps (default: a drawn stand-in portrait and the latent model)")
     parser.add_argument("--camera-size", default="1280x720", help="camera canvas for --portrait (default 1280x720)")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (CUDA)")
+    add_engine_arguments(parser)
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio streamed through the model (default 10)")
     parser.add_argument("--expression", default="",
@@ -36,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.engine.portrait import load_portrait
     from avatar_desktop.output.camera import CameraConfig
 
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise AvatarError("--device cuda: no CUDA device is available here (run on a machine with an NVIDIA GPU, or use --device cpu)")
     if not args.seconds >= 1:  # also refuses nan
         raise AvatarError(f"--seconds must be at least 1, got {args.seconds}")

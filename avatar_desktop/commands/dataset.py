@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from avatar_desktop.cli import command
+from avatar_desktop.files import prepare_output_folder
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +40,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    prepare_output_folder(args.out, "--out")
     if args.dataset_command == "synth":
         from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from avatar_desktop.cli import command
+from avatar_desktop.commands.model_args import add_engine_arguments
+from avatar_desktop.errors import AvatarError
+from avatar_desktop.files import prepare_output_folder
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
@@ -45,11 +49,11 @@ def _add(parser: argparse.ArgumentParser) -> None:
                         help="audio guidance scale instead of the checkpoint's (1: none; see SamplingConfig)")
     parser.add_argument("--autoencoder-only", action="store_true",
                         help="score the ground-truth frames passed through the model's autoencoder: its ceiling")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="auto")
+    add_engine_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--plot", type=Path, default=None,
-                        help="PNG: mouth opening over time, generated vs truth (with --photos: the first photo)")
+                        help="PNG: mouth opening over time, generated vs truth (with --photos: the first photo); "
+                             "written after the report is printed")
 
 
 def _format(report: dict, indent: str = "") -> list[str]:
@@ -67,6 +71,7 @@ def _format(report: dict, indent: str = "") -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.eval.report import EvaluationError, evaluate, frame_source, plot_trace
 
+    _check_plot_path(args.plot)
     if args.photos is not None:
         return _run_photos(args)
     if args.model is None or args.data is None:
@@ -76,10 +81,30 @@ def _run(args: argparse.Namespace) -> int:
     engine = _engine_config(args, audio_guidance=args.guidance)
     source = frame_source(args.model, engine, autoencoder_only=args.autoencoder_only)
     result = evaluate(args.data, source, clips=args.clips, seed=args.seed, minutes=args.minutes)
-    if args.plot is not None:
-        plot_trace(result["trace"], args.plot)
     report = result["report"]
-    print(json.dumps(report) if args.json else "\n".join(_format(report)))
+    print(json.dumps(report) if args.json else "\n".join(_format(report)), flush=True)
+    return _plot(plot_trace, result["trace"], args.plot)
+
+
+def _check_plot_path(plot: Path | None) -> None:
+    """Refuse a --plot that cannot be written before the evaluation starts (not .png, folder not writable)."""
+    if plot is None:
+        return
+    if plot.suffix.lower() != ".png":
+        raise AvatarError(f"--plot {plot} must end in .png")
+    prepare_output_folder(plot.parent, "--plot")
+
+
+def _plot(plot_function, trace: dict, plot: Path | None) -> int:
+    """Draw the plot after the report was printed: a failure is reported (exit code 1) without losing the report."""
+    if plot is None:
+        return 0
+    try:
+        plot_function(trace, plot)
+    except AvatarError as error:
+        print(f"avatar-desktop eval: the evaluation above is complete, but the plot {plot} was not written: {error}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -111,11 +136,9 @@ def _run_photos(args: argparse.Namespace) -> int:
         raise EvaluationError("--noise needs --voices or --heldout-voices (the voices to hear under it)")
     result = evaluate_photos(args.photos, args.model, seconds=args.seconds, seed=args.seed,
                              minutes=args.minutes, config=engine)
-    if args.plot is not None:
-        plot_photo_trace(result["trace"], args.plot)
     report = result["report"]
-    print(json.dumps(report) if args.json else format_report(report))
-    return 0
+    print(json.dumps(report) if args.json else format_report(report), flush=True)
+    return _plot(plot_photo_trace, result["trace"], args.plot)
 
 
 def _run_voices(args: argparse.Namespace, engine) -> int:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
 from pathlib import Path
 
 from avatar_desktop.cli import command
-from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
 from avatar_desktop.config import EngineConfig, State, parse_expression
+from avatar_desktop.files import prepare_output_folder, write_json_atomic
 
 
 def device_arg(text: str) -> str | int:
@@ -33,8 +33,7 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", action="store_true", help="mirror the camera image left-right")
     p.add_argument("--expression", default="", help="e.g. smile=0.5,brow=-0.2 (components in [-1, 1])")
     p.add_argument("--state", default=None, help="force a state (speaking, listening, idle) instead of voice activity")
-    p.add_argument("--device", default="cpu", help="torch device for the generator (default: cpu)")
-    p.add_argument("--precision", default="auto", help="precision backend (default: auto)")
+    add_engine_arguments(p, device_help="torch device for the generator: cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--chunk", type=int, default=None,
                    help="frames per generated chunk (default: the model's plan); shorter chunks, lower latency")
     p.add_argument("--record", type=Path, default=None, help="also record the camera output to this video file")
@@ -60,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.chunk is not None and args.chunk < 1:
         print(f"avatar-desktop live: --chunk must be >= 1 frame, got {args.chunk}", file=sys.stderr)
         return 2
+    if args.stats_json is not None:
+        prepare_output_folder(args.stats_json.parent, "--stats-json")
     camera = None
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
@@ -114,8 +115,7 @@ def _run(args: argparse.Namespace) -> int:
     if snapshot is not None:
         _print_summary(snapshot)
         if args.stats_json is not None:
-            args.stats_json.parent.mkdir(parents=True, exist_ok=True)
-            args.stats_json.write_text(json.dumps(snapshot, indent=2) + "\n")
+            write_json_atomic(args.stats_json, snapshot)
     return 1 if failed else 0
 
 

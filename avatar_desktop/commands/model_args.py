@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 
+from avatar_desktop.config import PRECISIONS
 from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import AvatarError
 
@@ -15,6 +17,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--preset", help="latent architecture preset, with --random-weights")
     group.add_argument("--random-weights", action="store_true", help="untrained weights (speed tests, smoke tests)")
     group.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all cores)")
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = "torch device: cpu, cuda or cuda:N "
+                                                                               "(default: cpu)") -> None:
+    """--device and --precision, checked by argparse: a bad value is named with the choices, exit code 2."""
+    parser.add_argument("--device", default="cpu", type=torch_device, help=device_help)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="precision backend: auto (per device), fp32, bf16 or fp16 (CUDA only)")
+
+
+def torch_device(text: str) -> str:
+    """'cpu', 'cuda' or 'cuda:N'; anything else is an argparse error that lists them."""
+    if text in ("cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device: use cpu, cuda or cuda:N")
 
 
 def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:

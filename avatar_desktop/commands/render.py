@@ -16,13 +16,14 @@ from avatar_desktop.data.videos import speech_states
 from avatar_desktop.engine.model_spec import open_generator
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, InputFileError
-from avatar_desktop.media import Mp4Writer, decode_audio
+from avatar_desktop.media import Mp4Writer, check_video_output, decode_audio
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--portrait", required=True, type=Path, help="image file of the face to animate")
     parser.add_argument("--audio", required=True, type=Path, help="speech (WAV or any audio file; any rate, any channels)")
-    parser.add_argument("--out", required=True, type=Path, help="output .mp4")
+    parser.add_argument("--out", required=True, type=Path, help="output .mp4 (its folder is created if needed)")
+    parser.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     add_model_arguments(parser)
     parser.add_argument("--state", default="auto", help="auto (from the audio), speaking, listening or idle")
     parser.add_argument("--expression", default="", help="e.g. smile=0.5,brow=-0.2 (components in [-1, 1])")
@@ -35,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         fixed_state = None if args.state == "auto" else State.parse(args.state)
     except ValueError as error:
         raise AvatarError(str(error)) from None
+    check_video_output(args.out, overwrite=args.force)
     portrait = load_portrait(args.portrait)
     audio = decode_audio(args.audio)
     if len(audio) == 0:

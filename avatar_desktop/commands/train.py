@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from avatar_desktop.cli import command
+from avatar_desktop.files import prepare_output_folder
 from avatar_desktop.training.config import RECIPES, load_recipe
 
 MOTION_STAGE_NAMES = ("motion-teacher", "motion-distill")
@@ -25,6 +26,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    prepare_output_folder(args.out, "--out")
     if args.stage in MOTION_STAGE_NAMES:
         from avatar_desktop.training.motion import MOTION_STAGES, load_motion_recipe
 

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import wave
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import numpy as np
 from avatar_desktop.config import SAMPLE_RATE
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.errors import AvatarError, InputFileError
+from avatar_desktop.files import read_json, write_json_atomic
 
 FORMAT_VERSION = 1
 
@@ -150,9 +151,7 @@ def read_wav(path: Path) -> np.ndarray:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file, then rename)."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temporary, path)
+    write_json_atomic(path, data, indent=1)
 
 
 def write_record(path: Path, record: dict[str, np.ndarray]) -> None:
@@ -170,29 +169,45 @@ def publish_clip(temporary: Path, final: Path) -> None:
 
 
 def load_clip(path: Path, *, with_frames: bool = True) -> Clip:
-    """Read one clip folder (frames are decoded only when asked)."""
+    """Read one clip folder (frames are decoded only when asked); InputFileError naming the clip when a file of it
+    is missing or damaged."""
     path = Path(path)
     meta_path = path / "clip.json"
     if not meta_path.is_file():
         raise InputFileError(f"{path}: not a clip folder (no clip.json)")
-    meta = json.loads(meta_path.read_text())
-    with np.load(path / "record.npz", allow_pickle=False) as data:
-        record = {name: data[name] for name in data.files}
-    frames = read_frames(path / "frames.mp4") if with_frames else np.zeros((0, 0, 0, 3), np.uint8)
-    far = path / "far_end.wav"
-    audio = read_wav(path / "audio.wav")
-    far_audio = read_wav(far) if far.exists() else np.zeros_like(audio)
+    meta = read_json(meta_path, "clip description", InputFileError)
+    try:
+        with np.load(path / "record.npz", allow_pickle=False) as data:
+            record = {name: data[name] for name in data.files}
+        frames = read_frames(path / "frames.mp4") if with_frames else np.zeros((0, 0, 0, 3), np.uint8)
+        far = path / "far_end.wav"
+        audio = read_wav(path / "audio.wav")
+        far_audio = read_wav(far) if far.exists() else np.zeros_like(audio)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]  # ffmpeg's log: its last line
+        raise InputFileError(f"clip {path} is damaged ({reason}): build the data set again with "
+                             "`avatar-desktop dataset`") from None
     return Clip(path=path, frames=frames, audio=audio, far_audio=far_audio, record=record, meta=meta)
 
 
 def load_manifest(root: Path) -> dict[str, Any]:
-    """The data set's manifest.json; a clear error when `root` is not a data set."""
+    """The data set's manifest.json; a clear error when `root` is not a data set or the manifest is damaged (not
+    JSON, not an object, clips that are not a list of {"path": ...})."""
     path = Path(root) / "manifest.json"
     if not path.is_file():
         raise InputFileError(f"{root}: not a data set folder (no manifest.json); make one with `avatar-desktop dataset`")
-    manifest = json.loads(path.read_text())
+    manifest = read_json(path, "data-set manifest", InputFileError)
+    rebuild = "build the data set again with `avatar-desktop dataset`"
+    if not isinstance(manifest, dict):
+        raise InputFileError(f"data-set manifest {path} holds a {type(manifest).__name__}, not an object: {rebuild}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputFileError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    clips = manifest.get("clips", [])
+    if not isinstance(clips, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("split", ""), str)
+            for entry in clips):
+        raise InputFileError(f'data-set manifest {path}: "clips" must be a list of objects with a "path" and a '
+                             f'"split": {rebuild}')
     return manifest
 
 
@@ -209,9 +224,10 @@ def open_output(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
         if not manifest_path.is_file():
             raise DatasetError(f"{out} exists and is not an unfinished data set (no manifest.json): "
                                "choose a new folder or empty this one")
-        previous = json.loads(manifest_path.read_text())
-        if previous.get("settings") != settings:
-            raise DatasetError(f"{out} holds a data set made with other settings ({previous.get('settings')}); "
+        previous = read_json(manifest_path, "data-set manifest", DatasetError)
+        found = previous.get("settings") if isinstance(previous, dict) else None
+        if found != settings:
+            raise DatasetError(f"{out} holds a data set made with other settings ({found}); "
                                "resume with the same settings or choose a new folder")
     (out / "clips").mkdir(parents=True, exist_ok=True)
     for stale in (out / "clips").glob(".tmp-*"):

@@ -7,7 +7,6 @@ settings so that a resumed run refuses to mix in clips made with other settings.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from avatar_desktop.data.speech import Voice, make_sentence, speak
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
 from avatar_desktop.data.timeline import FPS, ClipTracks, make_clip_tracks
 from avatar_desktop.data.voices import HELDOUT_VOICES, canonical_voice_name, check_voice, is_heldout_voice
+from avatar_desktop.files import read_json
 
 
 _CLIP_ONLY_KEYS = ("fps", "size", "source", "sentences")
@@ -240,7 +240,7 @@ def build_synthetic(out: Path, config: SynthConfig, *, workers: int = 2, progres
     for plan in plans:
         done = out / "clips" / plan.clip_id / "clip.json"
         if done.is_file():
-            meta = json.loads(done.read_text())
+            meta = read_json(done, "clip description", DatasetError)
             entries[plan.clip_id] = {key: value for key, value in meta.items() if key not in _CLIP_ONLY_KEYS}
     write_json(out / "manifest.json", _manifest(config, [entries[p.clip_id] for p in plans if p.clip_id in entries],
                                                 complete=False))

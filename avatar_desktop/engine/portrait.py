@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -13,23 +15,101 @@ MIN_PORTRAIT_SIDE = 64
 """Pixels. Smaller images hold too little of a face to animate."""
 MAX_DECODED_SIDE = 4096
 """Pixels. Larger images are scaled down right after decoding (the model works at a few hundred pixels)."""
+MAX_PORTRAIT_PIXELS = 100_000_000
+"""Width times height. Larger images are refused from their header, before decoding (a 25,000 x 25,000 PNG can be
+2 MB on disk and 2.5 GB decoded)."""
 ALPHA_BACKGROUND = (255, 255, 255)
+MIN_OPAQUE_ALPHA = 128
+"""An RGBA portrait needs pixels at least this opaque (of 255): one without any would render a blank video."""
 
 
 def load_portrait(path: str | Path) -> np.ndarray:
     """Read an image file (PNG, JPEG, WebP, BMP, TIFF; grey, RGB or RGBA) -> uint8 (H, W, 3) RGB.
 
-    Transparent pixels are composited onto white; images larger than MAX_DECODED_SIDE are scaled down.
-    Raises InputFileError saying what is wrong with the file.
+    Transparent pixels are composited onto white; images larger than MAX_DECODED_SIDE are scaled down. Images of
+    more than MAX_PORTRAIT_PIXELS are refused, from the header before decoding where the format allows (PNG, JPEG,
+    BMP, WebP). Raises InputFileError saying what is wrong with the file.
     """
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"portrait {path} does not exist (or is not a file): choose an existing image file")
+    with path.open("rb") as file:
+        size = image_size_from_header(file)
+    if size is not None:
+        _check_pixel_count(*size, source=str(path))
     raw = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    try:
+        image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    except cv2.error:  # OpenCV refuses images over its own pixel limit with an exception
+        image = None
     if image is None:
-        raise InputFileError(f"portrait {path} is not a readable image: use a PNG, JPEG, WebP, BMP or TIFF file")
+        raise InputFileError(f"portrait {path} is not a readable image: use a PNG, JPEG, WebP, BMP or TIFF file "
+                             f"of at most {MAX_PORTRAIT_PIXELS // 1_000_000} megapixels")
+    _check_pixel_count(image.shape[1], image.shape[0], source=str(path))
     return portrait_from_array(image, source=str(path), bgr=True)
+
+
+def _check_pixel_count(width: int, height: int, *, source: str) -> None:
+    if width * height > MAX_PORTRAIT_PIXELS:
+        raise InputFileError(
+            f"portrait {source} is {width}x{height} pixels, more than the limit of "
+            f"{MAX_PORTRAIT_PIXELS // 1_000_000} megapixels: scale it down (a portrait needs no more than "
+            f"{MAX_DECODED_SIDE} px a side)"
+        )
+
+
+def image_size_from_header(file: BinaryIO) -> tuple[int, int] | None:
+    """(width, height) read from the header of a PNG, JPEG, BMP or WebP file, without decoding the pixels; None for
+    other formats, or a header too short or damaged to say."""
+    head = file.read(30)
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        return struct.unpack(">II", head[16:24])
+    if head.startswith(b"BM") and len(head) >= 26:
+        if int.from_bytes(head[14:18], "little") == 12:  # the old OS/2 header: 16-bit sizes
+            return struct.unpack("<HH", head[18:22])
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(width), abs(height)  # a negative height means rows stored top-down
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8X":  # extended: 24-bit canvas size minus one
+            return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+        if chunk == b"VP8L":  # lossless: 14-bit sizes minus one, after a signature byte
+            bits = int.from_bytes(head[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if chunk == b"VP8 ":  # lossy: 14-bit sizes after the frame tag and start code
+            width, height = struct.unpack("<HH", head[26:30])
+            return width & 0x3FFF, height & 0x3FFF
+    if head.startswith(b"\xff\xd8"):
+        file.seek(2)
+        return _jpeg_size(file)
+    return None
+
+
+def _jpeg_size(file: BinaryIO) -> tuple[int, int] | None:
+    """The size in a JPEG's start-of-frame segment, walking the segments from just after the start-of-image."""
+    standalone = {0x01, *range(0xD0, 0xDA)}  # markers without a length: TEM, restarts, SOI, EOI
+    no_frame = {0xC4, 0xC8, 0xCC}  # SOFn codes that are not frames: Huffman tables, reserved, arithmetic coding
+    while True:
+        byte = file.read(1)
+        if byte != b"\xff":
+            return None
+        kind = b"\xff"
+        while kind == b"\xff":  # fill bytes
+            kind = file.read(1)
+        if not kind:
+            return None
+        if kind[0] in standalone:
+            continue
+        length = file.read(2)
+        if len(length) < 2 or int.from_bytes(length, "big") < 2:
+            return None
+        if 0xC0 <= kind[0] <= 0xCF and kind[0] not in no_frame:
+            frame = file.read(5)  # precision, height, width
+            if len(frame) < 5:
+                return None
+            height, width = struct.unpack(">HH", frame[1:5])
+            return width, height
+        file.seek(int.from_bytes(length, "big") - 2, 1)
 
 
 def portrait_from_array(image: np.ndarray, *, source: str = "portrait", bgr: bool = False) -> np.ndarray:
@@ -52,6 +132,9 @@ def portrait_from_array(image: np.ndarray, *, source: str = "portrait", bgr: boo
         return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     channels = image.shape[2]
     if channels == 4:
+        if int(image[:, :, 3].max()) < MIN_OPAQUE_ALPHA:
+            raise InputFileError(f"{source} is transparent everywhere (no pixel is even half opaque), so nothing of "
+                                 "it would show: save it with its background, or without an alpha channel")
         colour = image[:, :, :3].astype(np.float32)
         alpha = image[:, :, 3:4].astype(np.float32) / 255.0
         background = np.array(ALPHA_BACKGROUND[::-1] if bgr else ALPHA_BACKGROUND, np.float32)

@@ -25,6 +25,7 @@ from avatar_desktop.data.timeline import FPS, make_clip_tracks
 from avatar_desktop.eval import metrics
 from avatar_desktop.eval.report import EvaluationError
 from avatar_desktop.face.landmarks import LIPS_INNER_LOWER, LIPS_INNER_UPPER, NOSE_TIP
+from avatar_desktop.files import write_png_atomic
 
 THRESHOLDS: dict[str, float] = {
     "face_found": 0.98,
@@ -543,5 +544,4 @@ def plot_photo_trace(trace: dict[str, Any], path: Path, width: int = 1000, heigh
                 cv2.LINE_AA)
     cv2.putText(image, f"0 .. {frames / trace['fps']:.1f} s", (left, height - 10), font, 0.45, (0, 0, 0), 1,
                 cv2.LINE_AA)
-    if not cv2.imwrite(str(path), image):
-        raise EvaluationError(f"cannot write the plot to {path}")
+    write_png_atomic(path, image)

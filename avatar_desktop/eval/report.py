@@ -24,6 +24,7 @@ from avatar_desktop.data.timeline import expression_pose
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.eval import metrics
 from avatar_desktop.eval.mouth import MouthCalibration, measure_mouth_raw
+from avatar_desktop.files import write_png_atomic
 
 EXPRESSION_VALUES = (-1.0, -0.5, 0.0, 0.5, 1.0)
 STILL_FRAMES = 25
@@ -431,5 +432,4 @@ def plot_trace(trace: dict[str, Any], path: Path, fps: int = 25, width: int = 96
     for value in (0.0, 1.0):
         y = int(bottom - (bottom - top) * (value - low) / (high - low))
         cv2.putText(image, f"{value:.0f}", (10, y + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), image):
-        raise EvaluationError(f"cannot write the plot to {path}")
+    write_png_atomic(path, image)

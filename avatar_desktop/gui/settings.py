@@ -2,7 +2,8 @@
 
 Every field of `Settings` is stored as JSON text under its own key, next to `version`. Loading never fails: an
 unreadable file, a file from another version, or a value of the wrong type falls back to the default, and
-`SettingsStore.load()` says so in its notice. QSettings writes the file atomically (QSaveFile).
+`SettingsStore.load()` says so in its notice; such a file is first copied to a backup next to it (`NAME.bak`, or
+`NAME.bak2`, ... when that exists), since the next save rewrites it. QSettings writes the file atomically (QSaveFile).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,13 +101,17 @@ class SettingsStore:
         qs.sync()
         defaults = Settings()
         if qs.status() != QSettings.Status.NoError:
-            return defaults, f"the settings file {self.path} could not be read; using defaults"
-        if not qs.allKeys():
+            return defaults, f"the settings file {self.path} could not be read; using defaults{self._backup()}"
+        written = Path(self.path).is_file() and Path(self.path).stat().st_size > 0
+        if not qs.allKeys() and not written:
             return defaults, None
         version = qs.value("version")
+        if version is None:  # binary garbage, or a file without a single setting of ours
+            return defaults, (f"the settings file {self.path} is damaged (it holds no settings version); using "
+                              f"defaults{self._backup()}")
         if str(version) != str(SETTINGS_VERSION):
             return defaults, (f"the settings file {self.path} is from another version ({version}, this is "
-                              f"{SETTINGS_VERSION}); using defaults")
+                              f"{SETTINGS_VERSION}); using defaults{self._backup()}")
         values, bad = {}, []
         for item in dataclasses.fields(Settings):
             raw = qs.value(item.name)
@@ -117,8 +123,25 @@ class SettingsStore:
                 bad.append(item.name)
         notice = None
         if bad:
-            notice = f"settings {', '.join(bad)} in {self.path} were damaged and were reset to their defaults"
+            notice = (f"settings {', '.join(bad)} in {self.path} were damaged and were reset to their "
+                      f"defaults{self._backup()}")
         return Settings(**values), notice
+
+    def _backup(self) -> str:
+        """Copy the settings file to the first free NAME.bak, NAME.bak2, ... (unless one holds the same bytes
+        already); the notice's ending that says where, or why not."""
+        source = Path(self.path)
+        try:
+            content = source.read_bytes()
+            number, backup = 1, source.with_name(f"{source.name}.bak")
+            while backup.exists() and backup.read_bytes() != content:
+                number += 1
+                backup = source.with_name(f"{source.name}.bak{number}")
+            if not backup.exists():
+                shutil.copy2(source, backup)
+        except OSError as error:
+            return f" (no backup of the old file could be made: {error.strerror})"
+        return f" (the old file is kept as {backup})"
 
     def save(self, settings: Settings) -> None:
         qs = self._qsettings

@@ -223,6 +223,7 @@ def load_motion_model(name_or_dir: str | Path = DEFAULT_MOTION_MODEL, *, device:
 
 
 def _check_state(network: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+    """CheckpointError naming `file` when `state` does not fit `network` or holds NaN or infinite weights."""
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -241,6 +242,15 @@ def _check_state(network: torch.nn.Module, state: dict[str, torch.Tensor], file:
         raise CheckpointError(
             f"{file} does not match the architecture in model.json: {'; '.join(problems)}. "
             "The weights belong to another model or preset."
+        )
+    broken = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in state.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())}  # counted where needed
+    if broken:
+        examples = ", ".join(f"{name} ({count})" for name, count in list(broken.items())[:3])
+        raise CheckpointError(
+            f"{file} holds {sum(broken.values())} weights that are not numbers (NaN or infinity) in {len(broken)} "
+            f"tensors, e.g. {examples}: the model is damaged (a diverged training run?); use an earlier or "
+            "another model"
         )
 
 

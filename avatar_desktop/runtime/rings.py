@@ -15,7 +15,8 @@ in order for aligned 8-byte words, which is all the seqlock needs.
 
 Segment names are `avd-<pid>-<token>-<role>`, unique per session. Where segments are files (Linux /dev/shm) the
 owner holds a shared `flock` on its segments while it lives; the kernel drops it when the owner dies, however it
-dies. `clean_stale_segments` removes a segment only when nobody holds it and no process has its pid, so neither a
+dies (SIGKILL included). The owner writes the header's magic only once it holds the lock, so a segment with the
+magic, no holder and no process of its pid is a dead session's: `clean_stale_segments` removes it at once. Neither a
 live session in another PID namespace (it holds the lock) nor one whose pid was reused is touched.
 """
 
@@ -99,9 +100,9 @@ def _pid_alive(pid_text: str) -> bool:
 def clean_stale_segments(shm_dir: Path = SHM_DIR, *, min_age_s: float = 10.0) -> list[str]:
     """Unlink ring segments nobody holds and whose owner pid is gone (left by a crashed run); returns their names.
 
-    A segment younger than `min_age_s` is left alone: its owner may not have locked it yet. Only systems with a
-    listable shared-memory folder (Linux) have such leftovers; on Windows a segment dies with its last handle, and
-    macOS cannot list them, so there this does nothing.
+    A segment that nobody holds but that lacks the ring magic is left alone until it is `min_age_s` old: its owner
+    may be about to lock it. Only systems with a listable shared-memory folder (Linux) have such leftovers; on
+    Windows a segment dies with its last handle, and macOS cannot list them, so there this does nothing.
     """
     if fcntl is None or not shm_dir.is_dir():
         return []
@@ -110,18 +111,17 @@ def clean_stale_segments(shm_dir: Path = SHM_DIR, *, min_age_s: float = 10.0) ->
         if _pid_alive(path.name[len(SEGMENT_PREFIX) :].split("-", 1)[0]):
             continue
         try:
-            if time.time() - path.stat().st_mtime < min_age_s:
-                continue
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # its owner is alive
+            locked_once = int.from_bytes(os.pread(fd, 8, 0), sys.byteorder) == _MAGIC
+            if locked_once or time.time() - os.fstat(fd).st_mtime >= min_age_s:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        except OSError:  # its owner is alive (it holds the lock), or the segment went away
             continue
-        else:
-            path.unlink(missing_ok=True)
-            removed.append(path.name)
         finally:
             os.close(fd)
     return removed
@@ -170,6 +170,8 @@ class SlotRing:
         self.owner = owner
         self._lock_fd = _hold_lock(shm.name) if owner and fcntl is not None and not isinstance(shm, _LocalMemory) else None
         header = np.ndarray((_HEADER_WORDS,), np.int64, shm.buf, 0)
+        if owner:
+            header[0] = _MAGIC  # only now that the lock is held: see clean_stale_segments
         if header[0] != _MAGIC:
             raise RingError(f"shared-memory segment {shm.name!r} is not an avatar-desktop ring")
         self._header = header
@@ -195,7 +197,7 @@ class SlotRing:
             except FileExistsError:
                 raise RingError(f"shared-memory segment {name!r} already exists") from None
         header = np.ndarray((_HEADER_WORDS,), np.int64, shm.buf, 0)
-        header[:] = (_MAGIC, 0, n_slots, slot_bytes)
+        header[:] = (0, 0, n_slots, slot_bytes)  # the magic follows once the owner holds the lock (__init__)
         del header
         return cls(shm, owner=True)
 

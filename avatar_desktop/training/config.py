@@ -1,17 +1,70 @@
 """Training recipes: one typed dataclass per stage, read from a TOML file (configs/*.toml).
 
-Unknown keys are refused with their name and place. Paths inside a recipe (`init`) are relative to the recipe file.
+Unknown keys are refused with their name and place. Every value is checked against its field's type and, for the
+keys named in RANGES (whatever dataclass holds them), its range, in one line naming the key and the file; a new
+field is checked by its type at once, and by its range once its name is in RANGES. Paths inside a recipe (`init`)
+are relative to the recipe file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 from avatar_desktop.audio.augment import AugmentConfig
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ChunkPlanConfig, _from_dict
 from avatar_desktop.errors import AvatarError
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric recipe key allows: at least `low` (above it when `low_open`), at most `high`."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Why `value` is out of range, or None."""
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        if not too_low and (self.high is None or value <= self.high):
+            return None
+        if self.low is not None and self.high is not None:
+            return f"must be from {self.low:g} to {self.high:g}"
+        if self.high is not None:
+            return f"must be at most {self.high:g}"
+        return f"must be above {self.low:g}" if self.low_open else f"must be at least {self.low:g}"
+
+
+COUNT = Range(low=1)
+NON_NEGATIVE = Range(low=0)
+POSITIVE = Range(low=0, low_open=True)
+FRACTION = Range(low=0, high=1)
+RANGES: dict[str, Range] = {
+    # run (lr = 0 is allowed: it trains nothing, which checks a stage without changing its weights)
+    "steps": COUNT, "batch_size": COUNT, "save_every": COUNT, "warmup_steps": NON_NEGATIVE, "seed": NON_NEGATIVE,
+    "lr": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "grad_clip": NON_NEGATIVE, "final_lr_fraction": FRACTION,
+    # chunk plans and the curriculum
+    "first": COUNT, "after_state_change": COUNT, "steady": COUNT, "max_frames": COUNT, "fixed_until": NON_NEGATIVE,
+    "short_share": FRACTION,
+    # stages
+    "frames": COUNT, "pool_clips": COUNT, "refresh_every": COUNT, "teacher_steps": COUNT, "student_steps": COUNT,
+    "discretisation": Range(low=2), "ema_decay": FRACTION, "p_std": POSITIVE, "audio_dropout": FRACTION,
+    "stale_motion": FRACTION, "change_share": FRACTION, "context_dropout": FRACTION, "slider_speed": POSITIVE,
+    "audio_guidance": NON_NEGATIVE, "mouth_weight": NON_NEGATIVE, "gradient_weight": NON_NEGATIVE,
+    "difference_weight": NON_NEGATIVE, "motion_noise_max": NON_NEGATIVE, "context_noise_max": NON_NEGATIVE,
+    "context_noise_sigma": NON_NEGATIVE,
+    # motion denoiser architecture
+    "width": COUNT, "layers": COUNT, "heads": COUNT, "mlp_ratio": COUNT, "context_frames": NON_NEGATIVE,
+    "max_chunk_frames": COUNT, "num_states": COUNT, "expression_dim": COUNT,
+}
+"""Ranges by key name, wherever the key appears (a run's `steps`, a chunk plan's `first`)."""
 
 
 @dataclass(frozen=True)
@@ -193,19 +246,84 @@ class LoadedRecipe:
 
 def load_recipe(stage: str, path: str | Path) -> LoadedRecipe:
     """Read the TOML recipe of `stage` (a key of RECIPES)."""
-    path = Path(path)
     if stage not in RECIPES:
         raise AvatarError(f"unknown training stage {stage!r}: expected one of {', '.join(RECIPES)}")
+    loaded = read_recipe(stage, RECIPES[stage], path, examples="configs/")
+    if stage != "autoencoder" and not loaded.recipe.init:
+        raise AvatarError(f"recipe {path}: set `init` to the model folder of the previous stage")
+    return loaded
+
+
+def read_recipe(stage: str, recipe_class: type, path: str | Path, *, examples: str) -> LoadedRecipe:
+    """Read a TOML recipe into `recipe_class`, every value checked (recipe_problems); AvatarError in one line naming
+    the file and the keys otherwise. `examples`: where to find example recipes, for a missing file."""
+    path = Path(path)
     if not path.is_file():
-        raise AvatarError(f"recipe {path} does not exist (see configs/ for examples)")
-    text = path.read_text()
+        raise AvatarError(f"recipe {path} does not exist (see {examples} for examples)")
     try:
+        text = path.read_bytes().decode()
         data = tomllib.loads(text)
-        recipe = _from_dict(RECIPES[stage], data, stage)
-    except tomllib.TOMLDecodeError as error:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise AvatarError(f"recipe {path} is not valid TOML: {error}") from None
+    problems = recipe_problems(recipe_class, data)
+    if problems:
+        raise AvatarError(f"recipe {path}: {'; '.join(problems)}")
+    try:
+        recipe = _from_dict(recipe_class, data, stage)
     except (TypeError, ValueError) as error:
         raise AvatarError(f"recipe {path}: {error}") from None
-    if stage != "autoencoder" and not recipe.init:
-        raise AvatarError(f"recipe {path}: set `init` to the model folder of the previous stage")
     return LoadedRecipe(stage, recipe, path, text)
+
+
+def recipe_problems(recipe_class: type, data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What is wrong with the values in `data` (a TOML table) for the dataclass `recipe_class`, as
+    'run.steps = -5: must be at least 1'; nested tables are checked against their dataclass fields. Keys the class
+    lacks are left to _from_dict, which names them."""
+    hints = typing.get_type_hints(recipe_class)
+    problems = []
+    for item in dataclasses.fields(recipe_class):
+        if item.name not in data:
+            continue
+        key, value, expected = prefix + item.name, data[item.name], hints[item.name]
+        if dataclasses.is_dataclass(expected):
+            if isinstance(value, Mapping):
+                problems += recipe_problems(expected, value, f"{key}.")
+            else:
+                problems.append(f"{key} = {_shown(value)}: expected a table ([{key}])")
+            continue
+        problem = _type_problem(expected, value)
+        if problem is None and item.name in RANGES and isinstance(value, (int, float)):
+            problem = RANGES[item.name].problem(value)
+        if problem is not None:
+            problems.append(f"{key} = {_shown(value)}: {problem}")
+    return problems
+
+
+def _type_problem(expected: Any, value: Any) -> str | None:
+    """Why `value` (from TOML) does not fit the type annotation `expected`, or None (types it does not know pass)."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in args if option is not type(None)]
+        found = [_type_problem(option, value) for option in options]
+        return None if None in found else found[0]
+    if expected is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if expected is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
+    if expected is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return "expected a number"
+        return None if math.isfinite(value) else "expected a finite number"
+    if expected is str:
+        return None if isinstance(value, str) else "expected text in quotes"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, list):
+            return "expected a list"
+        found = [_type_problem(args[0], element) for element in value]
+        return next((f"in the list: {problem}" for problem in found if problem is not None), None)
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A value as it would be written in TOML (strings in quotes)."""
+    return f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)

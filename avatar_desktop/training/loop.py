@@ -10,6 +10,7 @@ are written atomically, so an interrupted run loses at most the steps since its 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -21,11 +22,13 @@ from typing import Any, Callable, Iterable
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
 
 from avatar_desktop.errors import AvatarError
+from avatar_desktop.files import write_text_atomic
 from avatar_desktop.training.config import RunConfig
 from avatar_desktop.training.plot import plot_loss_curve
 
@@ -92,8 +95,19 @@ class Checkpoint:
         shutil.rmtree(old, ignore_errors=True)
 
     def load(self, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
-        """Restore everything; returns the step to continue from."""
-        state = json.loads((self.folder / "state.json").read_text())
+        """Restore everything; returns the step to continue from. AvatarError naming the checkpoint when it is
+        damaged (truncated, garbage) or belongs to another model; nothing is deleted."""
+        try:
+            return self._load(networks, optimizer, generator)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as error:
+            raise AvatarError(
+                f"checkpoint {self.folder} is damaged and cannot be resumed ({type(error).__name__}: {error}): move "
+                f"or delete that folder and run again without --resume (the run restarts from step 0), or choose "
+                "another --out"
+            ) from None
+
+    def _load(self, networks: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> int:
+        state = json.loads((self.folder / "state.json").read_bytes())
         weights = load_file(self.folder / "weights.safetensors")
         expected = networks.state_dict()
         mismatched = sorted(k for k in expected.keys() & weights.keys() if expected[k].shape != weights[k].shape)
@@ -139,19 +153,23 @@ class LossLog:
         self.csv = out / "loss.csv"
         self.rows: list[tuple[int, float]] = []
         if resume_step and self.csv.is_file():
-            with self.csv.open() as handle:
-                self.rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle) if int(r["step"]) <= resume_step]
+            try:
+                with self.csv.open() as handle:
+                    self.rows = [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle)
+                                 if int(r["step"]) <= resume_step]
+            except (ValueError, KeyError, TypeError) as error:  # UnicodeDecodeError is a ValueError
+                raise AvatarError(f"{self.csv} is damaged ({error}): move it away to resume without the earlier "
+                                  "loss curve") from None
 
     def append(self, step: int, loss: float) -> None:
         self.rows.append((step, loss))
 
     def flush(self, title: str) -> None:
-        temp = self.csv.with_suffix(".csv.tmp")
-        with temp.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["step", "loss"])
-            writer.writerows(self.rows)
-        os.replace(temp, self.csv)
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(["step", "loss"])
+        writer.writerows(self.rows)
+        write_text_atomic(self.csv, table.getvalue())
         if self.rows:
             plot_loss_curve(self.rows, self.csv.with_suffix(".png"), title)
 

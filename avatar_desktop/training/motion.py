@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -33,7 +32,6 @@ from avatar_desktop.config import (
     MotionDenoiserConfig,
     MotionModelConfig,
     SamplingConfig,
-    _from_dict,
 )
 from avatar_desktop.data.clips import load_clip
 from avatar_desktop.errors import AvatarError
@@ -53,7 +51,7 @@ from avatar_desktop.motion_code import (
 )
 from avatar_desktop.sampling import heun_step
 from avatar_desktop.sampling.schedules import karras_sigmas
-from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig
+from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig, read_recipe
 from avatar_desktop.training.data import training_clips
 from avatar_desktop.training.loop import train
 from avatar_desktop.training.stages import _freeze, chunk_length
@@ -122,20 +120,11 @@ MOTION_RECIPES = {"motion-teacher": MotionTeacherRecipe, "motion-distill": Motio
 
 def load_motion_recipe(stage: str, path: str | Path) -> LoadedRecipe:
     """Read the TOML recipe of a motion stage (a key of MOTION_RECIPES)."""
-    path = Path(path)
-    if not path.is_file():
-        raise AvatarError(f"recipe {path} does not exist (see configs/motion-*.toml for examples)")
-    text = path.read_text()
-    try:
-        recipe = _from_dict(MOTION_RECIPES[stage], tomllib.loads(text), stage)
-    except tomllib.TOMLDecodeError as error:
-        raise AvatarError(f"recipe {path} is not valid TOML: {error}") from None
-    except (TypeError, ValueError) as error:
-        raise AvatarError(f"recipe {path}: {error}") from None
+    loaded = read_recipe(stage, MOTION_RECIPES[stage], path, examples="configs/motion-*.toml")
     needed = "audio_from" if stage == "motion-teacher" else "init"
-    if not getattr(recipe, needed):
+    if not getattr(loaded.recipe, needed):
         raise AvatarError(f"recipe {path}: set `{needed}` to a model folder")
-    return LoadedRecipe(stage, recipe, path, text)
+    return loaded
 
 
 # ----------------------------------------------------------------------------- data

@@ -7,11 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar_desktop.files import write_png_atomic
+
 WIDTH, HEIGHT, MARGIN = 800, 420, 60
 
 
 def plot_loss_curve(rows: list[tuple[int, float]], path: Path, title: str) -> None:
-    """rows: (step, loss) pairs. Draws the raw curve (light) and a moving average (dark) on a log10 axis."""
+    """rows: (step, loss) pairs. Draws the raw curve (light) and a moving average (dark) on a log10 axis; the PNG is
+    written atomically."""
     steps = np.array([r[0] for r in rows], np.float64)
     loss = np.log10(np.maximum(np.array([r[1] for r in rows], np.float64), 1e-12))
     window = max(1, len(loss) // 50)
@@ -36,4 +39,4 @@ def plot_loss_curve(rows: list[tuple[int, float]], path: Path, title: str) -> No
     cv2.putText(canvas, f"{10**lo:.3g}", (5, y0), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, f"step {int(steps[0])}", (x0, y0 + 25), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(canvas, f"{int(steps[-1])}", (x1 - 50, y0 + 25), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.imwrite(str(path), canvas)
+    write_png_atomic(path, canvas)

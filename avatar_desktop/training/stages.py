@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from torch.nn import functional as F
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
 from avatar_desktop.errors import AvatarError
+from avatar_desktop.files import write_json_atomic
 from avatar_desktop.models.autoencoder import decoder_parameters
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
@@ -369,7 +369,7 @@ def _report_mouth_prediction(objective: AudioObjective, data: Path, out: Path) -
     except AvatarError:
         clips, split = mouth_clips(data), "train"
     scores = mouth_prediction_scores(objective, clips)
-    (out / "mouth_prediction.json").write_text(json.dumps({"split": split, "clips": len(clips), "pearson_r": scores}, indent=2))
+    write_json_atomic(out / "mouth_prediction.json", {"split": split, "clips": len(clips), "pearson_r": scores})
     print(f"mouth from audio, {split} clips: " + ", ".join(f"{name} r={r:.3f}" for name, r in scores.items()))
 
 

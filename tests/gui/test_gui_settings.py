@@ -1,5 +1,5 @@
 """Settings: they survive a restart of the window; a corrupt, foreign-version or damaged file falls back to the
-defaults and the window says so."""
+defaults, the window says so, and the old file is kept as a backup."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_settings_survive_a_restart_of_the_window(qtbot, model_dirs, portrait_fi
 
 
 @pytest.mark.parametrize("content, says", [
-    (b"\x00\xff\xfe garbage [[[ = \n\x89PNG", "from another version"),
+    (b"\x00\xff\xfe garbage [[[ = \n\x89PNG", "is damaged (it holds no settings version); using defaults"),
     (b"[General]\nversion=0\nmirror=true\n", "from another version (0"),
     (f"[General]\nversion={SETTINGS_VERSION}\nmirror=\"\\\"yes\\\"\"\nexpression=\"{{\\\"smile\\\": 9}}\"\n"
      "camera_resolution=\"\\\"1x1\\\"\"\ngeometry=\"\\\"@@@\\\"\"\n".encode(),
@@ -66,5 +66,18 @@ def test_a_corrupt_or_old_settings_file_falls_back_to_defaults_and_says_so(qtbot
     assert "Traceback" not in window.banners["settings"].message
     assert not window.mirror_check.isChecked()
     assert window.expression_panel.expression() == {}
+    assert "(None)" not in window.banners["settings"].message
+    assert f"(the old file is kept as {path}.bak)" in window.banners["settings"].message
     window.close()
     assert SettingsStore(path).load()[1] is None  # closing wrote a good file
+    assert (tmp_path / "settings.ini.bak").read_bytes() == content  # the old file, kept once
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["settings.ini", "settings.ini.bak"]
+
+
+def test_a_second_damaged_settings_file_gets_its_own_backup(tmp_path):
+    path = tmp_path / "settings.ini"
+    for number, content in enumerate([b"\x00\x01 garbage", b"[General]\nversion=0\n"], start=1):
+        path.write_bytes(content)
+        notice = SettingsStore(path).load()[1]
+        backup = tmp_path / f"settings.ini.bak{number if number > 1 else ''}"
+        assert f"(the old file is kept as {backup})" in notice and backup.read_bytes() == content

@@ -1,6 +1,10 @@
 """Shared-memory rings: round trips, overruns, torn reads, cross-process use and segment cleanup."""
 
 import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -143,3 +147,31 @@ def test_only_segments_nobody_holds_are_cleaned():
         stale.unlink(missing_ok=True)
         mine.close()
         mine.unlink()
+
+
+def test_segments_of_a_session_killed_with_sigkill_are_cleaned_at_once():
+    """The owner dies without unlinking (SIGKILL); the next start removes its segments at once, not seconds later."""
+    script = ("import sys, time\n"
+              "import numpy as np\n"
+              "from avatar_desktop.runtime.rings import AudioRing, FrameRing, new_session_token, segment_name\n"
+              "token = new_session_token()\n"
+              "audio = AudioRing.create(segment_name(token, 'audio'))\n"
+              "frames = FrameRing.create(segment_name(token, 'frames'), n_slots=4, max_pixels=64 * 64)\n"
+              "audio.write(np.zeros(320, np.float32), time.monotonic())\n"
+              "frames.write(np.zeros((64, 64, 3), np.uint8), 0.0, 0.0)\n"
+              "print(audio.ring.name, frames.ring.name, flush=True)\n"
+              "time.sleep(60)\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    names = owner.stdout.readline().split()
+    owner.kill()
+    owner.wait(timeout=10)
+    try:
+        assert len(names) == 2 and all(Path("/dev/shm", name).exists() for name in names)
+        started = time.monotonic()
+        assert sorted(clean_stale_segments()) == sorted(names)
+        assert time.monotonic() - started < 1.0
+        assert not any(Path("/dev/shm", name).exists() for name in names)
+    finally:
+        for name in names:
+            Path("/dev/shm", name).unlink(missing_ok=True)
