@@ -59,7 +59,7 @@ RANGES: dict[str, Range] = {
     "stale_motion": FRACTION, "change_share": FRACTION, "context_dropout": FRACTION, "slider_speed": POSITIVE,
     "audio_guidance": NON_NEGATIVE, "mouth_weight": NON_NEGATIVE, "gradient_weight": NON_NEGATIVE,
     "difference_weight": NON_NEGATIVE, "motion_noise_max": NON_NEGATIVE, "context_noise_max": NON_NEGATIVE,
-    "context_noise_sigma": NON_NEGATIVE,
+    "context_noise_sigma": NON_NEGATIVE, "augmented_copies": NON_NEGATIVE,
     # motion denoiser architecture
     "width": COUNT, "layers": COUNT, "heads": COUNT, "mlp_ratio": COUNT, "context_frames": NON_NEGATIVE,
     "max_chunk_frames": COUNT, "num_states": COUNT, "expression_dim": COUNT,
@@ -320,6 +320,11 @@ def _type_problem(expected: Any, value: Any) -> str | None:
         if not isinstance(value, list):
             return "expected a list"
         found = [_type_problem(args[0], element) for element in value]
+        return next((f"in the list: {problem}" for problem in found if problem is not None), None)
+    if origin is tuple and args:  # a fixed-length tuple, e.g. a (low, high) range
+        if not isinstance(value, list) or len(value) != len(args):
+            return f"expected a list of {len(args)} values"
+        found = [_type_problem(kind, element) for kind, element in zip(args, value)]
         return next((f"in the list: {problem}" for problem in found if problem is not None), None)
     return None
 
