@@ -28,6 +28,7 @@ from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, Canvas, VirtualCameraSink
 from avatar_desktop.runtime.clock import MicClock
+from avatar_desktop.runtime.events import EventKind, EventLog
 from avatar_desktop.runtime.pacer import CameraSender, Pacer, PacerConfig, Sink
 from avatar_desktop.runtime.rings import (
     AudioReader,
@@ -84,8 +85,8 @@ class LiveSession:
     """Start with `start()` (or `with`), stop with `stop()`.
 
     portrait: uint8 (H, W, 3) RGB. Extra `sinks` (file recorder, GUI preview) get every canvas the camera gets.
-    Status: `status()` (dict), `stats.snapshot()`; `events` of kind 'worker', 'model', 'reference', 'camera',
-    'mic', 'cleanup' say what happened, newest last.
+    Status: `status()` (dict), `stats.snapshot()`; `events` (an EventLog) says what happened, each event with its
+    kind and sequence number.
     """
 
     def __init__(self, portrait: np.ndarray, config: SessionConfig, *, sinks: Sequence[Sink] = ()):
@@ -97,6 +98,7 @@ class LiveSession:
         expression_vector(self.expression)  # validates names
         self.model = config.model
         self.stats = SessionStats()
+        self.events = EventLog()
         self._extra_sinks = list(sinks)
         self._stop = threading.Event()
         self._spawn_lock = threading.Lock()
@@ -142,7 +144,7 @@ class LiveSession:
     def _start(self) -> None:
         runtime = self.config.runtime
         for name in clean_stale_segments():
-            self._event("cleanup", f"removed shared memory {name} left by a crashed session")
+            self._event(EventKind.STALE_MEMORY_REMOVED, f"removed shared memory {name} left by a crashed session")
         token = new_session_token()
         self._audio = AudioRing.create(
             segment_name(token, "audio"), seconds=runtime.audio_ring_seconds, block_samples=_block(self.config.mic)
@@ -159,7 +161,7 @@ class LiveSession:
                 self.camera = VirtualCameraSink(self.config.camera)
             except CameraUnavailableError as error:
                 self.camera_error = str(error)
-                self._event("camera", f"{error}; going on with the preview only", error=True)
+                self._event(EventKind.CAMERA_UNAVAILABLE, f"{error}; going on with the preview only")
         self.worker = self._spawn_worker(active=True)
         self._clock = MicClock(self._audio)
         canvas_config = self.config.camera or CameraConfig()
@@ -202,7 +204,7 @@ class LiveSession:
             try:
                 sink.close()
             except Exception as error:  # closing a camera that already failed: nothing else to release
-                self._event("camera", f"closing {getattr(sink, 'name', sink)} failed: {error}", error=True)
+                self._event(EventKind.SINK_CLOSE_FAILED, f"closing {getattr(sink, 'name', sink)} failed: {error}")
         self.camera = None
         self._extra_sinks = []
         for ring in (self._audio, self._frames):
@@ -219,7 +221,7 @@ class LiveSession:
         try:
             portrait = load_portrait(path)
         except AvatarError as error:
-            self._event("reference", f"portrait not changed: {error}", error=True)
+            self._event(EventKind.PORTRAIT_REFUSED, f"portrait not changed: {error}")
             raise
         self.portrait = portrait
         self._broadcast("set_reference", portrait)
@@ -238,10 +240,6 @@ class LiveSession:
         self.model = model
         self.worker_ready.clear()
         self._broadcast("set_model", model)
-
-    @property
-    def events(self) -> list[dict]:
-        return list(self.stats.events)
 
     def status(self) -> dict:
         return {
@@ -266,12 +264,13 @@ class LiveSession:
             skipped_frames=self.pacer.skipped if self._sender else 0,
             camera_late_ticks=self._sender.late_ticks if self._sender else 0,
             passthrough_resyncs=self._passthrough.resyncs if self._passthrough else None,
+            events=[event.as_json() for event in self.events],
         )
 
     # ---------------------------------------------------------------- internals
-    def _event(self, kind: str, message: str, *, error: bool = False) -> None:
-        self.stats.event(kind, message)
-        if error:
+    def _event(self, kind: EventKind, message: str) -> None:
+        self.events.add(kind, message)
+        if kind.problem:
             self.last_error = message
 
     def _broadcast(self, name: str, value) -> None:
@@ -319,8 +318,8 @@ class LiveSession:
         return (self.config.camera or CameraConfig()).fps
 
     def _on_sink_error(self, sink: Sink, error: Exception) -> None:
-        self._event("camera", f"{getattr(sink, 'name', sink)} failed and was closed ({error}); preview goes on",
-                    error=True)
+        self._event(EventKind.SINK_FAILED,
+                    f"{getattr(sink, 'name', sink)} failed and was closed ({error}); preview goes on")
         if sink is self.camera:
             self.camera_error = str(error)
 
@@ -368,8 +367,8 @@ class LiveSession:
             if not worker.alive():
                 backoff = self._replace_dead_worker(worker, backoff)
             elif standby is not None and not standby.alive():
-                self._event("worker", f"standby worker {standby.pid} died ({describe_exit(standby.process.exitcode)})"
-                                      "; starting another", error=True)
+                self._event(EventKind.STANDBY_DIED, f"standby worker {standby.pid} died "
+                                                    f"({describe_exit(standby.process.exitcode)}); starting another")
                 standby.stop(0.1)
                 self.standby = None
                 self.standby_ready.clear()
@@ -404,8 +403,8 @@ class LiveSession:
                     return backoff
                 self.worker = self._spawn_worker(active=True)
             how = f"started worker {self.worker.pid}"
-        self._event("worker", f"worker {worker.pid} died ({describe_exit(worker.process.exitcode)}) after "
-                              f"{uptime:.1f} s; {how}, the camera keeps the last frame meanwhile", error=True)
+        self._event(EventKind.WORKER_DIED, f"worker {worker.pid} died ({describe_exit(worker.process.exitcode)}) "
+                                           f"after {uptime:.1f} s; {how}, the camera keeps the last frame meanwhile")
         return backoff
 
     def _on_report(self, report: dict, worker: WorkerHandle) -> None:
@@ -413,30 +412,26 @@ class LiveSession:
         if worker is not self.worker:  # the standby: only its readiness and its own failures are news
             if kind == "ready":
                 self.standby_ready.set()
-            elif kind == "error" and report["what"] == "worker":
-                self._event("worker", f"standby {report['message']}", error=True)
+            elif kind == "event" and report["event"] is EventKind.WORKER_CRASHED:
+                self._event(EventKind.WORKER_CRASHED, f"standby {report['message']}")
             return
         if kind == "status":
             self.stats.worker_status(report)
         elif kind == "ready":
             self.worker_ready.set()
             self.path = report["path"]
-            self._event("worker", f"worker {worker.pid} ready: {report['path']}, model {report['model']} "
-                                  f"({report['resolution']} px, loaded in {report['load_s']:.1f} s)")
-
-        elif kind == "notice":
-            self._event("reference", report["message"])
-        elif kind == "error":
-            kind = report["what"] if report["what"] in ("model", "reference") else "worker"
-            self._event(kind, report["message"], error=True)
+            self._event(EventKind.WORKER_READY, f"worker {worker.pid} ready: {report['path']}, model "
+                        f"{report['model']} ({report['resolution']} px, loaded in {report['load_s']:.1f} s)")
+        elif kind == "event":
+            self._event(report["event"], report["message"])
 
     def _watch_mic(self) -> None:
         """A microphone that stopped delivering (unplugged, server gone) is reported, closed and reopened."""
         now = time.monotonic()
         mic = self._mic
         if mic is not None and mic.callbacks and now - mic.last_callback > self.config.runtime.mic_stall_s:
-            self._event("mic", f"microphone {mic.device_name!r} stopped delivering audio; retrying every "
-                               f"{self.config.runtime.mic_retry_s:.0f} s", error=True)
+            self._event(EventKind.MIC_STOPPED, f"microphone {mic.device_name!r} stopped delivering audio; retrying "
+                                               f"every {self.config.runtime.mic_retry_s:.0f} s")
             mic.close()
             self._mic = None
             self._mic_retry_at = now
@@ -446,4 +441,4 @@ class LiveSession:
                 self._mic = MicCapture(self._audio, self.config.mic).start()
             except AudioDeviceError:
                 return
-            self._event("mic", f"microphone {self._mic.device_name!r} is back")
+            self._event(EventKind.MIC_BACK, f"microphone {self._mic.device_name!r} is back")
