@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from avatar_desktop.cli import command
+from avatar_desktop.commands.registry import command
 
 
 def _add(parser: argparse.ArgumentParser) -> None:

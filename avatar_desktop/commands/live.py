@@ -9,8 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, State, parse_expression
 
 

@@ -1,7 +1,7 @@
 """The headless live session: microphone -> generator worker -> virtual camera, supervised.
 
 Threads of the main process:
-    PortAudio callback   copies mic blocks into the AudioRing (audio/capture.py)
+    PortAudio callback   copies mic blocks into the AudioRing (runtime/mic.py)
     listener             voice activity -> speaking / listening / idle -> `set_state`; speech onsets for latency
     camera-sender        paces frames from the FrameRing to the sinks at the camera fps (runtime/pacer.py)
     supervisor           worker reports -> stats; restarts a dead worker; reopens a microphone that stopped
@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig, MicCapture
+from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.audio.passthrough import DelayLine, Passthrough
 from avatar_desktop.audio.vad import OnsetDetector, VadConfig, VoiceActivity, decide_state
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, expression_vector
@@ -29,6 +29,7 @@ from avatar_desktop.errors import AvatarError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, Canvas, VirtualCameraSink
 from avatar_desktop.runtime.clock import MicClock
 from avatar_desktop.runtime.events import EventKind, EventLog
+from avatar_desktop.runtime.mic import MicCapture
 from avatar_desktop.runtime.pacer import CameraSender, Pacer, PacerConfig, Sink
 from avatar_desktop.runtime.rings import (
     AudioReader,

@@ -12,9 +12,9 @@ from skimage import data as skimage_data
 from avatar_desktop.cli import main
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.bench import benchmark_audio
-from avatar_desktop.engine.model_spec import LATENT_PATH, PHOTO_PATH, ModelSpec, open_generator
-from avatar_desktop.engine.photo import PhotoStreamingGenerator
-from avatar_desktop.engine.streaming import StreamingGenerator
+from avatar_desktop.engine.model_spec import ModelSpec, open_generator
+from avatar_desktop.engine.photo import PHOTO_PATH, PhotoStreamingGenerator
+from avatar_desktop.engine.streaming import LATENT_PATH, StreamingGenerator
 from avatar_desktop.face import NoFaceError
 from avatar_desktop.models.motion import build_motion_model
 from avatar_desktop.models.store import save_motion_model

@@ -5,8 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig, MicCapture
+from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.audio.resample import StreamingResampler
+from avatar_desktop.runtime.mic import MicCapture
 from avatar_desktop.runtime.rings import AudioReader, AudioRing
 
 
