@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import avatar_desktop
 
 PACKAGE = Path(avatar_desktop.__file__).resolve().parent
@@ -114,6 +116,7 @@ def test_no_subpackage_imports_one_that_imports_it_back():
     assert cycles(graph) == []
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch, Qt and OpenCV: seconds
 def test_every_module_imports_in_a_fresh_interpreter():
     names = sorted(set(module_files()) - {"avatar_desktop.__main__"})  # importing that one runs the command line
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"

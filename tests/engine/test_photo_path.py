@@ -96,6 +96,7 @@ def test_a_photo_without_a_face_is_refused_and_the_old_one_kept(astronaut):
     assert _stream(generator, benchmark_audio(0.4))[0].frames.shape[1:3] == (320, 320)
 
 
+@pytest.mark.slow
 def test_model_spec_picks_the_path(astronaut, motion_model_dir, tiny_model_dir):
     photo = open_generator(ModelSpec(str(motion_model_dir)), astronaut, EngineConfig())
     assert isinstance(photo, PhotoStreamingGenerator) and photo.frame_size == (512, 512)  # the photo's own size

@@ -33,6 +33,7 @@ def _record(pulse, speech, config, seconds_after=0.3):
     return capture, np.concatenate(pieces), reader
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device_rate", [None, 48000])
 def test_speech_played_into_the_rig_is_captured_at_16k(pulse, speech, device_rate):
     capture, audio, reader = _record(pulse, speech, CaptureConfig(device_rate=device_rate))

@@ -99,6 +99,7 @@ def test_a_crashed_session_leaves_no_shared_memory(pulse, tiny_model_dir):
     assert wait_until(lambda: not shm_segments(proc.pid), 10), shm_segments(proc.pid)
 
 
+@pytest.mark.slow
 def test_stale_segment_from_an_earlier_crash_is_cleaned_at_start(pulse, tiny_model_dir, portrait):
     stale = Path("/dev/shm", "avd-999999-0badc0de-frames")  # a crashed session's, a minute old, nobody holds it
     stale.write_bytes(b"\0" * 128)
@@ -136,6 +137,7 @@ def test_microphone_that_disappears_is_reported_and_reopened(private_pulse, reco
         assert wait_until(lambda: fresh_frames(session) > frames + 10, 15)  # generating from the mic again
 
 
+@pytest.mark.slow
 def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, tiny_model_dir, portrait):
     recording_camera.fail_with = "device /dev/video9 is busy"
     preview = PreviewSink()
@@ -147,6 +149,7 @@ def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, tiny_mo
         assert wait_until(lambda: preview.count > 10, 5)
 
 
+@pytest.mark.slow
 def test_no_camera_driver_says_what_to_install(pulse, tiny_model_dir, portrait):
     with pytest.raises(CameraUnavailableError, match="v4l2loopback.*exclusive_caps=1"):
         VirtualCameraSink(CameraConfig())  # this machine has no /dev/video device
