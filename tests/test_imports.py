@@ -15,8 +15,8 @@ import avatar_desktop
 PACKAGE = Path(avatar_desktop.__file__).resolve().parent
 
 KNOWN_CYCLES = [{"avatar_desktop.data.speech", "avatar_desktop.data.voices"}]
-"""Cycles left to break: data/ is being restructured apart (issue 23's training items). Remove an entry when its
-cycle is gone: the test then checks that it stays gone."""
+"""Cycles left to break (data/ is being changed on another branch at the same time). Remove an entry when its cycle
+is gone: the test then checks that it stays gone."""
 
 
 def module_files() -> dict[str, Path]:
