@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Machines without an NVIDIA driver get the pinned CPU wheel (a plain `torch` would pull gigabytes of CUDA).
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 
-.PHONY: run demo test setup bench clean
+.PHONY: run demo test test-fast setup bench clean
 
 $(BIN)/avatar-desktop: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Everything but the tests marked slow (live sessions, the window, training runs).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/avatar-desktop bench --preset tiny-cpu --random-weights --json

@@ -1,6 +1,6 @@
 """`avatar-desktop` command line: a thin argparse layer over the library; each subcommand lives in one function.
 
-Subcommands are registered in COMMANDS as (add_arguments, run) pairs; `run(args) -> exit code`.
+Subcommands live in avatar_desktop/commands/, one module each, registered in `commands.registry.COMMANDS`.
 Library code never parses arguments: it takes typed configs. An AvatarError becomes one clear line and exit code 2.
 SIGTERM stops a command (not the window, whose event loop keeps the default) the way Ctrl-C does, exit code 143:
 every `finally` runs, so the commands' partial output is removed.
@@ -11,13 +11,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Callable
 
+from avatar_desktop.commands import COMMANDS
 from avatar_desktop.errors import AvatarError
-
-
-Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
-COMMANDS: dict[str, tuple[str, Command]] = {}
 
 
 class Terminated(KeyboardInterrupt):
@@ -26,16 +22,6 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated
-
-
-def command(name: str, help_text: str):
-    """Register `add_arguments` under `name`; the decorated function is `run`."""
-
-    def register(pair: Command) -> Command:
-        COMMANDS[name] = (help_text, pair)
-        return pair
-
-    return register
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,20 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from avatar_desktop import commands  # noqa: F401  (registers the subcommands)
-
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["gui", *(argv or [])]) if "gui" in COMMANDS else None
-        if args is None:
-            print(
-                "avatar-desktop: the desktop window is not built yet. Available now: "
-                + ", ".join(sorted(COMMANDS))
-                + " (see `avatar-desktop --help`).",
-                file=sys.stderr,
-            )
-            return 2
+    if args.command is None:  # no subcommand: the desktop window
+        args = parser.parse_args(["gui", *(argv or [])])
     _, (_, run) = COMMANDS[args.command]
     stop_on_sigterm = args.command != "gui"  # the window's event loop would swallow the exception
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if stop_on_sigterm else None

@@ -41,7 +41,7 @@ MOTION_LOW = np.array([low for low, _ in MOTION_COMPONENTS.values()], np.float32
 MOTION_HIGH = np.array([high for _, high in MOTION_COMPONENTS.values()], np.float32)
 
 # slider -> [(motion component, code units per slider unit)]. The head sliders match the synthetic renderer's
-# (0.6 x slider, timeline.expression_pose); eye_open opens the lids by lowering the blink.
+# (0.6 x slider, drawn_face.expression_pose); eye_open opens the lids by lowering the blink.
 SLIDER_OFFSETS: dict[str, list[tuple[str, float]]] = {
     "smile": [("smile", 1.0)],
     "brow": [("brow", 1.0)],

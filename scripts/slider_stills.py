@@ -18,7 +18,7 @@ import numpy as np
 from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig
 from avatar_desktop.data.clips import load_clip, load_manifest
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
-from avatar_desktop.data.timeline import expression_pose
+from avatar_desktop.drawn_face import expression_pose
 from avatar_desktop.eval.report import ModelSource
 
 VALUES = (-1.0, 1.0)

@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, parse_expression
 from avatar_desktop.errors import AvatarError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avatar_desktop.cli import command
+from avatar_desktop.commands.registry import command
 from avatar_desktop.files import prepare_output_folder
 
 

@@ -7,7 +7,7 @@ import json
 import platform
 import sys
 
-from avatar_desktop.cli import command
+from avatar_desktop.commands.registry import command
 
 
 def audio_report() -> dict:

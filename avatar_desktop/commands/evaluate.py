@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_engine_arguments
+from avatar_desktop.commands.registry import command
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.files import prepare_output_folder
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avatar_desktop.cli import command
+from avatar_desktop.commands.registry import command
 
 
 def _add(p: argparse.ArgumentParser) -> None:

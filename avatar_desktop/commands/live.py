@@ -8,8 +8,8 @@ import sys
 import threading
 from pathlib import Path
 
-from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, State, parse_expression
 from avatar_desktop.files import prepare_output_folder, write_json_atomic
 
@@ -45,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.audio.capture import CaptureConfig
     from avatar_desktop.engine.portrait import load_portrait
     from avatar_desktop.output.camera import CameraConfig
+    from avatar_desktop.runtime.events import EventKind
     from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
 
     try:
@@ -94,13 +95,13 @@ def _run(args: argparse.Namespace) -> int:
         session.set_state_override(override)
         print(f"live: mic {session.status()['mic']!r}, camera {session.status()['camera'] or 'off (preview only)'}; "
               "Ctrl-C stops", file=sys.stderr)
-        reported = 0
+        reported = 0  # the sequence number of the last event printed
         while not done.wait(min(1.0, args.seconds or 1.0)):
-            events = session.events[reported:]
+            events = session.events.since(reported)
             for event in events:
-                print(f"live [{event['t']:7.1f} s] {event['kind']}: {event['message']}", file=sys.stderr)
-            reported += len(events)
-            if not session.worker_ready.is_set() and any(event["kind"] == "model" for event in events):
+                print(f"live [{event.t:7.1f} s] {event.kind.value}: {event.message}", file=sys.stderr)
+                reported = event.sequence
+            if not session.worker_ready.is_set() and any(event.kind is EventKind.MODEL_FAILED for event in events):
                 print("live: the model could not be loaded (see above); stopping", file=sys.stderr)
                 failed = True
                 break

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avatar_desktop.cli import command
 from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.registry import command
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, parse_expression
 from avatar_desktop.data.videos import speech_states
 from avatar_desktop.engine.model_spec import open_generator

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from avatar_desktop.cli import command
+from avatar_desktop.commands.registry import command
 from avatar_desktop.files import prepare_output_folder
 from avatar_desktop.training.config import RECIPES, load_recipe
 

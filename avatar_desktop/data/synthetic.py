@@ -15,17 +15,13 @@ import cv2
 import numpy as np
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS
+from avatar_desktop.drawn_face import MOUTH_CENTRE, MOUTH_HALF_WIDTH, PITCH_RANGE_DEG, ROLL_RANGE_DEG, YAW_RANGE_DEG
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _ONE = 1 << _SHIFT
 
-MOUTH_CENTRE = (0.0, 0.58)  # face units
-MOUTH_HALF_WIDTH = 0.30
 MOUTH_MAX_OPENING = 0.34  # interior height at opening = 1, face units
 LIP_THICKNESS = 0.07
-
-YAW_RANGE_DEG, PITCH_RANGE_DEG, ROLL_RANGE_DEG = 25.0, 20.0, 15.0
-"""Head pose is recorded normalised to [-1, 1]; these are the angles that +-1 stands for."""
 
 HAIR_STYLES = ("short", "long", "bun", "bald", "spiky", "curly")
 GLASSES = ("none", "round", "square")

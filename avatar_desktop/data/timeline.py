@@ -14,6 +14,7 @@ import numpy as np
 from avatar_desktop.config import EXPRESSION_COMPONENTS, SAMPLE_RATE, State
 from avatar_desktop.data.speech import VISEME_SHAPES, Utterance, Viseme, Voice, make_sentence, speak
 from avatar_desktop.data.synthetic import FrameParams
+from avatar_desktop.drawn_face import expression_pose
 
 FPS = 25
 _IDLE_SECONDS = (1.2, 3.0)
@@ -186,13 +187,6 @@ def make_clip_tracks(rng: np.random.Generator, seconds: float, voice: Voice, far
     return ClipTracks(fps=fps, state=state, viseme=visemes, mouth=mouth, blink=_blinks(rng, frames, fps),
                       expression=expression, head_pose=head_pose, sway=sway.astype(np.float32), audio=audio,
                       far_audio=far_audio, phonemes=phonemes, sentences=sentences)
-
-
-def expression_pose(expression: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The head yaw and pitch (normalised, as rendered) that the head_yaw / head_pitch sliders ask for:
-    expression (..., 5) -> two arrays (...)."""
-    names = list(EXPRESSION_COMPONENTS)
-    return 0.6 * expression[..., names.index("head_yaw")], 0.6 * expression[..., names.index("head_pitch")]
 
 
 def record_frame_params(record: dict[str, np.ndarray], index: int, expression: np.ndarray | None = None) -> FrameParams:

@@ -15,9 +15,6 @@ import numpy as np
 
 from avatar_desktop.config import EngineConfig
 
-PHOTO_PATH = "photo renderer"
-LATENT_PATH = "latent model"
-
 
 @dataclass(frozen=True)
 class ModelSpec:

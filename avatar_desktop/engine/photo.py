@@ -19,13 +19,15 @@ from typing import Mapping
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
-from avatar_desktop.engine.model_spec import PHOTO_PATH
 from avatar_desktop.engine.motion_stream import MotionStreamer
 from avatar_desktop.engine.portrait import portrait_from_array
 from avatar_desktop.engine.streaming import Chunk
 from avatar_desktop.face import FaceMesh, find_face
 from avatar_desktop.motion_code import MOTION_DIM, neutral_code
 from avatar_desktop.render import PhotoRenderer, camera_frame_size, fit_to_camera
+
+PHOTO_PATH = "photo renderer"
+"""What the status and `live` call this path."""
 
 
 class PhotoStreamingGenerator:

@@ -16,7 +16,7 @@ Head sliders (head_yaw, head_pitch): turning a head by a few degrees mostly slid
 across the frame while its outline moves half as far, what lies behind the head (long hair, the back of the head)
 moves the other way and the background stays. Every pixel moves by the turn times a depth that is 1 at the face
 centre, about 1/2 on an ellipse of the face's size, dips to about -0.45 at 1.5 face radii and fades to 0 beyond;
-the angles per slider unit are those the training data renders (data/timeline.expression_pose). The face sliders
+the angles per slider unit are those the training data renders (drawn_face.expression_pose). The face sliders
 act first, on the face as the model draws it (facing the camera), then the head turns.
 
 The shapes were fitted to the renderer on 60 characters (seeds 0-59: the head's depth dip by a search, the face
@@ -36,8 +36,7 @@ import cv2
 import numpy as np
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, HEAD_SLIDER_INDICES
-from avatar_desktop.data.synthetic import MOUTH_CENTRE, MOUTH_HALF_WIDTH, PITCH_RANGE_DEG, YAW_RANGE_DEG
-from avatar_desktop.data.timeline import expression_pose
+from avatar_desktop.drawn_face import MOUTH_CENTRE, MOUTH_HALF_WIDTH, PITCH_RANGE_DEG, YAW_RANGE_DEG, expression_pose
 
 FACE_HALF_WIDTH = 0.235
 """One face unit (the face's half-width) as a fraction of the frame side (the framing of the bundled portraits)."""

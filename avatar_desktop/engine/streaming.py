@@ -17,7 +17,6 @@ import torch
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State, expression_vector
 from avatar_desktop.engine.audio_stream import AudioStream
-from avatar_desktop.engine.model_spec import LATENT_PATH
 from avatar_desktop.engine.planner import ChunkPlanner
 from avatar_desktop.engine.portrait import portrait_from_array, square_crop
 from avatar_desktop.engine.precision import select_backend
@@ -25,6 +24,9 @@ from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.sampling import choose_sampler
+
+LATENT_PATH = "latent model"
+"""What the status and `live` call this path."""
 
 
 @dataclass

@@ -27,6 +27,7 @@ from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, CheckpointError, InputFileError
 from avatar_desktop.output.camera import CameraUnavailableError
+from avatar_desktop.runtime.events import Event, EventKind
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
 
 FPS_WINDOW_S = 3.0
@@ -80,21 +81,20 @@ class Problem:
     message: str
 
 
-def problem_from_event(event: dict) -> Problem | None:
-    """A session event that needs the user's attention as a Problem; None for news (worker ready, mic back).
+BANNER_FOR_EVENT: dict[EventKind, str] = {
+    EventKind.WORKER_CRASHED: "worker", EventKind.WORKER_DIED: "worker", EventKind.STANDBY_DIED: "worker",
+    EventKind.MODEL_FAILED: "model",
+    EventKind.CAMERA_UNAVAILABLE: "camera", EventKind.SINK_FAILED: "camera", EventKind.SINK_CLOSE_FAILED: "camera",
+    EventKind.PORTRAIT_REFUSED: "portrait", EventKind.PORTRAIT_NOTICE: "portrait",
+    EventKind.MIC_STOPPED: "mic",
+}
+"""The session events the user must see, and the Problem kind (the banner) each one shows; the rest is news."""
 
-    The session's events carry no error flag, so this reads kind and wording (see the report for the API wish).
-    """
-    kind, message = event["kind"], event["message"]
-    if kind == "worker" and ("died" in message or "crashed" in message):
-        return Problem("worker", message)
-    if kind in ("model", "camera"):
-        return Problem(kind, message)
-    if kind == "reference":
-        return Problem("portrait", message)
-    if kind == "mic" and "stopped" in message:
-        return Problem("mic", message)
-    return None
+
+def problem_from_event(event: Event) -> Problem | None:
+    """A session event that needs the user's attention as a Problem; None for news (worker ready, mic back)."""
+    kind = BANNER_FOR_EVENT.get(event.kind)
+    return None if kind is None else Problem(kind, event.message)
 
 
 def problem_from_error(error: Exception) -> Problem:
@@ -144,7 +144,7 @@ class SessionController(QObject):
         self._pending = 0
         self._busy_text = ""
         self._seen_frame = 0
-        self._seen_event = -1.0
+        self._seen_event = 0  # the sequence number of the last session event handled
         self._frame_counts: deque[tuple[float, int]] = deque()  # (poll time, generated frames) of the last polls
         self._job_done.connect(self._finish_job)
         self._preview_timer = QTimer(self, interval=round(1000 / preview_hz))
@@ -260,7 +260,7 @@ class SessionController(QObject):
         self.session = session
         session.set_expression(self.expression)  # what the user did while it started
         session.set_state_override(self.override)
-        self._seen_event = -1.0
+        self._seen_event = 0
         self._frame_counts.clear()
         self.problem_solved.emit("session")
         self.problem_solved.emit("mic")
@@ -289,10 +289,8 @@ class SessionController(QObject):
             self.problem_solved.emit("model")
             if self._pending == 0:
                 self._set_busy("")
-        for event in session.events:
-            if event["t"] <= self._seen_event:
-                continue
-            self._seen_event = event["t"]
+        for event in session.events.since(self._seen_event):
+            self._seen_event = event.sequence
             problem = problem_from_event(event)
             if problem is None:
                 continue

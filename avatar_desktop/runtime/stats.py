@@ -42,7 +42,8 @@ class Histogram:
 
 
 class SessionStats:
-    """Counters updated by the camera, listener and supervisor threads (under one lock), read by `snapshot()`."""
+    """Counters updated by the camera, listener and supervisor threads (under one lock), read by `snapshot()`.
+    What happened, as against how much, is the session's EventLog (runtime/events.py)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -64,7 +65,6 @@ class SessionStats:
         self.worker_skips = 0
         self.audio_ring_overruns = 0
         self._first_tick: float | None = None
-        self.events: deque[dict] = deque(maxlen=500)
 
     def tick(self, sent_at: float, fresh: bool) -> None:
         with self._lock:
@@ -80,12 +80,6 @@ class SessionStats:
                     self._first_frame_at = sent_at
             elif self._first_frame_at is not None:
                 self.repeated_after_first += 1
-
-    def event(self, kind: str, message: str) -> dict:
-        entry = {"t": round(time.monotonic() - self.started, 3), "kind": kind, "message": message}
-        with self._lock:
-            self.events.append(entry)
-        return entry
 
     def state_change(self, state_name: str, mic_seconds: float | None) -> None:
         with self._lock:
@@ -142,6 +136,5 @@ class SessionStats:
                 "state_change_count": self.state_change_count,
                 "state_changes": list(self.state_changes)[-200:],
                 "worker_restarts": self.worker_restarts,
-                "events": list(self.events),
                 **extra,
             }

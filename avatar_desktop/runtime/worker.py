@@ -5,8 +5,9 @@ Commands (main -> worker, over a Pipe, as `(name, value)`):
     set_state      int State                          set_model       ModelSpec
     activate       None (a standby starts generating) stop            None
 Reports (worker -> main, dicts with a "kind"):
-    ready   {model, path, resolution, fps, lookahead_s, load_s, active}  error  {what, message}
-    notice  {message}: what the user should know about the portrait (several faces: the largest is animated)
+    ready   {model, path, resolution, fps, lookahead_s, load_s, active}
+    event   {event: EventKind, message}: a model that failed to load, a portrait rejected or noticed (several
+            faces: the largest is animated), a crash, an unknown command (runtime/events.py)
     status  {fps, latency_ms: [...], chunk_ms: [...], skips, overruns}   (each since the previous status)
 
 A standby worker (`active=False`) loads the model and prepares the portrait, then waits: promoted with `activate`
@@ -29,6 +30,7 @@ import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.engine.model_spec import ModelSpec
+from avatar_desktop.runtime.events import EventKind
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     except Exception as error:  # a bug or a device error: say what happened, then die (the session restarts us)
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         try:
-            conn.send({"kind": "error", "what": "worker", "message": f"worker crashed: {last}"})
+            conn.send({"kind": "event", "event": EventKind.WORKER_CRASHED, "message": f"worker crashed: {last}"})
         except OSError:
             pass
         raise
@@ -117,7 +119,8 @@ class _Worker:
             generator = open_generator(model_spec, self.portrait, self.spec.engine, frame_limit=self.spec.frame_limit,
                                        fps=self.spec.frame_rate, expression=self.expression)
         except Exception as error:  # any failure to load must leave the session up and say why
-            self.report("error", what="model", message=f"model {model_spec.label!r} failed to load: {error}")
+            self.report("event", event=EventKind.MODEL_FAILED,
+                        message=f"model {model_spec.label!r} failed to load: {error}")
             return
         self.generator = generator
         self.model_name = model_spec.label
@@ -136,7 +139,7 @@ class _Worker:
 
     def _report_notice(self) -> None:
         if self.generator.notice:
-            self.report("notice", message=self.generator.notice)
+            self.report("event", event=EventKind.PORTRAIT_NOTICE, message=self.generator.notice)
 
     def _restart_stream(self) -> None:
         """Frame 0 of a new stream = the newest mic sample now."""
@@ -165,7 +168,8 @@ class _Worker:
             try:
                 self.generator.prepare(value)
             except Exception as error:  # a portrait the engine rejects: keep the old one
-                self.report("error", what="reference", message=f"portrait rejected, keeping the old one: {error}")
+                self.report("event", event=EventKind.PORTRAIT_REFUSED,
+                            message=f"portrait rejected, keeping the old one: {error}")
                 self.generator.prepare(self.portrait)
             else:
                 self.portrait = value
@@ -175,7 +179,7 @@ class _Worker:
         elif name == "set_model":
             self._load(value)
         else:
-            self.report("error", what="command", message=f"unknown worker command {name!r}")
+            self.report("event", event=EventKind.WORKER_COMMAND_REFUSED, message=f"unknown worker command {name!r}")
 
     def run(self) -> None:
         next_status = time.monotonic() + self.spec.status_interval_s

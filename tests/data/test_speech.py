@@ -50,11 +50,22 @@ def test_voices_rates_and_pitches_change_the_audio():
     assert len(other.audio) != len(base.audio) or not np.allclose(other.audio, base.audio)
 
 
-def test_every_listed_voice_exists():
+def test_every_listed_voice_exists_and_each_language_and_variant_sounds_its_own():
     synthesizer = Synthesizer.shared()
     for language in LANGUAGES:
         for variant in VARIANTS:
             synthesizer.check_voice(f"{language}+{variant}")
+
+    def audio(name: str) -> np.ndarray:
+        utterance = speak("Hello there.", Voice(name))
+        assert utterance.phonemes and np.abs(utterance.audio).max() > 0.05, name  # spoken, audibly
+        return utterance.audio
+
+    def all_different(audios: list[np.ndarray]) -> bool:  # espeak-ng would ignore a variant or language it lacks
+        return all(len(a) != len(b) or not np.allclose(a, b) for i, a in enumerate(audios) for b in audios[i + 1:])
+
+    assert all_different([audio(f"en-us+{variant}") for variant in VARIANTS])
+    assert all_different([audio(f"{language}+m1") for language in LANGUAGES])
 
 
 def test_unknown_voice_is_a_clear_error():

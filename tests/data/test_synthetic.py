@@ -8,6 +8,7 @@ from avatar_desktop.config import EXPRESSION_COMPONENTS, State
 from avatar_desktop.data.speech import Viseme, Voice
 from avatar_desktop.data.synthetic import HAIR_STYLES, FrameParams, Identity, mouth_box, render_frame
 from avatar_desktop.data.timeline import coarticulate, make_clip_tracks, record_frame_params, viseme_frames
+from avatar_desktop.drawn_face import expression_pose
 
 
 def _inside(box, shape):
@@ -47,19 +48,48 @@ def test_mouth_opening_changes_only_the_mouth_box():
     assert geometry.mouth_box == mouth_box(identity, params, 256)
 
 
-@pytest.mark.parametrize("name", EXPRESSION_COMPONENTS)
-def test_each_expression_slider_changes_the_face(name):
+def _render_with_slider(identity, name: str, value: float) -> tuple[np.ndarray, object]:
+    """A 128 px frame with one slider set, the head turned as the timelines turn it for that slider."""
+    sliders = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
+    sliders[EXPRESSION_COMPONENTS.index(name)] = value
+    yaw, pitch = expression_pose(sliders)
+    return render_frame(identity, FrameParams(expression=sliders, head_yaw=float(yaw), head_pitch=float(pitch)), 128)
+
+
+@pytest.mark.parametrize("name", ["smile", "brow", "eye_open"])
+def test_each_face_slider_changes_its_own_part_of_the_face_both_ways(name):
+    identity = Identity.from_seed(4)
+    neutral, geometry = render_frame(identity, FrameParams(), 128)
+    lowered, _ = _render_with_slider(identity, name, -1.0)
+    raised, _ = _render_with_slider(identity, name, 1.0)
+    changed = [np.abs(image.astype(int) - neutral).max(axis=2) > 0 for image in (lowered, raised)]
+    assert all(mask.sum() > 20 for mask in changed)
+    assert (np.abs(raised.astype(int) - lowered).max(axis=2) > 0).sum() > 20  # the sign matters
+    face_x0, face_y0, face_x1, _ = geometry.face_box
+    above_the_mouth = (face_x0, face_y0, face_x1, geometry.mouth_box[1])
+    where = geometry.mouth_box if name == "smile" else above_the_mouth
+    assert not (changed[0] | changed[1])[~_inside(where, neutral.shape)].any()
+
+
+def test_the_brow_slider_acts_above_the_eye_slider():
     identity = Identity.from_seed(4)
     neutral, _ = render_frame(identity, FrameParams(), 128)
-    sliders = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
-    sliders[EXPRESSION_COMPONENTS.index(name)] = 1.0
-    params = FrameParams(expression=sliders)
-    if name == "head_yaw":
-        params.head_yaw = 0.6
-    if name == "head_pitch":
-        params.head_pitch = 0.6
-    moved, _ = render_frame(identity, params, 128)
-    assert (np.abs(moved.astype(int) - neutral).max(axis=2) > 0).sum() > 20
+
+    def mean_changed_row(name: str) -> float:
+        image, _ = _render_with_slider(identity, name, 1.0)
+        return float(np.nonzero(np.abs(image.astype(int) - neutral).max(axis=2))[0].mean())
+
+    assert mean_changed_row("brow") < mean_changed_row("eye_open") - 2
+
+
+def test_head_sliders_turn_the_head_their_way():
+    """head_yaw +1 turns the face to the frame's right, head_pitch +1 lifts it (drawn_face.expression_pose)."""
+    identity = Identity.from_seed(4)
+    _, neutral = render_frame(identity, FrameParams(), 128)
+    (_, left), (_, right) = (_render_with_slider(identity, "head_yaw", v) for v in (-1.0, 1.0))
+    assert left.face_box[0] < neutral.face_box[0] - 1 and right.face_box[0] > neutral.face_box[0] + 1
+    (_, down), (_, up) = (_render_with_slider(identity, "head_pitch", v) for v in (-1.0, 1.0))
+    assert up.face_box[1] < neutral.face_box[1] - 1 and down.face_box[1] > neutral.face_box[1] + 1
 
 
 def test_blink_closes_the_eyes():

@@ -46,7 +46,8 @@ def test_audio_is_16khz_float_in_range_and_phonemes_cover_it(utterances, name):
     assert 1.5 < utterance.seconds < 5.0
     phonemes = utterance.phonemes
     assert all(a.end <= b.start + 1e-6 for a, b in zip(phonemes, phonemes[1:]))
-    assert all(0 <= p.start < p.end <= utterance.seconds + 1e-6 for p in phonemes)
+    # times are at the engine's own rate: the last end may pass the 16 kHz audio's end by half a sample
+    assert all(0 <= p.start < p.end <= utterance.seconds + 0.5 / SAMPLE_RATE + 1e-9 for p in phonemes)
     assert phonemes[-1].end > utterance.seconds - 0.3  # the timings span the audio (16 kHz, as their times say)
     if not name.startswith("espeak"):
         assert {p.name for p in phonemes} <= set(CMU_VISEMES)  # every phone is in the table, none falls to MID

@@ -89,10 +89,18 @@ def test_log_mel_shape():
 
 
 @pytest.mark.parametrize("frames", [1, 2, 5, 16])
-def test_denoiser_keeps_chunk_shape(tiny_model, frames):
-    x = torch.randn(2, frames, *tiny_model.latent_shape)
-    out = tiny_model.denoise(x, torch.tensor(2.0), _inputs(tiny_model, frames, batch=2))
+def test_denoiser_keeps_chunk_shape_mixes_a_chunk_and_keeps_batch_items_apart(tiny_model, frames):
+    x = torch.randn(2, frames, *tiny_model.latent_shape, generator=torch.Generator().manual_seed(frames))
+    inputs = _inputs(tiny_model, frames, batch=2)
+    with torch.no_grad():
+        out = tiny_model.denoise(x, torch.tensor(2.0), inputs)
+        nudged = x.clone()
+        nudged[1, -1] += 1.0  # the last frame of the second chunk
+        moved = (tiny_model.denoise(nudged, torch.tensor(2.0), inputs) - out).abs().amax(dim=(2, 3, 4))  # (2, T)
     assert out.shape == x.shape and torch.isfinite(out).all()
+    assert moved[0].max() < 1e-5  # the first chunk does not see the second
+    assert moved[1, -1] > 0.05  # the nudged frame's output moves
+    assert (moved[1, :-1] > 1e-4).all()  # and, through the temporal layers, every other frame of its chunk
 
 
 def test_denoiser_refuses_chunk_longer_than_trained(tiny_model):

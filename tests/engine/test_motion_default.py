@@ -41,6 +41,7 @@ def test_the_default_motion_model_resolves_by_name_and_is_a_student(model):
     assert sampling.steps <= 2 and not model.config.denoiser.slider_condition
 
 
+@pytest.mark.slow
 def test_the_mouth_follows_unseen_speech(model, clips):
     streamer = MotionStreamer(model, EngineConfig(seed=0))
     scores = []

@@ -12,9 +12,9 @@ from skimage import data as skimage_data
 from avatar_desktop.cli import main
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.bench import benchmark_audio
-from avatar_desktop.engine.model_spec import LATENT_PATH, PHOTO_PATH, ModelSpec, open_generator
-from avatar_desktop.engine.photo import PhotoStreamingGenerator
-from avatar_desktop.engine.streaming import StreamingGenerator
+from avatar_desktop.engine.model_spec import ModelSpec, open_generator
+from avatar_desktop.engine.photo import PHOTO_PATH, PhotoStreamingGenerator
+from avatar_desktop.engine.streaming import LATENT_PATH, StreamingGenerator
 from avatar_desktop.face import NoFaceError
 from avatar_desktop.models.motion import build_motion_model
 from avatar_desktop.models.store import save_motion_model
@@ -96,6 +96,7 @@ def test_a_photo_without_a_face_is_refused_and_the_old_one_kept(astronaut):
     assert _stream(generator, benchmark_audio(0.4))[0].frames.shape[1:3] == (320, 320)
 
 
+@pytest.mark.slow
 def test_model_spec_picks_the_path(astronaut, motion_model_dir, tiny_model_dir):
     photo = open_generator(ModelSpec(str(motion_model_dir)), astronaut, EngineConfig())
     assert isinstance(photo, PhotoStreamingGenerator) and photo.frame_size == (512, 512)  # the photo's own size

@@ -5,7 +5,7 @@ import pytest
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS
 from avatar_desktop.data.synthetic import FrameParams, Identity, render_frame
-from avatar_desktop.data.timeline import expression_pose
+from avatar_desktop.drawn_face import expression_pose
 from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.eval.metrics import expression_effect, psnr
 

@@ -48,6 +48,7 @@ def test_default_model_keeps_its_card_on_an_unseen_character(eval_data):
     assert report["expression_gain"]["head_pitch"] >= 0.08
 
 
+@pytest.mark.slow
 def test_default_autoencoder_keeps_the_mouth_readable_on_an_unseen_character(eval_data):
     """The ceiling of every generator with this autoencoder: its round trip keeps lip sync and most of the detail."""
     report = evaluate(eval_data, AutoencoderSource("default"), clips=1)["report"]

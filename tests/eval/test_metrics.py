@@ -58,6 +58,7 @@ def truth_report(eval_data):
     return evaluate(eval_data, GroundTruthSource(), clips=3, minutes=0.2)["report"]
 
 
+@pytest.mark.slow
 def test_ground_truth_against_itself_is_perfect(truth_report):
     report = truth_report
     assert report["appearance"] == {"psnr_mouth": 100.0, "psnr_outside": 100.0, "ssim_mouth": 1.0,
@@ -78,6 +79,7 @@ def test_ground_truth_against_itself_is_perfect(truth_report):
     assert 15 < report["appearance_still_head"]["psnr_outside"] < 40
 
 
+@pytest.mark.slow
 def test_static_portrait_scores_only_chance(eval_data, truth_report):
     report = evaluate(eval_data, StaticSource(), clips=3)["report"]
     assert abs(report["lip_sync"]["pearson"]) < 0.2
@@ -88,6 +90,7 @@ def test_static_portrait_scores_only_chance(eval_data, truth_report):
     assert all(value == 0.0 for value in report["expression_gain"].values())
 
 
+@pytest.mark.slow
 def test_the_still_head_baseline_has_the_true_mouth_but_not_the_random_motion(eval_data, truth_report):
     """True mouth and sliders with the head held still: lip sync and closure stay perfect, while the appearance
     outside the mouth falls below the ground truth's by the head motion and blinks it leaves out."""
@@ -123,6 +126,7 @@ def test_the_still_head_baseline_refuses_real_videos(eval_data):
         StillHeadSource().generate(stream)
 
 
+@pytest.mark.slow
 def test_three_frames_late_is_reported_as_lag_three(eval_data):
     report = evaluate(eval_data, DelayedTruth(3), clips=2)["report"]
     assert report["lip_sync"]["best_lag_frames"] == 3

@@ -5,8 +5,9 @@ import time
 import numpy as np
 import pytest
 
-from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig, MicCapture
+from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.audio.resample import StreamingResampler
+from avatar_desktop.runtime.mic import MicCapture
 from avatar_desktop.runtime.rings import AudioReader, AudioRing
 
 
@@ -32,6 +33,7 @@ def _record(pulse, speech, config, seconds_after=0.3):
     return capture, np.concatenate(pieces), reader
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device_rate", [None, 48000])
 def test_speech_played_into_the_rig_is_captured_at_16k(pulse, speech, device_rate):
     capture, audio, reader = _record(pulse, speech, CaptureConfig(device_rate=device_rate))

@@ -18,6 +18,7 @@ from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import InputFileError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, VirtualCameraSink, driver_advice
+from avatar_desktop.runtime.events import EventKind
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig
 
 
@@ -65,7 +66,8 @@ def test_killed_worker_is_replaced_while_the_camera_keeps_sending(pulse, recordi
         assert len(camera.times) - sent_at_kill >= camera.fps * served_after * 0.9 - 1
         assert gap.max() < 0.2
         assert session.stats.worker_restarts == 1
-        assert any("killed by SIGKILL" in e["message"] for e in session.events)
+        died = [e for e in session.events if e.kind is EventKind.WORKER_DIED]
+        assert len(died) == 1 and "killed by SIGKILL" in died[0].message and "standby worker" in died[0].message
         assert "SIGKILL" in session.status()["last_error"]
     assert shm_segments() <= before
 
@@ -97,6 +99,7 @@ def test_a_crashed_session_leaves_no_shared_memory(pulse, tiny_model_dir):
     assert wait_until(lambda: not shm_segments(proc.pid), 10), shm_segments(proc.pid)
 
 
+@pytest.mark.slow
 def test_stale_segment_from_an_earlier_crash_is_cleaned_at_start(pulse, tiny_model_dir, portrait):
     stale = Path("/dev/shm", "avd-999999-0badc0de-frames")  # a crashed session's, a minute old, nobody holds it
     stale.write_bytes(b"\0" * 128)
@@ -105,7 +108,7 @@ def test_stale_segment_from_an_earlier_crash_is_cleaned_at_start(pulse, tiny_mod
         session = LiveSession(portrait, session_config(tiny_model_dir, camera=None))
         with session:
             assert not stale.exists()
-            assert any(stale.name in e["message"] and e["kind"] == "cleanup" for e in session.events)
+            assert any(stale.name in e.message for e in session.events if e.kind is EventKind.STALE_MEMORY_REMOVED)
     finally:
         stale.unlink(missing_ok=True)
 
@@ -126,13 +129,15 @@ def test_microphone_that_disappears_is_reported_and_reopened(private_pulse, reco
         private_pulse.stop()  # the sound server (and with it the microphone) is gone
         gone_at = len(camera.times)
         assert wait_until(lambda: "stopped delivering audio" in (session.status()["last_error"] or ""), 10)
+        assert [e.kind for e in session.events].count(EventKind.MIC_STOPPED) == 1
         assert camera.wait_frames(gone_at + 50, 5)  # the camera goes on meanwhile
         private_pulse.start()
-        assert wait_until(lambda: any("is back" in e["message"] for e in session.events), 15), session.events
+        assert wait_until(lambda: any(e.kind is EventKind.MIC_BACK for e in session.events), 15), session.events
         frames = fresh_frames(session)
         assert wait_until(lambda: fresh_frames(session) > frames + 10, 15)  # generating from the mic again
 
 
+@pytest.mark.slow
 def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, tiny_model_dir, portrait):
     recording_camera.fail_with = "device /dev/video9 is busy"
     preview = PreviewSink()
@@ -144,6 +149,7 @@ def test_busy_camera_leaves_the_preview_running(pulse, recording_camera, tiny_mo
         assert wait_until(lambda: preview.count > 10, 5)
 
 
+@pytest.mark.slow
 def test_no_camera_driver_says_what_to_install(pulse, tiny_model_dir, portrait):
     with pytest.raises(CameraUnavailableError, match="v4l2loopback.*exclusive_caps=1"):
         VirtualCameraSink(CameraConfig())  # this machine has no /dev/video device
@@ -177,6 +183,7 @@ def test_model_that_fails_to_load_keeps_the_session_up(pulse, recording_camera, 
     (broken / "model.json").write_text("{not json")
     with LiveSession(portrait, session_config(tiny_model_dir, model=ModelSpec(str(broken)))) as session:
         assert wait_until(lambda: "failed to load" in (session.status()["last_error"] or ""), 60), session.events
+        assert [e.kind for e in session.events if e.kind.problem] == [EventKind.MODEL_FAILED]
         camera = recording_camera.instances[0]
         sent = len(camera.times)
         assert camera.wait_frames(sent + 10, 5)  # the portrait is shown meanwhile

@@ -11,8 +11,10 @@ from avatar_desktop.audio.vad import VadConfig
 from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.output.camera import CameraConfig
 from avatar_desktop.runtime.clock import MicClock
+from avatar_desktop.runtime.listener import OnsetLatency
 from avatar_desktop.runtime.rings import AudioRing
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
+from avatar_desktop.runtime.stats import SessionStats
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.02) -> bool:
@@ -73,14 +75,15 @@ def test_speech_drives_states_and_the_camera_runs_at_30_fps(pulse, speech, recor
     assert camera.closed
 
 
-def test_speech_onsets_from_before_the_first_frame_are_not_timed(tiny_model_dir, portrait):
+def test_speech_onsets_from_before_the_first_frame_are_not_timed():
     """A sound while the session still starts (no frame yet) would time the startup, not the mic-to-camera path."""
-    session = LiveSession(portrait, session_config(tiny_model_dir))  # not started: only its camera-tick bookkeeping
     audio = AudioRing.create(None, seconds=2.0, block_samples=320)
     audio.write(np.zeros(320, np.float32), now=100.02)  # mic second 0.02 = monotonic 100.02
-    session._clock = MicClock(audio)
-    session._onsets.extend([16000, 3 * 16000])  # speech onsets at mic seconds 1 and 3
-    session._on_tick(102.5, fresh=True, media_time=2.0)  # the first generated frame covers mic second 2
-    session._on_tick(103.3, fresh=True, media_time=3.0)
-    snapshot = session.stats.snapshot()["mic_to_camera_ms"]
+    stats = SessionStats()
+    onsets = OnsetLatency(MicClock(audio), fps=30, stats=stats)
+    onsets.heard([16000, 3 * 16000])  # speech onsets at mic seconds 1 and 3
+    onsets.frame_sent(102.4, fresh=False, media_time=1.0)  # the portrait placeholder: not a generated frame
+    onsets.frame_sent(102.5, fresh=True, media_time=2.0)  # the first generated frame covers mic second 2
+    onsets.frame_sent(103.3, fresh=True, media_time=3.0)
+    snapshot = stats.snapshot()["mic_to_camera_ms"]
     assert snapshot["count"] == 1 and snapshot["values"] == [pytest.approx(300.0)]
