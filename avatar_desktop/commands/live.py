@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.engine.portrait import load_portrait
     from avatar_desktop.output.camera import CameraConfig
     from avatar_desktop.runtime.events import EventKind
+    from avatar_desktop.runtime.expression import ExpressionState
     from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
 
     try:
@@ -77,7 +78,6 @@ def _run(args: argparse.Namespace) -> int:
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
         camera=camera,
-        expression=expression,
         audio_out=args.audio_out,
         runtime=RuntimeConfig(worker_threads=args.threads),
     )
@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
         sinks.append(VideoFileSink(args.record, fps=(camera or CameraConfig()).fps))
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    session = LiveSession(portrait, config, sinks=sinks)
+    session = LiveSession(portrait, config, sinks=sinks, expression=ExpressionState(expression))
     failed = False
     try:
         session.start()

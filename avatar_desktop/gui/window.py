@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
         self._fill_model_picker(model or self.settings.model)
         self._fill_devices()
         self.expression_panel.set_presets(self.settings.expression_presets)
-        self.expression_panel.set_expression(self.settings.expression)
+        self.expression_panel.set_expression(self.settings.expression)  # -> the controller's ExpressionState
         self.preview.set_overlay_visible(self.settings.overlay_visible)
         self.overlay_action.setChecked(self.settings.overlay_visible)
         self._open_first_portrait(portrait)
@@ -211,7 +211,7 @@ class MainWindow(QMainWindow):
         return SessionConfig(
             model=self.model_choice.spec, engine=EngineConfig(), mic=CaptureConfig(device=s.mic or None),
             far_end=CaptureConfig(device=s.far_end) if s.far_end else None, camera=camera,
-            runtime=self.runtime, expression=self.expression_panel.expression(), audio_out=s.audio_out or None,
+            runtime=self.runtime, audio_out=s.audio_out or None,
         )
 
     def start_session(self, what: str = "Starting the live session") -> None:
@@ -360,7 +360,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ expression, overlay
     def _expression_changed(self, expression: dict) -> None:
-        self.settings.expression = expression
+        """The sliders moved: the controller's ExpressionState holds the values (the settings get them on saving)."""
         self.controller.set_expression(expression)
 
     def _ask_preset_name(self) -> None:
@@ -438,6 +438,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def save_settings(self) -> None:
+        self.settings.expression = self.controller.expression.values
         self.settings.geometry = base64.b64encode(bytes(self.saveGeometry())).decode()
         self.store.save(self.settings)
 

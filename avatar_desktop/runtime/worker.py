@@ -93,7 +93,7 @@ class _Worker:
         self._reader_class = reader_class
         self.generator = None
         self.portrait = spec.portrait
-        self.expression = dict(spec.expression)
+        self.expression = dict(spec.expression)  # this process' copy of the session's ExpressionState (set_expression)
         self.state = State(spec.state)
         self.active = spec.active
         self.running = True

@@ -96,6 +96,17 @@ def test_a_photo_without_a_face_is_refused_and_the_old_one_kept(astronaut):
     assert _stream(generator, benchmark_audio(0.4))[0].frames.shape[1:3] == (320, 320)
 
 
+def test_prepare_takes_the_portrait_as_load_portrait_made_it_and_refuses_other_arrays(astronaut):
+    """Normalising is load_portrait's (once); prepare() uses the RGB array as it is and says what it got instead."""
+    generator = PhotoStreamingGenerator(build_motion_model(seed=0), EngineConfig(), frame_limit=(320, 320))
+    generator.prepare(astronaut, warmup=False)
+    renderer = generator.renderer
+    grey = astronaut[:, :, 0]
+    with pytest.raises(ValueError, match=r"grey.png: expected a uint8 \(H, W, 3\) RGB array .*got uint8 \(512, 512\)"):
+        generator.prepare(grey, source="grey.png", warmup=False)
+    assert generator.renderer is renderer
+
+
 @pytest.mark.slow
 def test_model_spec_picks_the_path(astronaut, motion_model_dir, tiny_model_dir):
     photo = open_generator(ModelSpec(str(motion_model_dir)), astronaut, EngineConfig())

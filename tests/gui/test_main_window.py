@@ -96,8 +96,8 @@ def test_moving_a_slider_changes_the_frames_the_worker_makes(ready, qtbot, frame
     assert ready.controller.session.expression == {"smile": 1.0}
     qtbot.waitUntil(lambda: distance() > 8, timeout=10_000)
     ready.expression_panel.reset_button.click()
+    assert ready.controller.expression.values == ready.controller.session.expression == {}
     qtbot.waitUntil(lambda: 0 < distance() < 4, timeout=10_000)
-    assert ready.settings.expression == {}
 
 
 def test_state_buttons_and_shortcuts_switch_the_state_the_worker_uses(ready, qtbot, frame_log):
@@ -153,6 +153,7 @@ def test_dropping_an_image_changes_the_portrait(ready, qtbot, portrait_files, tm
     drop(ready, red)
     qtbot.waitUntil(lambda: ready.settings.portrait == str(red.resolve()), timeout=10_000)
     session = ready.controller.session
+    assert session.portrait is ready.portrait_image  # decoded once, on the job thread: one array for both
     assert session.portrait.shape == (128, 128, 3)
     assert tuple(session.portrait[64, 64]) == (220, 40, 40)  # RGB of the red square
     thumbnail = ready.thumbnail.pixmap().toImage().pixelColor(48, 48)
