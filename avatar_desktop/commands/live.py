@@ -11,6 +11,7 @@ from pathlib import Path
 from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
 from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, State, parse_expression
+from avatar_desktop.errors import AvatarError
 from avatar_desktop.files import prepare_output_folder, write_json_atomic
 
 
@@ -53,14 +54,11 @@ def _run(args: argparse.Namespace) -> int:
         expression = parse_expression(args.expression)
         override = State.parse(args.state) if args.state else None
     except ValueError as error:
-        print(f"avatar-desktop live: {error}", file=sys.stderr)
-        return 2
-    if args.seconds is not None and args.seconds <= 0:
-        print(f"avatar-desktop live: --seconds must be > 0, got {args.seconds}", file=sys.stderr)
-        return 2
+        raise AvatarError(str(error)) from None
+    if args.seconds is not None and not args.seconds > 0:  # also refuses nan
+        raise AvatarError(f"--seconds must be > 0, got {args.seconds}")
     if args.chunk is not None and args.chunk < 1:
-        print(f"avatar-desktop live: --chunk must be >= 1 frame, got {args.chunk}", file=sys.stderr)
-        return 2
+        raise AvatarError(f"--chunk must be >= 1 frame, got {args.chunk}")
     if args.stats_json is not None:
         prepare_output_folder(args.stats_json.parent, "--stats-json")
     camera = None
@@ -68,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
     model = model_spec_from_args(args)
     portrait = load_portrait(args.portrait)
-    if model.kind() == "motion":  # the photo path needs a face: say so now, not from inside the worker
+    if model.kind == "motion":  # the photo path needs a face: say so now, not from inside the worker
         from avatar_desktop.face import find_face
 
         find_face(portrait, source=str(args.portrait))

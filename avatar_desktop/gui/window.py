@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
 
     def open_portrait(self, path: str) -> None:
         """Use the image at `path`: decoded (and sent to the worker) in the background."""
-        needs_face = self.model_choice.spec.kind() == "motion"
+        needs_face = self.model_choice.spec.kind == "motion"
         self.controller.set_portrait(path, lambda image: self._portrait_loaded(path, image), needs_face=needs_face)
 
     def _portrait_loaded(self, path: str, image: np.ndarray) -> None:
@@ -291,7 +291,7 @@ class MainWindow(QMainWindow):
     def _fill_model_picker(self, wanted: str) -> None:
         try:
             choice = model_choice_for(wanted, self.choices)
-        except (AvatarError, ValueError) as error:  # a damaged model folder named on the command line
+        except AvatarError as error:  # a damaged model folder named on the command line or remembered
             choice = model_choice_for("", self.choices)
             self.show_problem(Problem("model_choice", f"model {wanted!r} cannot be used ({error}); using {choice.key}"))
         else:
@@ -319,7 +319,12 @@ class MainWindow(QMainWindow):
             self.clear_problem("untrained")
 
     def _model_chosen(self, index: int) -> None:
-        self._use_model(self.choices[index])
+        choice = self.choices[index]
+        if choice.spec is None:  # a damaged folder: the running model goes on
+            self.show_problem(Problem("model", f"model {choice.key.removeprefix('model:')!r} cannot be used: "
+                                               f"{choice.problem}"))
+            return
+        self._use_model(choice)
         if self.controller.session is not None:
             self.controller.set_model(self.model_choice.spec)
         else:  # starting, or stopped: the next session uses it

@@ -2,6 +2,7 @@
 unreadable portraits, models that fail to load. Real worker processes and the PulseAudio rig throughout."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,12 +178,13 @@ def test_a_portrait_the_worker_refuses_while_live_keeps_the_old_one(pulse, recor
 
 @pytest.mark.slow
 def test_model_that_fails_to_load_keeps_the_session_up(pulse, recording_camera, tiny_model_dir, portrait, tmp_path):
-    broken = tmp_path / "broken-model"
+    broken = tmp_path / "broken-model"  # its model.json is fine (the spec checks that), its weights are missing
     broken.mkdir()
-    (broken / "model.json").write_text("{not json")
+    shutil.copy(tiny_model_dir / "model.json", broken)
     with LiveSession(portrait, session_config(tiny_model_dir, model=ModelSpec(str(broken)))) as session:
         assert wait_until(lambda: "failed to load" in (session.status()["last_error"] or ""), 60), session.events
         assert [e.kind for e in session.events if e.kind.problem] == [EventKind.MODEL_FAILED]
+        assert "is missing autoencoder.safetensors" in session.status()["last_error"]
         camera = recording_camera.instances[0]
         sent = len(camera.times)
         assert camera.wait_frames(sent + 10, 5)  # the portrait is shown meanwhile
