@@ -63,6 +63,16 @@ def parse_expression(text: str) -> dict[str, float]:
     return values
 
 
+def check_expression(values: Mapping[str, float]) -> dict[str, float]:
+    """`values` as {component: float}: unknown names, non-numbers and values outside [-1, 1] raise ValueError."""
+    expression_vector(values)  # unknown names
+    if not all(type(value) in (int, float) for value in values.values()):
+        raise ValueError("expression values must be numbers")
+    if any(not -1.0 <= value <= 1.0 for value in values.values()):
+        raise ValueError("expression values must lie in [-1, 1]")
+    return {name: float(value) for name, value in values.items()}
+
+
 def expression_vector(values: Mapping[str, float] | None) -> list[float]:
     """Dict of named components -> list in EXPRESSION_COMPONENTS order (missing components are 0)."""
     values = values or {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
 from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, State, parse_expression
+from avatar_desktop.errors import AvatarError
 from avatar_desktop.files import prepare_output_folder, write_json_atomic
 
 
@@ -46,20 +47,18 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.engine.portrait import load_portrait
     from avatar_desktop.output.camera import CameraConfig
     from avatar_desktop.runtime.events import EventKind
+    from avatar_desktop.runtime.expression import ExpressionState
     from avatar_desktop.runtime.session import LiveSession, RuntimeConfig, SessionConfig
 
     try:
         expression = parse_expression(args.expression)
         override = State.parse(args.state) if args.state else None
     except ValueError as error:
-        print(f"avatar-desktop live: {error}", file=sys.stderr)
-        return 2
-    if args.seconds is not None and args.seconds <= 0:
-        print(f"avatar-desktop live: --seconds must be > 0, got {args.seconds}", file=sys.stderr)
-        return 2
+        raise AvatarError(str(error)) from None
+    if args.seconds is not None and not args.seconds > 0:  # also refuses nan
+        raise AvatarError(f"--seconds must be > 0, got {args.seconds}")
     if args.chunk is not None and args.chunk < 1:
-        print(f"avatar-desktop live: --chunk must be >= 1 frame, got {args.chunk}", file=sys.stderr)
-        return 2
+        raise AvatarError(f"--chunk must be >= 1 frame, got {args.chunk}")
     if args.stats_json is not None:
         prepare_output_folder(args.stats_json.parent, "--stats-json")
     camera = None
@@ -67,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
     model = model_spec_from_args(args)
     portrait = load_portrait(args.portrait)
-    if model.kind() == "motion":  # the photo path needs a face: say so now, not from inside the worker
+    if model.kind == "motion":  # the photo path needs a face: say so now, not from inside the worker
         from avatar_desktop.face import find_face
 
         find_face(portrait, source=str(args.portrait))
@@ -77,7 +76,6 @@ def _run(args: argparse.Namespace) -> int:
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
         camera=camera,
-        expression=expression,
         audio_out=args.audio_out,
         runtime=RuntimeConfig(worker_threads=args.threads),
     )
@@ -88,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         sinks.append(VideoFileSink(args.record, fps=(camera or CameraConfig()).fps))
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    session = LiveSession(portrait, config, sinks=sinks)
+    session = LiveSession(portrait, config, sinks=sinks, expression=ExpressionState(expression))
     failed = False
     try:
         session.start()

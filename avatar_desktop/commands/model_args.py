@@ -35,9 +35,9 @@ def torch_device(text: str) -> str:
 
 
 def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
-    """The ModelSpec the arguments name (validated here, once); sets torch's and OpenCV's threads when --threads is
-    given.
-    AvatarError with what to do when they name none or a bad one."""
+    """The ModelSpec the arguments name, which checks the model itself when made (engine/model_spec.py); sets
+    torch's and OpenCV's threads when --threads is given.
+    AvatarError with what to do when the flags do not go together or name no usable model."""
     if args.threads is not None:
         if args.threads < 1:
             raise AvatarError(f"--threads must be at least 1, got {args.threads}")
@@ -52,8 +52,4 @@ def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
         raise AvatarError("give either --model or --preset with --random-weights, not both")
     if not (args.preset and args.random_weights):
         raise AvatarError("--preset builds an untrained network: add --random-weights (or use --model for trained weights)")
-    from avatar_desktop.models.presets import PRESETS
-
-    if args.preset not in PRESETS:
-        raise AvatarError(f"unknown preset {args.preset!r}: available presets are {', '.join(PRESETS)}")
     return ModelSpec(args.preset, random_weights=True)

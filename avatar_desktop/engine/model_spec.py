@@ -5,28 +5,56 @@ Two paths stream through the same prepare()/step() contract:
 - the photo renderer (engine/photo.py): a motion model moves the photo's own pixels; any portrait with a face;
 - the latent model (engine/streaming.py): a diffusion model draws every pixel; the faces it was trained on (the
   bundled drawn characters, or a user's footage).
+
+A ModelSpec is checked once, when it is made (in the main process: the commands, the window's model picker); the
+worker and `open_generator` take its kind, folder and config as they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from avatar_desktop.config import EngineConfig
+from avatar_desktop.config import EngineConfig, ModelConfig, MotionModelConfig
+from avatar_desktop.errors import AvatarError
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Which model to run.
+    """Which model to run, resolved and checked when made.
 
     name: a model folder or a name under models/; its model.json says its kind (a motion model runs the photo
     renderer, a latent model draws the frames). None: automatic, the photo renderer with the default motion model
     (the portrait must show a face). With `random_weights`, `name` is a latent preset built with seeded random
-    weights (benchmarks: speed does not depend on the values)."""
+    weights (benchmarks: speed does not depend on the values).
+    Raises CheckpointError (no such model, a damaged or foreign model.json) or AvatarError (no such preset), each
+    saying what to do. Made, it holds `kind` ('motion' or 'latent'), `folder` (None for the default motion model
+    and for presets) and `config` (the folder's or the preset's; None for the default motion model).
+    """
 
     name: str | None = None
     random_weights: bool = False
+    kind: str = field(init=False)
+    folder: Path | None = field(init=False)
+    config: ModelConfig | MotionModelConfig | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        kind, folder, config = "motion", None, None
+        if self.random_weights:
+            from avatar_desktop.models.presets import PRESETS
+
+            if self.name not in PRESETS:
+                raise AvatarError(f"unknown preset {self.name!r}: available presets are {', '.join(PRESETS)}")
+            kind, config = "latent", PRESETS[self.name]
+        elif self.name is not None:
+            from avatar_desktop.models.store import read_any_model_config, resolve_model
+
+            folder = resolve_model(self.name)
+            kind, config = read_any_model_config(folder)
+        for attribute, value in (("kind", kind), ("folder", folder), ("config", config)):
+            object.__setattr__(self, attribute, value)  # frozen: set once, here
 
     @property
     def label(self) -> str:
@@ -35,21 +63,12 @@ class ModelSpec:
             return "automatic"
         return f"{self.name} (random weights)" if self.random_weights else self.name
 
-    def kind(self) -> str:
-        """'motion' or 'latent'."""
-        if self.random_weights:
-            return "latent"
-        if self.name is None:
-            return "motion"
-        from avatar_desktop.models.store import model_kind, resolve_model
-
-        return model_kind(resolve_model(self.name))
-
 
 def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig = EngineConfig(), *,
                    frame_limit: tuple[int, int] | None = None, fps: int | None = None, expression=None,
                    source: str = "portrait"):
-    """Build the generator that `spec` names for `portrait` (uint8 (H, W, 3) RGB) and prepare it.
+    """Build the generator that `spec` names (checked when it was made: used as it is) for `portrait` (uint8
+    (H, W, 3) RGB) and prepare it.
 
     Returns a StreamingGenerator or a PhotoStreamingGenerator; its `path` says which. The photo path raises
     avatar_desktop.face.NoFaceError when the portrait shows no usable face (the message says what to do).
@@ -57,12 +76,12 @@ def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig =
     fps: frames a second the photo path makes (the camera's rate); None: its motion model's. The latent path makes
     its model's rate whatever these say (the camera repeats frames to fill its own).
     """
-    if spec.kind() == "motion":
+    if spec.kind == "motion":
         from avatar_desktop.engine.photo import PhotoStreamingGenerator
         from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model
 
-        generator = PhotoStreamingGenerator(load_motion_model(spec.name or DEFAULT_MOTION_MODEL), config,
-                                            frame_limit=frame_limit, fps=fps)
+        motion_model = load_motion_model(spec.folder or DEFAULT_MOTION_MODEL, config=spec.config)
+        generator = PhotoStreamingGenerator(motion_model, config, frame_limit=frame_limit, fps=fps)
         generator.prepare(portrait, expression, source=source)
         return generator
     from avatar_desktop.engine.streaming import StreamingGenerator
@@ -70,11 +89,11 @@ def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig =
     if spec.random_weights:
         from avatar_desktop.models.presets import build_model
 
-        model = build_model(spec.name, seed=config.seed)
+        model = build_model(spec.config, seed=config.seed)
     else:
         from avatar_desktop.models.store import load_model
 
-        model = load_model(spec.name)
+        model = load_model(spec.folder, config=spec.config)
     generator = StreamingGenerator(model, config)
     generator.prepare(portrait, expression)
     return generator

@@ -20,7 +20,7 @@ import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.engine.motion_stream import MotionStreamer
-from avatar_desktop.engine.portrait import portrait_from_array
+from avatar_desktop.engine.portrait import check_rgb
 from avatar_desktop.engine.streaming import Chunk
 from avatar_desktop.face import FaceMesh, find_face
 from avatar_desktop.motion_code import MOTION_DIM, neutral_code
@@ -57,13 +57,13 @@ class PhotoStreamingGenerator:
     def prepare(self, portrait: np.ndarray, expression: Mapping[str, float] | None = None, *, warmup: bool = True,
                 face: FaceMesh | None = None, source: str = "portrait") -> None:
         """Find the face (unless `face` is given: a mesh found on this very image) and prepare the renderer.
-        portrait: uint8 (H, W, 3) RGB (grey/RGBA accepted). Raises avatar_desktop.face.NoFaceError when the photo
-        has no usable face; the generator then keeps its previous portrait. Starts a new stream."""
-        rgb = portrait_from_array(np.asarray(portrait), source=source)
-        face = face if face is not None else find_face(rgb, source=source)
-        height, width = rgb.shape[:2]
+        portrait: uint8 (H, W, 3) RGB, as load_portrait returns it. Raises avatar_desktop.face.NoFaceError when the
+        photo has no usable face; the generator then keeps its previous portrait. Starts a new stream."""
+        check_rgb(portrait, source=source)
+        face = face if face is not None else find_face(portrait, source=source)
+        height, width = portrait.shape[:2]
         output_size = camera_frame_size((width, height), self.frame_limit) if self.frame_limit else None
-        renderer = PhotoRenderer(rgb, face, output_size=output_size)
+        renderer = PhotoRenderer(portrait, face, output_size=output_size)
         if warmup:
             renderer.render(neutral_code()[0])
         self.renderer, self.face = renderer, face

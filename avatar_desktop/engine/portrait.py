@@ -1,4 +1,8 @@
-"""Portrait files -> RGB arrays the engine can use: colour conversion, alpha, size checks, square crop."""
+"""Portrait files -> RGB arrays the engine can use: colour conversion, alpha, size checks, square crop.
+
+A portrait is normalised once, by `load_portrait` (or `portrait_from_array` for an image already decoded); the
+session, the worker and the generators take that uint8 (H, W, 3) RGB array as it is (`check_rgb` only looks).
+"""
 
 from __future__ import annotations
 
@@ -142,6 +146,14 @@ def portrait_from_array(image: np.ndarray, *, source: str = "portrait", bgr: boo
     elif channels != 3:
         raise InputFileError(f"{source}: {channels} colour channels are not supported; use a grey, RGB or RGBA image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else np.ascontiguousarray(image)
+
+
+def check_rgb(image: np.ndarray, *, source: str = "portrait") -> None:
+    """ValueError naming what `image` is when it is not the uint8 (H, W, 3) RGB array load_portrait returns."""
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        what = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{source}: expected a uint8 (H, W, 3) RGB array (engine.portrait.load_portrait makes one), "
+                         f"got {what}")
 
 
 def square_crop(image: np.ndarray, size: int) -> np.ndarray:

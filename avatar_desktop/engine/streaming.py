@@ -18,7 +18,7 @@ import torch
 from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State, expression_vector
 from avatar_desktop.engine.audio_stream import AudioStream
 from avatar_desktop.engine.planner import ChunkPlanner
-from avatar_desktop.engine.portrait import portrait_from_array, square_crop
+from avatar_desktop.engine.portrait import check_rgb, square_crop
 from avatar_desktop.engine.precision import select_backend
 from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.models.avatar import AvatarModel
@@ -79,12 +79,13 @@ class StreamingGenerator:
     # ----------------------------------------------------------------- setup
     @torch.no_grad()
     def prepare(self, portrait: np.ndarray, expression: Mapping[str, float] | None = None, *, warmup: bool = True) -> None:
-        """Cache everything that depends only on the portrait. portrait: uint8 (H, W, 3) RGB (grey/RGBA accepted).
+        """Cache everything that depends only on the portrait: uint8 (H, W, 3) RGB, as load_portrait returns it.
 
         With `warmup`, one chunk of each planned length is generated and thrown away, so that the first real
         chunk does not pay for kernel selection and memory allocation. Starts a new stream (reset()).
         """
-        rgb = square_crop(portrait_from_array(np.asarray(portrait)), self.resolution)
+        check_rgb(portrait)
+        rgb = square_crop(portrait, self.resolution)
         image = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1)[None].to(self.dtype) / 127.5 - 1
         self._portrait = image.contiguous(memory_format=torch.channels_last)
         self._reference, self._reference_kv = self._encode_reference()

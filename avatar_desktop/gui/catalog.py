@@ -8,7 +8,7 @@ from pathlib import Path
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
 from avatar_desktop.engine.model_spec import ModelSpec
-from avatar_desktop.errors import AvatarError
+from avatar_desktop.errors import AvatarError, CheckpointError
 
 PORTRAIT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -16,17 +16,19 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """One entry of the model picker. key: what the settings store ('model:NAME' or 'preset:NAME')."""
+    """One entry of the model picker. key: what the settings store ('model:NAME' or 'preset:NAME'); spec: the
+    model, checked when the list was made; None for a model folder that cannot be used, `problem` saying why."""
 
     key: str
     label: str
-    spec: ModelSpec
+    spec: ModelSpec | None
     trained: bool
-    config: ModelConfig | None = None
+    problem: str | None = None
 
     def expression_components(self) -> tuple[str, ...]:
         """Names of the model's expression-vector components (one slider each)."""
-        dim = self.config.denoiser.expression_dim if self.config else len(EXPRESSION_COMPONENTS)
+        config = self.spec.config if self.spec is not None else None
+        dim = config.denoiser.expression_dim if isinstance(config, ModelConfig) else len(EXPRESSION_COMPONENTS)
         return EXPRESSION_COMPONENTS[:dim]
 
 
@@ -34,43 +36,40 @@ AUTOMATIC = ModelChoice("auto", "Automatic: the photo renderer (any portrait wit
 
 
 def model_choices() -> list[ModelChoice]:
-    """Automatic (the photo path), trained latent models found on the search path (models/, the user folder), then
-    every latent preset, untrained."""
+    """Automatic (the photo path), trained models found on the search path (models/, the user folder), then every
+    latent preset, untrained."""
     from avatar_desktop.models.presets import PRESETS
-    from avatar_desktop.models.store import list_models, read_model_config
+    from avatar_desktop.models.store import list_models
 
     choices = [AUTOMATIC]
-    for name, folder in list_models().items():
-        try:
-            config, _ = read_model_config(folder)
-        except (AvatarError, ValueError, TypeError):  # a damaged folder is shown, and fails with its reason on load
-            config = None
-        choices.append(ModelChoice(f"model:{name}", _trained_label(name, config), ModelSpec(name), True, config))
-    for name, config in PRESETS.items():
+    choices += [_trained_choice(f"model:{name}", name, name) for name in list_models()]
+    for name in PRESETS:
         choices.append(ModelChoice(f"preset:{name}", f"{name}: untrained, random weights (for testing only)",
-                                   ModelSpec(name, random_weights=True), False, config))
+                                   ModelSpec(name, random_weights=True), False))
     return choices
 
 
-def _trained_label(name: str, config: ModelConfig | None) -> str:
-    """What the model picker shows: the name and the preset (no folder path: `doctor` lists where models are)."""
-    return f"{name}  (trained, {config.preset})" if config is not None else f"{name}  (model.json unreadable)"
+def _trained_choice(key: str, shown_name: str, name_or_folder: str) -> ModelChoice:
+    """The choice of a model folder; a damaged one is listed too, with why it cannot be used."""
+    try:
+        spec = ModelSpec(name_or_folder)
+    except AvatarError as error:
+        return ModelChoice(key, f"{shown_name}  (model.json unreadable)", None, True, str(error))
+    preset = spec.config.preset if isinstance(spec.config, ModelConfig) else "photo path"
+    return ModelChoice(key, f"{shown_name}  (trained, {preset})", spec, True)
 
 
 def model_choice_for(key: str, choices: list[ModelChoice]) -> ModelChoice:
     """The choice for a settings key, a model name or a model folder; else the best one found: automatic (the
-    photo path)."""
+    photo path). CheckpointError (saying why) for a model folder that cannot be used."""
     by_key = {choice.key: choice for choice in choices}
-    for candidate in (key, f"model:{key}"):
-        if candidate in by_key:
-            return by_key[candidate]
+    found = next((by_key[candidate] for candidate in (key, f"model:{key}") if candidate in by_key), None)
     folder = Path(key)
-    if key and (folder / "model.json").is_file():
-        from avatar_desktop.models.store import read_model_config
-
-        config, _ = read_model_config(folder)
-        return ModelChoice(f"model:{folder}", _trained_label(folder.name, config), ModelSpec(str(folder)), True, config)
-    return by_key.get("auto") or choices[0]
+    if found is None and key and (folder / "model.json").is_file():
+        found = _trained_choice(f"model:{folder}", folder.name, str(folder))
+    if found is not None and found.problem is not None:
+        raise CheckpointError(found.problem)
+    return found or by_key.get("auto") or choices[0]
 
 
 def bundled_portrait() -> Path | None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +28,7 @@ from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, CheckpointError, InputFileError
 from avatar_desktop.output.camera import CameraUnavailableError
 from avatar_desktop.runtime.events import Event, EventKind
+from avatar_desktop.runtime.expression import ExpressionState
 from avatar_desktop.runtime.session import LiveSession, SessionConfig
 
 FPS_WINDOW_S = 3.0
@@ -115,7 +116,7 @@ class SessionController(QObject):
     busy_changed(str): what runs in the background ('' when nothing); frame_ready(QImage): a new preview frame;
     status_changed(dict): session status and stats, twice a second; state_changed(str): the state the session
     uses now; problem_found(Problem); problem_solved(str kind); worker_failed(str); session_started(),
-    session_stopped().
+    session_stopped(). `expression` owns the slider values: every session it starts reads it and follows it.
     """
 
     busy_changed = Signal(str)
@@ -135,7 +136,7 @@ class SessionController(QObject):
         self.session: LiveSession | None = None
         self._job_session: LiveSession | None = None  # the newest session started (job thread only)
         self._generation = 0  # counts start/stop requests (main thread): a start that was overtaken is ignored
-        self.expression: dict[str, float] = {}
+        self.expression = ExpressionState()
         self.override: State | None = None
         self.state = ""
         self.model_loading = False
@@ -158,11 +159,10 @@ class SessionController(QObject):
     def start(self, portrait: np.ndarray, config: SessionConfig, what: str = "Starting the live session") -> None:
         """Stop the running session (or the one still starting) and start a new one, in the background."""
         self.session = None
-        config = replace(config, expression=dict(self.expression))
 
         def work():
             self._stop_newest()
-            session = LiveSession(portrait, config, sinks=[self.preview])
+            session = LiveSession(portrait, config, sinks=[self.preview], expression=self.expression)
             session.start()
             session.set_state_override(self.override)
             self._job_session = session
@@ -180,9 +180,8 @@ class SessionController(QObject):
         self._run("Stopping the live session", self._stop_newest, lambda _: self.session_stopped.emit())
 
     def set_expression(self, expression: dict[str, float]) -> None:
-        self.expression = dict(expression)
-        if self.session is not None:
-            self.session.set_expression(self.expression)
+        """The sessions, the one still starting included, follow (through the ExpressionState)."""
+        self.expression.set(expression)
 
     def set_state_override(self, state: State | None) -> None:
         self.override = state
@@ -201,13 +200,13 @@ class SessionController(QObject):
         (the running session keeps its portrait). needs_face: the photo path runs, so a portrait without a usable
         face is refused here, before the session gets it."""
         def work():
-            image = load_portrait(path)
+            image = load_portrait(path)  # decoded once: the session and the window take this array
             if needs_face:
                 from avatar_desktop.face import find_face
 
                 find_face(image, source=Path(path).name)
             if self._job_session is not None:
-                self._job_session.set_reference(path)
+                self._job_session.set_reference(image)
             return image
 
         self._run("Preparing the portrait", work, on_loaded)
@@ -258,7 +257,6 @@ class SessionController(QObject):
         if generation != self._generation:  # a later start or stop was asked for: its job replaces this session
             return
         self.session = session
-        session.set_expression(self.expression)  # what the user did while it started
         session.set_state_override(self.override)
         self._seen_event = 0
         self._frame_counts.clear()

@@ -18,7 +18,7 @@ from typing import Any
 
 from PySide6.QtCore import QSettings
 
-from avatar_desktop.config import expression_vector
+from avatar_desktop.config import check_expression
 
 SETTINGS_VERSION = 1
 MAX_RECENT_PORTRAITS = 8
@@ -41,7 +41,7 @@ class Settings:
     camera_resolution: str = RESOLUTIONS[0]
     mirror: bool = False
     overlay_visible: bool = True
-    expression: dict[str, float] = field(default_factory=dict)
+    expression: dict[str, float] = field(default_factory=dict)  # written on saving: the controller owns it live
     expression_presets: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def remember_portrait(self, path: str) -> None:
@@ -52,12 +52,9 @@ class Settings:
 
 def _expression(value: Any) -> dict[str, float]:
     """A {component: value in [-1, 1]} dict, or ValueError."""
-    if not isinstance(value, dict) or not all(type(v) in (int, float) for v in value.values()):
+    if not isinstance(value, dict):
         raise ValueError("expected {component: number}")
-    expression_vector(value)  # unknown component names raise ValueError
-    if any(not -1.0 <= v <= 1.0 for v in value.values()):
-        raise ValueError("expression values must lie in [-1, 1]")
-    return {k: float(v) for k, v in value.items()}
+    return check_expression(value)
 
 
 def _check(name: str, value: Any, default: Any) -> Any:

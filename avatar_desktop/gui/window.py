@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
         self._fill_model_picker(model or self.settings.model)
         self._fill_devices()
         self.expression_panel.set_presets(self.settings.expression_presets)
-        self.expression_panel.set_expression(self.settings.expression)
+        self.expression_panel.set_expression(self.settings.expression)  # -> the controller's ExpressionState
         self.preview.set_overlay_visible(self.settings.overlay_visible)
         self.overlay_action.setChecked(self.settings.overlay_visible)
         self._open_first_portrait(portrait)
@@ -211,7 +211,7 @@ class MainWindow(QMainWindow):
         return SessionConfig(
             model=self.model_choice.spec, engine=EngineConfig(), mic=CaptureConfig(device=s.mic or None),
             far_end=CaptureConfig(device=s.far_end) if s.far_end else None, camera=camera,
-            runtime=self.runtime, expression=self.expression_panel.expression(), audio_out=s.audio_out or None,
+            runtime=self.runtime, audio_out=s.audio_out or None,
         )
 
     def start_session(self, what: str = "Starting the live session") -> None:
@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
 
     def open_portrait(self, path: str) -> None:
         """Use the image at `path`: decoded (and sent to the worker) in the background."""
-        needs_face = self.model_choice.spec.kind() == "motion"
+        needs_face = self.model_choice.spec.kind == "motion"
         self.controller.set_portrait(path, lambda image: self._portrait_loaded(path, image), needs_face=needs_face)
 
     def _portrait_loaded(self, path: str, image: np.ndarray) -> None:
@@ -291,7 +291,7 @@ class MainWindow(QMainWindow):
     def _fill_model_picker(self, wanted: str) -> None:
         try:
             choice = model_choice_for(wanted, self.choices)
-        except (AvatarError, ValueError) as error:  # a damaged model folder named on the command line
+        except AvatarError as error:  # a damaged model folder named on the command line or remembered
             choice = model_choice_for("", self.choices)
             self.show_problem(Problem("model_choice", f"model {wanted!r} cannot be used ({error}); using {choice.key}"))
         else:
@@ -319,7 +319,12 @@ class MainWindow(QMainWindow):
             self.clear_problem("untrained")
 
     def _model_chosen(self, index: int) -> None:
-        self._use_model(self.choices[index])
+        choice = self.choices[index]
+        if choice.spec is None:  # a damaged folder: the running model goes on
+            self.show_problem(Problem("model", f"model {choice.key.removeprefix('model:')!r} cannot be used: "
+                                               f"{choice.problem}"))
+            return
+        self._use_model(choice)
         if self.controller.session is not None:
             self.controller.set_model(self.model_choice.spec)
         else:  # starting, or stopped: the next session uses it
@@ -360,7 +365,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ expression, overlay
     def _expression_changed(self, expression: dict) -> None:
-        self.settings.expression = expression
+        """The sliders moved: the controller's ExpressionState holds the values (the settings get them on saving)."""
         self.controller.set_expression(expression)
 
     def _ask_preset_name(self) -> None:
@@ -438,6 +443,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def save_settings(self) -> None:
+        self.settings.expression = self.controller.expression.values
         self.settings.geometry = base64.b64encode(bytes(self.saveGeometry())).decode()
         self.store.save(self.settings)
 

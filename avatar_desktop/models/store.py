@@ -135,14 +135,27 @@ def read_motion_model_config(folder: str | Path) -> tuple[MotionModelConfig, dic
     return _read_config(Path(folder), "motion", MotionModelConfig)
 
 
+def read_any_model_config(folder: str | Path) -> tuple[str, ModelConfig | MotionModelConfig]:
+    """(kind, config) of a model folder of either kind, model.json read once and checked as the loaders check it
+    (engine/model_spec.py's one check of a model before any worker loads it)."""
+    folder = Path(folder)
+    meta = _read_meta(folder, None)
+    kind = meta.get("kind", "latent")
+    return kind, _config_from(meta, folder, MotionModelConfig if kind == "motion" else ModelConfig)
+
+
 def _read_config(folder: Path, kind: str, config_class):
     """(config_class built from model.json's "config", full model.json) of a model folder of `kind`."""
     meta = _read_meta(folder, kind)
+    return _config_from(meta, folder, config_class), meta
+
+
+def _config_from(meta: dict[str, Any], folder: Path, config_class):
+    """config_class built from model.json's "config"; CheckpointError naming the file when it does not fit."""
     try:
-        config = config_class.from_dict(meta["config"])
+        return config_class.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
-    return config, meta
 
 
 def model_kind(folder: str | Path) -> str:
@@ -181,10 +194,11 @@ def _read_meta(folder: Path, kind: str | None) -> dict[str, Any]:
     return meta
 
 
-def load_model(name_or_dir: str | Path, *, device: str = "cpu") -> AvatarModel:
-    """Load a model folder (or a name on the search path) into an AvatarModel in eval mode."""
+def load_model(name_or_dir: str | Path, *, device: str = "cpu", config: ModelConfig | None = None) -> AvatarModel:
+    """Load a model folder (or a name on the search path) into an AvatarModel in eval mode. config: the folder's,
+    when it was read already (a ModelSpec's): model.json is then not read again."""
     folder = resolve_model(name_or_dir)
-    config, _ = read_model_config(folder)
+    config = config or read_model_config(folder)[0]
     with torch.device("meta"):
         model = AvatarModel(config)
     for name in NETWORKS:
@@ -201,10 +215,12 @@ def load_model(name_or_dir: str | Path, *, device: str = "cpu") -> AvatarModel:
     return model.eval()
 
 
-def load_motion_model(name_or_dir: str | Path = DEFAULT_MOTION_MODEL, *, device: str = "cpu") -> MotionModel:
-    """Load a motion model folder (or a name on the search path, such as default/motion) in eval mode."""
+def load_motion_model(name_or_dir: str | Path = DEFAULT_MOTION_MODEL, *, device: str = "cpu",
+                      config: MotionModelConfig | None = None) -> MotionModel:
+    """Load a motion model folder (or a name on the search path, such as default/motion) in eval mode. config: the
+    folder's, when it was read already (a ModelSpec's): model.json is then not read again."""
     folder = resolve_model(name_or_dir)
-    config, _ = read_motion_model_config(folder)
+    config = config or read_motion_model_config(folder)[0]
     try:
         model = MotionModel(config)
     except ValueError as error:

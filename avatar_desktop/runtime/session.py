@@ -8,28 +8,27 @@ Threads of the main process:
     supervisor           worker reports -> stats; restarts a dead worker; reopens a microphone that stopped
                          (runtime/supervisor.py)
 The worker process generates (runtime/worker.py). The session makes the rings and the devices, starts those
-threads, and holds what the user set; `stop()` (or leaving the `with` block) ends everything and unlinks the shared
-memory on every exit path.
+threads, and holds what the user set (the expression it reads from the ExpressionState it is given); `stop()` (or
+leaving the `with` block) ends everything and unlinks the shared memory on every exit path.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from avatar_desktop.audio.capture import CaptureConfig
 from avatar_desktop.audio.passthrough import DelayLine, Passthrough
 from avatar_desktop.audio.vad import VadConfig
-from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, expression_vector
+from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.engine.model_spec import ModelSpec
-from avatar_desktop.errors import AvatarError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, Canvas, VirtualCameraSink
 from avatar_desktop.runtime.clock import MicClock
 from avatar_desktop.runtime.events import EventKind, EventLog
+from avatar_desktop.runtime.expression import ExpressionState
 from avatar_desktop.runtime.listener import Listener, OnsetLatency
 from avatar_desktop.runtime.mic import MicCapture
 from avatar_desktop.runtime.pacer import CameraSender, Pacer, PacerConfig, Sink
@@ -75,7 +74,6 @@ class SessionConfig:
     vad: VadConfig = VadConfig()
     camera: CameraConfig | None = CameraConfig()
     runtime: RuntimeConfig = RuntimeConfig()
-    expression: Mapping[str, float] = field(default_factory=dict)
     audio_out: str | int | None = None
 
 
@@ -87,18 +85,19 @@ def _block(capture: CaptureConfig) -> int:
 class LiveSession:
     """Start with `start()` (or `with`), stop with `stop()`.
 
-    portrait: uint8 (H, W, 3) RGB. Extra `sinks` (file recorder, GUI preview) get every canvas the camera gets.
+    portrait: uint8 (H, W, 3) RGB, as engine.portrait.load_portrait returns it (used as it is). expression: the
+    owner of the slider values (runtime/expression.py), shared with whoever sets them; None: a neutral one of the
+    session's own. Extra `sinks` (file recorder, GUI preview) get every canvas the camera gets.
     Status: `status()` (dict), `stats.snapshot()`; `events` (an EventLog) says what happened, each event with its
     kind and sequence number. `worker`, `worker_ready`, `standby_ready` and `path` are the supervisor's.
     """
 
-    def __init__(self, portrait: np.ndarray, config: SessionConfig, *, sinks: Sequence[Sink] = ()):
-        from avatar_desktop.engine.portrait import portrait_from_array
-
-        self.portrait = portrait_from_array(np.asarray(portrait))
+    def __init__(self, portrait: np.ndarray, config: SessionConfig, *, sinks: Sequence[Sink] = (),
+                 expression: ExpressionState | None = None):
+        self.portrait = portrait
         self.config = config
-        self.expression = dict(config.expression)
-        expression_vector(self.expression)  # validates names
+        self._expression = expression if expression is not None else ExpressionState()
+        self._unsubscribe: Callable[[], None] | None = None
         self.model = config.model
         self.stats = SessionStats()
         self.events = EventLog()
@@ -159,7 +158,9 @@ class LiveSession:
             except CameraUnavailableError as error:
                 self.camera_error = str(error)
                 self._event(EventKind.CAMERA_UNAVAILABLE, f"{error}; going on with the preview only")
+        self._unsubscribe = self._expression.subscribe(self._send_expression)
         self._supervisor.start()
+        self._send_expression(self.expression)  # a change made while the first worker was being spawned
         clock = MicClock(self._audio)
         canvas_config = self.config.camera or CameraConfig()
         self.pacer = Pacer(self._frames, clock, runtime.pacer)
@@ -187,6 +188,9 @@ class LiveSession:
             self._sender.stop()
         if self._listener is not None:
             self._listener.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self._supervisor.stop()
         for device in (self._far, self._passthrough):
             if device is not None:
@@ -206,22 +210,19 @@ class LiveSession:
         self._audio = self._frames = None
 
     # ---------------------------------------------------------------- controls
-    def set_reference(self, path: str | Path) -> None:
-        """Load a new portrait and send it to the worker; InputFileError (the old one stays) when unreadable."""
-        from avatar_desktop.engine.portrait import load_portrait
-
-        try:
-            portrait = load_portrait(path)
-        except AvatarError as error:
-            self._event(EventKind.PORTRAIT_REFUSED, f"portrait not changed: {error}")
-            raise
+    def set_reference(self, portrait: np.ndarray) -> None:
+        """Send a new portrait (uint8 (H, W, 3) RGB, as load_portrait returns it) to the workers."""
         self.portrait = portrait
         self._supervisor.broadcast("set_reference", portrait)
 
+    @property
+    def expression(self) -> dict[str, float]:
+        """The slider values the workers generate with (the ExpressionState's)."""
+        return self._expression.values
+
     def set_expression(self, expression: Mapping[str, float]) -> None:
-        expression_vector(expression)
-        self.expression = dict(expression)
-        self._supervisor.broadcast("set_expression", self.expression)
+        """Set the ExpressionState (ValueError for unknown names or values outside [-1, 1]); the workers follow."""
+        self._expression.set(expression)
 
     def set_state_override(self, state: State | None) -> None:
         """Force a state (wins over voice activity), or None to follow voice activity again."""
@@ -292,6 +293,9 @@ class LiveSession:
         self.events.add(kind, message)
         if kind.problem:
             self.last_error = message
+
+    def _send_expression(self, expression: dict[str, float]) -> None:
+        self._supervisor.broadcast("set_expression", expression)
 
     def _open_mic(self) -> MicCapture:
         return MicCapture(self._audio, self.config.mic).start()

@@ -37,7 +37,7 @@ from avatar_desktop.runtime.events import EventKind
 class WorkerSpec:
     """Everything a worker starts from. threads: torch intra-op threads; max_backlog_s: audio the worker may fall
     behind before it skips ahead (a new stream at the newest audio) rather than showing ever older frames.
-    A ModelSpec's name of None picks the path from the portrait (engine/model_spec.py)."""
+    The ModelSpec was checked when the main process made it (engine/model_spec.py): the worker loads it as it is."""
 
     model: ModelSpec
     audio_ring: str
@@ -93,7 +93,7 @@ class _Worker:
         self._reader_class = reader_class
         self.generator = None
         self.portrait = spec.portrait
-        self.expression = dict(spec.expression)
+        self.expression = dict(spec.expression)  # this process' copy of the session's ExpressionState (set_expression)
         self.state = State(spec.state)
         self.active = spec.active
         self.running = True

@@ -3,6 +3,9 @@ face mesh and renderer on the astronaut), the path choice of ModelSpec, `render`
 
 from __future__ import annotations
 
+import pickle
+import shutil
+
 import cv2
 import imageio_ffmpeg
 import numpy as np
@@ -15,6 +18,7 @@ from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.model_spec import ModelSpec, open_generator
 from avatar_desktop.engine.photo import PHOTO_PATH, PhotoStreamingGenerator
 from avatar_desktop.engine.streaming import LATENT_PATH, StreamingGenerator
+from avatar_desktop.errors import AvatarError, CheckpointError
 from avatar_desktop.face import NoFaceError
 from avatar_desktop.models.motion import build_motion_model
 from avatar_desktop.models.store import save_motion_model
@@ -96,13 +100,54 @@ def test_a_photo_without_a_face_is_refused_and_the_old_one_kept(astronaut):
     assert _stream(generator, benchmark_audio(0.4))[0].frames.shape[1:3] == (320, 320)
 
 
+def test_prepare_takes_the_portrait_as_load_portrait_made_it_and_refuses_other_arrays(astronaut):
+    """Normalising is load_portrait's (once); prepare() uses the RGB array as it is and says what it got instead."""
+    generator = PhotoStreamingGenerator(build_motion_model(seed=0), EngineConfig(), frame_limit=(320, 320))
+    generator.prepare(astronaut, warmup=False)
+    renderer = generator.renderer
+    grey = astronaut[:, :, 0]
+    with pytest.raises(ValueError, match=r"grey.png: expected a uint8 \(H, W, 3\) RGB array .*got uint8 \(512, 512\)"):
+        generator.prepare(grey, source="grey.png", warmup=False)
+    assert generator.renderer is renderer
+
+
 @pytest.mark.slow
 def test_model_spec_picks_the_path(astronaut, motion_model_dir, tiny_model_dir):
     photo = open_generator(ModelSpec(str(motion_model_dir)), astronaut, EngineConfig())
     assert isinstance(photo, PhotoStreamingGenerator) and photo.frame_size == (512, 512)  # the photo's own size
     latent = open_generator(ModelSpec(str(tiny_model_dir)), astronaut, EngineConfig())
     assert isinstance(latent, StreamingGenerator) and latent.path == LATENT_PATH
-    assert ModelSpec(None).kind() == "motion" and ModelSpec(str(tiny_model_dir)).kind() == "latent"
+    assert ModelSpec(None).kind == "motion" and ModelSpec(str(tiny_model_dir)).kind == "latent"
+
+
+def test_a_model_spec_is_checked_once_when_made(tmp_path, tiny_model_dir, motion_model_dir):
+    """Made, a spec knows its kind, folder and config; a bad one is refused then, saying what to do."""
+    latent, motion = ModelSpec(str(tiny_model_dir)), ModelSpec(str(motion_model_dir))
+    assert (latent.kind, latent.folder, latent.config.preset) == ("latent", tiny_model_dir, "tiny-test")
+    assert (motion.kind, motion.folder) == ("motion", motion_model_dir)
+    assert (ModelSpec(None).kind, ModelSpec(None).folder) == ("motion", None)  # the default motion model
+    preset = ModelSpec("tiny-cpu", random_weights=True)
+    assert (preset.kind, preset.folder, preset.config.preset) == ("latent", None, "tiny-cpu")
+    with pytest.raises(AvatarError, match="unknown preset 'huge': available presets are tiny-cpu"):
+        ModelSpec("huge", random_weights=True)
+    with pytest.raises(CheckpointError, match="no model named 'nonexistent-model' \\(available:"):
+        ModelSpec("nonexistent-model")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "model.json").write_text("{ not JSON")
+    with pytest.raises(CheckpointError, match="model.json is not valid JSON"):
+        ModelSpec(str(damaged))
+
+
+def test_the_worker_trusts_the_spec_it_is_sent(tmp_path, tiny_model_dir, portrait):
+    """What crosses to the worker (pickled) is the checked spec; loading it reads the weights, not model.json."""
+    folder = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, folder)
+    spec = pickle.loads(pickle.dumps(ModelSpec(str(folder))))
+    assert spec == ModelSpec(str(folder)) and spec.config == ModelSpec(str(folder)).config
+    (folder / "model.json").unlink()  # a second look would fail now
+    generator = open_generator(spec, portrait, EngineConfig())
+    assert generator.path == LATENT_PATH and generator.resolution == spec.config.autoencoder.image_size
 
 
 def test_render_of_a_photo_keeps_its_resolution(tmp_path, astronaut_png, motion_model_dir, capsys):

@@ -42,7 +42,7 @@ def test_settings_survive_a_restart_of_the_window(qtbot, model_dirs, portrait_fi
     assert not second.overlay_action.isChecked() and not second.preview.overlay_visible
     assert (second.width(), second.height()) == size
     config = second.session_config()
-    assert config.camera is None and config.expression == {"brow": -0.4, "smile": 0.7}
+    assert config.camera is None and second.controller.expression.values == {"brow": -0.4, "smile": 0.7}
     assert not second.banners.get("settings")
     second.expression_panel.apply_preset("frown")
     assert second.expression_panel.expression() == {"brow": -0.4}

@@ -2,6 +2,7 @@
 unreadable portraits, models that fail to load. Real worker processes and the PulseAudio rig throughout."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,6 @@ from test_live_session import session_config, shm_segments, wait_until
 
 from avatar_desktop.audio.capture import AudioDeviceError, CaptureConfig
 from avatar_desktop.engine.model_spec import ModelSpec
-from avatar_desktop.errors import InputFileError
 from avatar_desktop.output.camera import CameraConfig, CameraUnavailableError, VirtualCameraSink, driver_advice
 from avatar_desktop.runtime.events import EventKind
 from avatar_desktop.runtime.session import LiveSession, RuntimeConfig
@@ -161,16 +161,16 @@ def test_no_camera_driver_says_what_to_install(pulse, tiny_model_dir, portrait):
 
 
 @pytest.mark.slow
-def test_unreadable_portrait_while_live_keeps_the_old_one(pulse, recording_camera, tiny_model_dir, portrait, tmp_path):
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not a png at all")
+def test_a_portrait_the_worker_refuses_while_live_keeps_the_old_one(pulse, recording_camera, tiny_model_dir,
+                                                                   portrait):
+    """An unreadable file never gets this far (load_portrait refuses it: the GUI tests drop one on the window)."""
     with LiveSession(portrait, session_config(tiny_model_dir)) as session:
         assert session.worker_ready.wait(60), session.events
-        old = session.portrait
-        with pytest.raises(InputFileError, match="not a readable image"):
-            session.set_reference(broken)
-        assert session.portrait is old
-        assert "not a readable image" in session.status()["last_error"]
+        session.set_reference(portrait[:, :, 0])  # grey (H, W): not the RGB array load_portrait makes
+        assert wait_until(lambda: "portrait rejected, keeping the old one" in (session.status()["last_error"] or ""),
+                          20), session.events
+        assert "expected a uint8 (H, W, 3) RGB array" in session.status()["last_error"]
+        assert [e.kind for e in session.events if e.kind.problem] == [EventKind.PORTRAIT_REFUSED]
         frames = fresh_frames(session)
         assert wait_until(lambda: fresh_frames(session) > frames + 10, 10)
         assert session.worker.alive()
@@ -178,12 +178,13 @@ def test_unreadable_portrait_while_live_keeps_the_old_one(pulse, recording_camer
 
 @pytest.mark.slow
 def test_model_that_fails_to_load_keeps_the_session_up(pulse, recording_camera, tiny_model_dir, portrait, tmp_path):
-    broken = tmp_path / "broken-model"
+    broken = tmp_path / "broken-model"  # its model.json is fine (the spec checks that), its weights are missing
     broken.mkdir()
-    (broken / "model.json").write_text("{not json")
+    shutil.copy(tiny_model_dir / "model.json", broken)
     with LiveSession(portrait, session_config(tiny_model_dir, model=ModelSpec(str(broken)))) as session:
         assert wait_until(lambda: "failed to load" in (session.status()["last_error"] or ""), 60), session.events
         assert [e.kind for e in session.events if e.kind.problem] == [EventKind.MODEL_FAILED]
+        assert "is missing autoencoder.safetensors" in session.status()["last_error"]
         camera = recording_camera.instances[0]
         sent = len(camera.times)
         assert camera.wait_frames(sent + 10, 5)  # the portrait is shown meanwhile
