@@ -40,7 +40,6 @@ from avatar_desktop.models.store import (
     load_model,
     load_motion_model,
     model_kind,
-    read_motion_model_config,
     save_motion_model,
 )
 from avatar_desktop.motion_code import (
@@ -51,10 +50,10 @@ from avatar_desktop.motion_code import (
 )
 from avatar_desktop.sampling import heun_step
 from avatar_desktop.sampling.schedules import karras_sigmas
+from avatar_desktop.training.common import chunk_length, freeze, provenance, recorded_provenance
 from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig, read_recipe
 from avatar_desktop.training.data import training_clips
 from avatar_desktop.training.loop import train
-from avatar_desktop.training.stages import _freeze, chunk_length
 
 MOUTH_COMPONENTS = ("mouth_open", "lip_press")
 """The components `mouth_weight` weighs: what lip sync is judged by."""
@@ -326,11 +325,6 @@ def _audio_encoder_of(folder: Path) -> tuple[nn.Module, Any, int]:
     return model.audio_encoder, model.config.audio, model.config.fps
 
 
-def _provenance(loaded: LoadedRecipe, data: Path, step: int, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
-    found = {"stage": loaded.stage, "steps": step, "data": data.name, "recipe": loaded.text}
-    return found | ({"init": earlier} if earlier else {})
-
-
 def _check_chunks(recipe, config: MotionDenoiserConfig, source: Path) -> None:
     plan = recipe.chunks
     longest = max(recipe.curriculum.max_frames, plan.first, plan.after_state_change, plan.steady)
@@ -343,6 +337,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     recipe = loaded.recipe
     _check_chunks(recipe, recipe.denoiser, loaded.source)
     encoder, audio, fps = _audio_encoder_of(loaded.resolve(recipe.audio_from))
+    started_from = recorded_provenance(loaded.resolve(recipe.audio_from))  # the model its audio encoder comes from
     sampling = SamplingConfig(parameterization="edm", sampler="heun", steps=recipe.teacher_steps,
                               teacher_steps=recipe.teacher_steps, sigma_data=1.0, warped_sliders=())
     config = MotionModelConfig(fps=fps, audio=audio, denoiser=recipe.denoiser, sampling=sampling,
@@ -351,7 +346,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
         torch.manual_seed(recipe.run.seed)
         model = MotionModel(config)
     model.audio_encoder.load_state_dict(encoder.state_dict())
-    _freeze(model.audio_encoder)
+    freeze(model.audio_encoder)
     clips = load_motion_data(data, model, out, augment=recipe.augment, copies=recipe.augmented_copies)
     mean, std = code_statistics(clips)
     model = _with_statistics(model, mean, std)
@@ -367,7 +362,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
         return sample
 
     def export(step: int) -> None:
-        save_motion_model(model, out / "model", provenance=_provenance(loaded, data, step))
+        save_motion_model(model, out / "model", provenance=provenance(loaded, data, step, started_from))
 
     return train(objective, batch, run=recipe.run, out=out, title="motion teacher", resume=resume, on_save=export,
                  parameters=list(model.denoiser.parameters()))
@@ -377,14 +372,15 @@ def _with_statistics(model: MotionModel, mean: tuple[float, ...], std: tuple[flo
     """The same networks with the code normalisation set to mean / std."""
     renewed = MotionModel(dataclasses.replace(model.config, code_mean=mean, code_std=std))
     renewed.load_state_dict(model.state_dict())
-    _freeze(renewed.audio_encoder)
+    freeze(renewed.audio_encoder)
     return renewed
 
 
 def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
     recipe = loaded.recipe
     init = loaded.resolve(recipe.init)
-    teacher = _freeze(load_motion_model(init))
+    teacher = freeze(load_motion_model(init))
+    started_from = recorded_provenance(init)
     if teacher.config.sampling.parameterization != "edm":
         raise AvatarError(f"motion-distill: {recipe.init} is not a teacher (its parameterization is "
                           f"{teacher.config.sampling.parameterization!r}, expected 'edm')")
@@ -396,13 +392,12 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     student = MotionModel(dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks,
                                               denoiser=denoiser))
     student.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in student.state_dict()})
-    _freeze(student.audio_encoder)
+    freeze(student.audio_encoder)
     student.denoiser.requires_grad_(True).train()
-    target = _freeze(copy.deepcopy(student))
+    target = freeze(copy.deepcopy(student))
     sigmas = karras_sigmas(recipe.discretisation, teacher.config.sampling)[:-1].flip(0)  # ascending, sigma_min first
     clips = load_motion_data(data, teacher, out, augment=recipe.augment, copies=recipe.augmented_copies)
     objective = MotionDistillObjective(student, teacher, target, sigmas, recipe.mouth_weight)
-    earlier = read_motion_model_config(init)[1].get("provenance", {})
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         frames = chunk_length(step, recipe.curriculum, generator)
@@ -417,7 +412,7 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
             ema.lerp_(live, 1 - recipe.ema_decay)
 
     def export(step: int) -> None:
-        save_motion_model(student, out / "model", provenance=_provenance(loaded, data, step, earlier))
+        save_motion_model(student, out / "model", provenance=provenance(loaded, data, step, started_from))
 
     return train(objective, batch, run=recipe.run, out=out, title="motion distill", resume=resume,
                  after_step=update_target, on_save=export, parameters=list(student.denoiser.parameters()))

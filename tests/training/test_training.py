@@ -22,18 +22,15 @@ from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, tiny_test_config
 from avatar_desktop.models.store import load_model, save_model
+from avatar_desktop.training.common import chunk_length
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
 from avatar_desktop.training.data import (CachedClip, autoencoder_key, cache_latents, images_to_tensor, mouth_mask,
                                           sample_chunks, training_clips)
 from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.loop import learning_rate
-from avatar_desktop.training.stages import (
-    ExpressionObjective,
-    _warm_start,
-    _expression_student,
-    blur_latents,
-    chunk_length,
-)
+from avatar_desktop.training.stages.autoencoder import blur_latents
+from avatar_desktop.training.stages.expression import ExpressionObjective, expression_student
+from avatar_desktop.training.stages.teacher import warm_start
 from tests.conftest import read_losses, write_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +152,7 @@ def test_a_reference_residual_teacher_starts_at_the_portrait_and_its_student_kee
 def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(autoencoder_run, dataset, tmp_path):
     """The audio stage's loss falls and it scores its held-out clips; a teacher and a student with
     `freeze_audio_encoder` keep that encoder exactly while their denoisers train; `warm_start` copies another model's
-    denoiser."""
+    denoiser; each stage records the provenance of the model it started from."""
     recipe = write_recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 4\n[run]\nsteps = 60\n'
                      "batch_size = 8\nlr = 3e-3\nwarmup_steps = 1\nsave_every = 30\n")
     assert _train("audio", recipe, dataset, tmp_path / "audio") == 0
@@ -184,6 +181,18 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
     student = load_model(tmp_path / "student" / "model")
     for key, value in audio_model.audio_encoder.state_dict().items():
         torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
+    assert _lineage(tmp_path / "student" / "model") == ["distill", "teacher", "audio", "autoencoder"]
+
+
+def _lineage(folder: Path) -> list[str]:
+    """The stages a model folder's provenance names, its own first, then each "init" nested in it: the chain of
+    models it was started from (the last one from fresh weights, with no "init")."""
+    stages = []
+    provenance = json.loads((folder / "model.json").read_text())["provenance"]
+    while provenance:
+        stages.append(provenance["stage"])
+        provenance = provenance.get("init")
+    return stages
 
 
 def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6, step: float = 0.2,
@@ -294,7 +303,7 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
     sliders, sliders that just moved from 0 as the old student's sliders."""
     old = build_model("tiny-test", seed=0).eval()
     torch.nn.init.normal_(old.denoiser.expression_embedding[0].weight)  # sliders that do something
-    widened = _expression_student(old, slider_speed=2.0)
+    widened = expression_student(old, slider_speed=2.0)
     assert widened.config.sampling.slider_speed == 2.0 and old.config.sampling.slider_speed is None
     assert widened.config.sampling.warped_sliders == ()  # taught every slider: the denoiser gets them all
     channels, h, w = old.latent_shape
@@ -409,7 +418,7 @@ def test_a_warm_start_keeps_the_function_of_a_denoiser_without_the_audio_embeddi
     config = tiny_test_config()
     old = dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, audio_embedding=False))
     donor, model = build_model(old, seed=1), build_model("tiny-test", seed=2)
-    _warm_start(model.denoiser, donor.denoiser, "donor")
+    warm_start(model.denoiser, donor.denoiser, "donor")
     generator = torch.Generator().manual_seed(0)
     c, h, w = model.latent_shape
     audio = model.config.audio
@@ -421,7 +430,7 @@ def test_a_warm_start_keeps_the_function_of_a_denoiser_without_the_audio_embeddi
     with torch.no_grad():
         torch.testing.assert_close(model.denoiser(x, c_noise, cond), donor.denoiser(x, c_noise, cond))
     with pytest.raises(AvatarError, match="shares no layer"):
-        _warm_start(model.denoiser, build_model("tiny-cpu").denoiser, "tiny-cpu model")
+        warm_start(model.denoiser, build_model("tiny-cpu").denoiser, "tiny-cpu model")
 
 
 def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
