@@ -49,8 +49,7 @@ def diffusion_batch(recipe: TeacherRecipe | DistillRecipe, config: ModelConfig, 
     share of chunks, which then hear silence."""
     size = recipe.run.batch_size
     frames = chunk_length(step, recipe.curriculum, generator)
-    batch = sample_chunks(clips, size, frames, config.denoiser.num_motion_frames, config.audio, config.fps, generator,
-                          recipe.stale_motion, recipe.portrait_reference)
+    batch = sample_chunks(clips, size, frames, config.denoiser.num_motion_frames, config.audio, config.fps, generator)
     batch["noise"] = torch.randn(batch["x0"].shape, generator=generator)
     batch["motion_sigma"] = torch.rand(size, generator=generator) * recipe.motion_noise_max
     batch["motion_noise"] = torch.randn(batch["motion"].shape, generator=generator)
