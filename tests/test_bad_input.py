@@ -31,8 +31,7 @@ from avatar_desktop.engine.precision import BACKENDS
 from avatar_desktop.engine.portrait import MAX_PORTRAIT_PIXELS, image_size_from_header, load_portrait
 from avatar_desktop.errors import CheckpointError, InputFileError, OutputError
 from avatar_desktop.files import write_bytes_atomic, write_json_atomic, write_png_atomic
-from avatar_desktop.training.config import RECIPES, recipe_problems
-from avatar_desktop.training.motion import MOTION_RECIPES
+from avatar_desktop.training.config import MOTION_RECIPES, RECIPES, recipe_problems
 from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_model, load_motion_model, resolve_model
 from tests.conftest import write_recipe, write_wav
 

@@ -22,8 +22,7 @@ from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.media import decode_audio
 from avatar_desktop.models.store import read_model_config
-from avatar_desktop.training.config import load_recipe
-from avatar_desktop.training.motion import load_motion_recipe
+from avatar_desktop.training.config import load_motion_recipe, load_recipe
 from tests.conftest import write_wav
 
 SECONDS_PER_CASE = 10.0

@@ -11,13 +11,11 @@ from pathlib import Path
 
 from avatar_desktop.commands.registry import command
 from avatar_desktop.files import prepare_output_folder
-from avatar_desktop.training.config import RECIPES, load_recipe
-
-MOTION_STAGE_NAMES = ("motion-teacher", "motion-distill")
+from avatar_desktop.training.config import MOTION_RECIPES, RECIPES, load_motion_recipe, load_recipe
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=[*RECIPES, *MOTION_STAGE_NAMES],
+    parser.add_argument("stage", choices=[*RECIPES, *MOTION_RECIPES],
                         help="which network to train (motion-*: the photo path's motion generator)")
     parser.add_argument("--config", required=True, type=Path, help="recipe TOML (see configs/)")
     parser.add_argument("--data", required=True, type=Path, help="data set folder with manifest.json")
@@ -27,8 +25,8 @@ def _add(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     prepare_output_folder(args.out, "--out")
-    if args.stage in MOTION_STAGE_NAMES:
-        from avatar_desktop.training.motion import MOTION_STAGES, load_motion_recipe
+    if args.stage in MOTION_RECIPES:
+        from avatar_desktop.training.motion import MOTION_STAGES
 
         loaded = load_motion_recipe(args.stage, args.config)
         rows = MOTION_STAGES[args.stage](loaded, args.data, args.out, args.resume)

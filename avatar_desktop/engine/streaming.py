@@ -23,7 +23,7 @@ from avatar_desktop.engine.precision import select_backend
 from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
-from avatar_desktop.sampling import choose_sampler
+from avatar_desktop.sampling import audio_guided, choose_sampler
 
 LATENT_PATH = "latent model"
 """What the status and `live` call this path."""
@@ -254,8 +254,8 @@ class StreamingGenerator:
         return expression
 
     def _denoiser(self, cond: DenoiserInputs):
-        """The clean estimate x, sigma -> D(x, sigma) for this chunk, with audio guidance when its scale is not 1:
-        D_silent + w (D_audio - D_silent), both halves in one batch-of-2 denoiser call."""
+        """The clean estimate x, sigma -> D(x, sigma) for this chunk, with audio guidance (sampling.audio_guided)
+        when its scale is not 1, both halves in one batch-of-2 denoiser call."""
         if self.audio_guidance == 1.0:
             return lambda x, sigma: self.model.denoise(x, sigma, cond)
         window = self.samples_per_frame + self.audio.past_samples + self.audio.lookahead_samples
@@ -270,13 +270,8 @@ class StreamingGenerator:
             if cond.reference_kv else None,
             motion_expression=cond.motion_expression.expand(2, -1),
         )
-        scale = self.audio_guidance
-
-        def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            with_audio, without = self.model.denoise(torch.cat([x, x]), sigma, pair).chunk(2)
-            return without + scale * (with_audio - without)
-
-        return guided
+        return audio_guided(lambda x, sigma: self.model.denoise(torch.cat([x, x]), sigma, pair).chunk(2),
+                            self.audio_guidance)
 
     def _randn(self, shape) -> torch.Tensor:
         return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)

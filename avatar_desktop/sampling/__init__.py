@@ -1,5 +1,6 @@
 """Noise schedules, preconditioning coefficients and samplers, as plain functions over tensors."""
 
+from avatar_desktop.sampling.guidance import PairedDenoiser, audio_guided
 from avatar_desktop.sampling.samplers import (
     SAMPLERS,
     ChosenSampler,
@@ -16,6 +17,8 @@ __all__ = [
     "SAMPLERS",
     "ChosenSampler",
     "Denoiser",
+    "PairedDenoiser",
+    "audio_guided",
     "choose_sampler",
     "consistency_sigmas",
     "heun_step",

@@ -28,8 +28,7 @@ def sample_euler(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, 
     """Teacher sampler, Euler steps of the probability-flow ODE; sigmas (N + 1,) ending in 0. N evaluations."""
     x = noise * sigmas[0]
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-        slope = (x - denoiser(x, sigma)) / sigma
-        x = x + slope * (sigma_next - sigma)
+        x = euler_step(denoiser, x, sigma, sigma_next)
     return x
 
 
@@ -38,21 +37,22 @@ def sample_heun(denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *
     """Teacher sampler, Heun's 2nd order method (EDM Algorithm 1); sigmas (N + 1,) ending in 0. 2N - 1 evaluations."""
     x = noise * sigmas[0]
     for sigma, sigma_next in zip(sigmas[:-1], sigmas[1:]):
-        slope = (x - denoiser(x, sigma)) / sigma
-        x_euler = x + slope * (sigma_next - sigma)
-        if sigma_next > 0:
-            slope_next = (x_euler - denoiser(x_euler, sigma_next)) / sigma_next
-            x = x + (slope + slope_next) / 2 * (sigma_next - sigma)
-        else:
-            x = x_euler
+        x = heun_step(denoiser, x, sigma, sigma_next) if sigma_next > 0 else euler_step(denoiser, x, sigma, sigma_next)
     return x
 
 
+def euler_step(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
+    """One Euler step of the probability-flow ODE from the level sigma to sigma_next (0-d tensors; sigma_next may
+    be 0)."""
+    return x + (x - denoiser(x, sigma)) / sigma * (sigma_next - sigma)
+
+
 def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
-    """One Heun step of the probability-flow ODE from sigma (B,) to sigma_next (B,) (> 0), per sample, for x of any
-    shape (B, ...): what consistency distillation asks of its teacher. Differentiable (no no_grad)."""
-    shape = (-1,) + (1,) * (x.dim() - 1)
-    s, s_next = sigma.reshape(shape), sigma_next.reshape(shape)
+    """One Heun step of the probability-flow ODE from sigma to sigma_next (> 0), both (B,) per sample or 0-d for the
+    whole batch, for x of any shape (B, ...): the teacher sampler's step, and what consistency distillation asks of
+    its teacher. Differentiable (no no_grad)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)  # per-sample levels broadcast over each sample; 0-d ones stay 0-d (dtype)
+    s, s_next = (level.reshape(shape) if level.dim() else level for level in (sigma, sigma_next))
     slope = (x - denoiser(x, sigma)) / s
     x_euler = x + (s_next - s) * slope
     slope_next = (x_euler - denoiser(x_euler, sigma_next)) / s_next

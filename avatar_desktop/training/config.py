@@ -1,4 +1,5 @@
-"""Training recipes: one typed dataclass per stage, read from a TOML file (configs/*.toml).
+"""Training recipes: one typed dataclass per stage, the latent model's and the motion model's, read from a TOML file
+(configs/*.toml).
 
 Unknown keys are refused with their name and place. Every value is checked against its field's type and, for the
 keys named in RANGES (whatever dataclass holds them), its range, in one line naming the key and the file; a new
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from avatar_desktop.audio.augment import AugmentConfig
-from avatar_desktop.config import EXPRESSION_COMPONENTS, ChunkPlanConfig, _from_dict
+from avatar_desktop.config import EXPRESSION_COMPONENTS, ChunkPlanConfig, MotionDenoiserConfig, _from_dict
 from avatar_desktop.errors import AvatarError
 
 
@@ -56,7 +57,7 @@ RANGES: dict[str, Range] = {
     # stages
     "frames": COUNT, "pool_clips": COUNT, "refresh_every": COUNT, "teacher_steps": COUNT, "student_steps": COUNT,
     "discretisation": Range(low=2), "ema_decay": FRACTION, "p_std": POSITIVE, "audio_dropout": FRACTION,
-    "stale_motion": FRACTION, "change_share": FRACTION, "context_dropout": FRACTION, "slider_speed": POSITIVE,
+    "change_share": FRACTION, "context_dropout": FRACTION, "slider_speed": POSITIVE,
     "audio_guidance": NON_NEGATIVE, "mouth_weight": NON_NEGATIVE, "gradient_weight": NON_NEGATIVE,
     "difference_weight": NON_NEGATIVE, "motion_noise_max": NON_NEGATIVE, "context_noise_max": NON_NEGATIVE,
     "context_noise_sigma": NON_NEGATIVE, "augmented_copies": NON_NEGATIVE,
@@ -148,11 +149,7 @@ class TeacherRecipe:
     model folder whose denoiser weights start this one's where names and shapes match (layers it lacks keep their
     initialisation); only when `init` is not a teacher already. `reference_residual` (SamplingConfig): the teacher
     denoises the difference from the reference; its output layer then starts at zero (not warm-started), so its
-    first estimate is the portrait itself. A teacher trained further keeps its own setting. `stale_motion`: the share
-    of chunks whose motion frames come from another moment of the clip (training.data.sample_chunks), so that the
-    expression and pose sliders, not only the motion frames, steer the face. `portrait_reference`: the reference is
-    the clip's portrait (the neutral face the engine animates) instead of a random frame of the clip, which carries
-    the clip's expression and pose for the model to copy."""
+    first estimate is the portrait itself. A teacher trained further keeps its own setting."""
 
     init: str = ""
     warm_start: str = ""
@@ -166,8 +163,6 @@ class TeacherRecipe:
     audio_dropout: float = 0.05
     teacher_steps: int = 25
     mouth_weight: float = 0.0
-    stale_motion: float = 0.0
-    portrait_reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,9 +172,8 @@ class DistillRecipe:
     The teacher's ODE is discretised into `discretisation` Karras levels; one Heun step of the teacher joins
     neighbouring levels; the target network is an EMA of the student with `ema_decay`. The teacher's step uses
     `audio_guidance` (SamplingConfig.audio_guidance), so a guided teacher gives a student that needs no guidance;
-    `mouth_weight`, `freeze_audio_encoder`, `stale_motion` and `portrait_reference` as in TeacherRecipe. `chunks` is
-    the student's chunk plan: the engine runs the student, and its speed on the target machine sets how long a steady
-    chunk can be kept short.
+    `mouth_weight` and `freeze_audio_encoder` as in TeacherRecipe. `chunks` is the student's chunk plan: the engine
+    runs the student, and its speed on the target machine sets how long a steady chunk can be kept short.
     """
 
     init: str = ""
@@ -192,8 +186,6 @@ class DistillRecipe:
     motion_noise_max: float = 0.3
     audio_guidance: float = 1.0
     mouth_weight: float = 0.0
-    stale_motion: float = 0.0
-    portrait_reference: bool = False
     chunks: ChunkPlanConfig = ChunkPlanConfig()
 
 
@@ -227,14 +219,67 @@ class ExpressionRecipe:
             raise ValueError(f"sliders = {list(self.sliders)}: name one or more of {', '.join(EXPRESSION_COMPONENTS)}")
 
 
+@dataclass(frozen=True)
+class MotionTeacherRecipe:
+    """EDM teacher of a motion model. `audio_from`: a model folder (latent or motion) whose trained audio encoder is
+    copied and frozen; `denoiser`: the architecture; noise levels log-normal(p_mean, p_std); context frames noised
+    with sigma ~ U(0, context_noise_max) (normalised units; the engine uses `context_noise_sigma`); with probability
+    `context_dropout` the first k context frames (k uniform in 1..M) are the neutral code, as at a stream's start;
+    `mouth_weight`: mouth_open and lip_press weigh 1 + mouth_weight in the loss; `teacher_steps`: Heun steps at run
+    time; `chunks`: the chunk plan written to the model; `augmented_copies`: how many room-and-microphone versions
+    of each clip's audio (`augment`, time kept: no tempo change) the chunks draw their audio tokens from besides the
+    clean one (0: clean audio only)."""
+
+    audio_from: str = ""
+    denoiser: MotionDenoiserConfig = MotionDenoiserConfig()
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig(max_frames=16)
+    p_mean: float = -1.0
+    p_std: float = 1.4
+    context_noise_max: float = 0.1
+    context_noise_sigma: float = 0.05
+    context_dropout: float = 0.1
+    mouth_weight: float = 3.0
+    teacher_steps: int = 12
+    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+    augment: AugmentConfig = AugmentConfig()
+    augmented_copies: int = 0
+
+
+@dataclass(frozen=True)
+class MotionDistillRecipe:
+    """Consistency distillation of the teacher in `init` into a `student_steps`-step student: the teacher's ODE cut
+    into `discretisation` Karras levels, the target an EMA of the student (`ema_decay`); context, curriculum and
+    `mouth_weight` as in MotionTeacherRecipe; `chunks`: the student's chunk plan. `slider_condition` = false: the
+    student does not read the sliders (the teacher does, for its targets), so that at run time they are exact
+    offsets (MotionDenoiserConfig.slider_condition). `augment`, `augmented_copies`: as in MotionTeacherRecipe."""
+
+    init: str = ""
+    run: RunConfig = RunConfig()
+    curriculum: CurriculumConfig = CurriculumConfig(max_frames=16)
+    student_steps: int = 1
+    discretisation: int = 18
+    ema_decay: float = 0.995
+    context_noise_max: float = 0.1
+    context_dropout: float = 0.1
+    mouth_weight: float = 3.0
+    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
+    slider_condition: bool = False
+    augment: AugmentConfig = AugmentConfig()
+    augmented_copies: int = 0
+
+
 RECIPES = {"autoencoder": AutoencoderRecipe, "audio": AudioRecipe, "teacher": TeacherRecipe, "distill": DistillRecipe,
            "expression": ExpressionRecipe}
+MOTION_RECIPES = {"motion-teacher": MotionTeacherRecipe, "motion-distill": MotionDistillRecipe}
+"""The photo path's motion stages (training/motion.py); RECIPES are the latent model's (training/stages/)."""
 
 
 @dataclass(frozen=True)
 class LoadedRecipe:
     stage: str
-    recipe: AutoencoderRecipe | AudioRecipe | TeacherRecipe | DistillRecipe | ExpressionRecipe
+    recipe: (AutoencoderRecipe | AudioRecipe | TeacherRecipe | DistillRecipe | ExpressionRecipe | MotionTeacherRecipe
+             | MotionDistillRecipe)
     source: Path
     text: str = field(repr=False, default="")
 
@@ -251,6 +296,15 @@ def load_recipe(stage: str, path: str | Path) -> LoadedRecipe:
     loaded = read_recipe(stage, RECIPES[stage], path, examples="configs/")
     if stage != "autoencoder" and not loaded.recipe.init:
         raise AvatarError(f"recipe {path}: set `init` to the model folder of the previous stage")
+    return loaded
+
+
+def load_motion_recipe(stage: str, path: str | Path) -> LoadedRecipe:
+    """Read the TOML recipe of a motion stage (a key of MOTION_RECIPES)."""
+    loaded = read_recipe(stage, MOTION_RECIPES[stage], path, examples="configs/motion-*.toml")
+    needed = "audio_from" if stage == "motion-teacher" else "init"
+    if not getattr(loaded.recipe, needed):
+        raise AvatarError(f"recipe {path}: set `{needed}` to a model folder")
     return loaded
 
 

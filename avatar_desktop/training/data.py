@@ -1,9 +1,8 @@
 """Training data from a data set folder (docs/DATA.md): frames for the autoencoder, cached latents for diffusion.
 
 The latent cache is the one-off pass that lets diffusion training read tensors, not videos: per clip one
-safetensors file with latents (T, C, h, w) float16, the latent of the clip's portrait (C, h, w) float16 (the image
-the engine animates: Clip.portrait), audio (N,) float32, state (T,) and expression (T, E). Mouth boxes are read from
-each clip's record when the cache is loaded.
+safetensors file with latents (T, C, h, w) float16, audio (N,) float32, state (T,) and expression (T, E). Mouth
+boxes are read from each clip's record when the cache is loaded.
 """
 
 from __future__ import annotations
@@ -79,13 +78,12 @@ class FramePool:
         return images, masks
 
 
-CACHE_TENSORS = ("latents", "portrait", "audio", "state", "expression")
+CACHE_TENSORS = ("latents", "audio", "state", "expression")
 
 
 @dataclass
 class CachedClip:
     latents: torch.Tensor  # (T, C, h, w) float32
-    portrait: torch.Tensor  # (C, h, w) float32, the latent of Clip.portrait
     audio: torch.Tensor  # (N,) float32, 16 kHz
     state: torch.Tensor  # (T,) int64
     expression: torch.Tensor  # (T, E) float32, unknown values as 0
@@ -116,11 +114,9 @@ def cache_latents(root: Path, autoencoder: torch.nn.Module, *, split: str = "tra
         if set(CACHE_TENSORS) - set(tensors):
             clip = load_clip(path)
             latents = torch.cat([autoencoder.encode(images_to_tensor(clip.frames[i : i + batch])) for i in range(0, len(clip.frames), batch)])
-            portrait = autoencoder.encode(images_to_tensor(clip.portrait()[None]))[0]
             expression = np.nan_to_num(clip.record["expression"].astype(np.float32))
             tensors = {
                 "latents": latents.half().contiguous(),
-                "portrait": portrait.half().contiguous(),
                 "audio": torch.from_numpy(clip.audio.astype(np.float32)),
                 "state": torch.from_numpy(clip.record["state"].astype(np.int64)),
                 "expression": torch.from_numpy(expression),
@@ -130,8 +126,7 @@ def cache_latents(root: Path, autoencoder: torch.nn.Module, *, split: str = "tra
             temp.replace(file)
         latents = tensors["latents"].float()
         mouth_box = _mouth_box_in_latent_cells(path, latent_size=latents.shape[-1], frames=len(latents))
-        cached.append(CachedClip(latents, tensors["portrait"].float(), tensors["audio"], tensors["state"],
-                                 tensors["expression"], mouth_box))
+        cached.append(CachedClip(latents, tensors["audio"], tensors["state"], tensors["expression"], mouth_box))
     return cached
 
 
@@ -167,17 +162,14 @@ def chunk_windows(waveform: torch.Tensor, start: int, frames: int, audio: AudioC
 
 def sample_chunks(
     clips: list[CachedClip], batch: int, frames: int, motion_frames: int, audio: AudioConfig, fps: int,
-    generator: torch.Generator, stale_motion: float = 0.0, portrait_reference: bool = False,
+    generator: torch.Generator,
 ) -> dict[str, torch.Tensor]:
     """A batch of training chunks, drawn as inference sees them.
 
-    x0 (B, T, C, h, w) clean latents; reference (B, C, h, w) another frame of the same clip, or with
-    `portrait_reference` the clip's portrait (its neutral face, as the engine gets it); motion (B, M, C, h, w)
+    x0 (B, T, C, h, w) clean latents; reference (B, C, h, w) another frame of the same clip; motion (B, M, C, h, w)
     the frames before the chunk (the reference repeated where the clip has none, as at the start of a stream);
     windows (B, T, W) audio windows; label (B,) the state at the chunk's first frame; expression (B, E);
-    mouth (B, T, 1, h, w) 1 on the latent cells of the mouth box. In a `stale_motion` share of the chunks the
-    motion frames are the ones before another, random moment of the clip: as after a slider moved, they show another
-    expression and pose, and only the label tells the chunk's.
+    mouth (B, T, 1, h, w) 1 on the latent cells of the mouth box.
     """
     keys = ("x0", "reference", "motion", "windows", "label", "expression", "mouth")
     out: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
@@ -187,14 +179,8 @@ def sample_chunks(
         if length < frames:
             raise AvatarError(f"a clip of {length} frames is shorter than the chunk length {frames}; use longer clips")
         start = int(torch.randint(length - frames + 1, (1,), generator=generator))
-        if portrait_reference:
-            reference = clip.portrait
-        else:
-            reference = clip.latents[int(torch.randint(length, (1,), generator=generator))]
-        motion_end = start
-        if stale_motion > 0 and float(torch.rand(1, generator=generator)) < stale_motion:  # no draw at 0: runs repeat
-            motion_end = int(torch.randint(length + 1, (1,), generator=generator))
-        before = clip.latents[max(0, motion_end - motion_frames) : motion_end]
+        reference = clip.latents[int(torch.randint(length, (1,), generator=generator))]
+        before = clip.latents[max(0, start - motion_frames) : start]
         pad = reference[None].expand(motion_frames - len(before), *reference.shape)
         out["x0"].append(clip.latents[start : start + frames])
         out["reference"].append(reference)

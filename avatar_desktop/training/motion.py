@@ -7,7 +7,8 @@ motion-teacher: EDM denoising loss on chunks of motion codes minus their slider 
                 first chunks); chunk lengths follow LLIA's curriculum (fixed, then 1..max_frames).
 motion-distill: consistency distillation (Song et al. 2023) of a teacher into a 1-2 step student: the student at
                 sigma_{n+1} matches the EMA target at sigma_n after one Heun step of the teacher between the levels.
-Both write `out/model` (a "kind": "motion" model folder), `out/checkpoint`, `out/loss.csv`, `out/loss.png`.
+Both write `out/model` (a "kind": "motion" model folder), `out/checkpoint`, `out/loss.csv`, `out/loss.png`. Their
+recipes are training.config.MotionTeacherRecipe and MotionDistillRecipe.
 """
 
 from __future__ import annotations
@@ -27,12 +28,7 @@ from tqdm import tqdm
 
 from avatar_desktop.audio.augment import AugmentConfig, apply_augmentation, draw_augmentation
 from avatar_desktop.audio.features import frame_windows, window_geometry
-from avatar_desktop.config import (
-    ChunkPlanConfig,
-    MotionDenoiserConfig,
-    MotionModelConfig,
-    SamplingConfig,
-)
+from avatar_desktop.config import MotionDenoiserConfig, MotionModelConfig, SamplingConfig
 from avatar_desktop.data.clips import load_clip
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.motion import MotionInputs, MotionModel
@@ -40,7 +36,6 @@ from avatar_desktop.models.store import (
     load_model,
     load_motion_model,
     model_kind,
-    read_motion_model_config,
     save_motion_model,
 )
 from avatar_desktop.motion_code import (
@@ -51,10 +46,10 @@ from avatar_desktop.motion_code import (
 )
 from avatar_desktop.sampling import heun_step
 from avatar_desktop.sampling.schedules import karras_sigmas
-from avatar_desktop.training.config import CurriculumConfig, LoadedRecipe, RunConfig, read_recipe
+from avatar_desktop.training.common import chunk_length, freeze, provenance, recorded_provenance
+from avatar_desktop.training.config import LoadedRecipe
 from avatar_desktop.training.data import training_clips
 from avatar_desktop.training.loop import train
-from avatar_desktop.training.stages import _freeze, chunk_length
 
 MOUTH_COMPONENTS = ("mouth_open", "lip_press")
 """The components `mouth_weight` weighs: what lip sync is judged by."""
@@ -63,68 +58,6 @@ MIN_CLIP_FRAMES = 16
 STD_FLOOR = 0.05
 """Smallest per-component standard deviation used for normalisation (code units): components the data hardly moves
 (gaze, which the synthetic characters lack) are not blown up."""
-
-
-@dataclass(frozen=True)
-class MotionTeacherRecipe:
-    """EDM teacher of a motion model. `audio_from`: a model folder (latent or motion) whose trained audio encoder is
-    copied and frozen; `denoiser`: the architecture; noise levels log-normal(p_mean, p_std); context frames noised
-    with sigma ~ U(0, context_noise_max) (normalised units; the engine uses `context_noise_sigma`); with probability
-    `context_dropout` the first k context frames (k uniform in 1..M) are the neutral code, as at a stream's start;
-    `mouth_weight`: mouth_open and lip_press weigh 1 + mouth_weight in the loss; `teacher_steps`: Heun steps at run
-    time; `chunks`: the chunk plan written to the model; `augmented_copies`: how many room-and-microphone versions
-    of each clip's audio (`augment`, time kept: no tempo change) the chunks draw their audio tokens from besides the
-    clean one (0: clean audio only)."""
-
-    audio_from: str = ""
-    denoiser: MotionDenoiserConfig = MotionDenoiserConfig()
-    run: RunConfig = RunConfig()
-    curriculum: CurriculumConfig = CurriculumConfig(max_frames=16)
-    p_mean: float = -1.0
-    p_std: float = 1.4
-    context_noise_max: float = 0.1
-    context_noise_sigma: float = 0.05
-    context_dropout: float = 0.1
-    mouth_weight: float = 3.0
-    teacher_steps: int = 12
-    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
-    augment: AugmentConfig = AugmentConfig()
-    augmented_copies: int = 0
-
-
-@dataclass(frozen=True)
-class MotionDistillRecipe:
-    """Consistency distillation of the teacher in `init` into a `student_steps`-step student: the teacher's ODE cut
-    into `discretisation` Karras levels, the target an EMA of the student (`ema_decay`); context, curriculum and
-    `mouth_weight` as in MotionTeacherRecipe; `chunks`: the student's chunk plan. `slider_condition` = false: the
-    student does not read the sliders (the teacher does, for its targets), so that at run time they are exact
-    offsets (MotionDenoiserConfig.slider_condition). `augment`, `augmented_copies`: as in MotionTeacherRecipe."""
-
-    init: str = ""
-    run: RunConfig = RunConfig()
-    curriculum: CurriculumConfig = CurriculumConfig(max_frames=16)
-    student_steps: int = 1
-    discretisation: int = 18
-    ema_decay: float = 0.995
-    context_noise_max: float = 0.1
-    context_dropout: float = 0.1
-    mouth_weight: float = 3.0
-    chunks: ChunkPlanConfig = ChunkPlanConfig(first=1, after_state_change=2, steady=4)
-    slider_condition: bool = False
-    augment: AugmentConfig = AugmentConfig()
-    augmented_copies: int = 0
-
-
-MOTION_RECIPES = {"motion-teacher": MotionTeacherRecipe, "motion-distill": MotionDistillRecipe}
-
-
-def load_motion_recipe(stage: str, path: str | Path) -> LoadedRecipe:
-    """Read the TOML recipe of a motion stage (a key of MOTION_RECIPES)."""
-    loaded = read_recipe(stage, MOTION_RECIPES[stage], path, examples="configs/motion-*.toml")
-    needed = "audio_from" if stage == "motion-teacher" else "init"
-    if not getattr(loaded.recipe, needed):
-        raise AvatarError(f"recipe {path}: set `{needed}` to a model folder")
-    return loaded
 
 
 # ----------------------------------------------------------------------------- data
@@ -326,11 +259,6 @@ def _audio_encoder_of(folder: Path) -> tuple[nn.Module, Any, int]:
     return model.audio_encoder, model.config.audio, model.config.fps
 
 
-def _provenance(loaded: LoadedRecipe, data: Path, step: int, earlier: dict[str, Any] | None = None) -> dict[str, Any]:
-    found = {"stage": loaded.stage, "steps": step, "data": data.name, "recipe": loaded.text}
-    return found | ({"init": earlier} if earlier else {})
-
-
 def _check_chunks(recipe, config: MotionDenoiserConfig, source: Path) -> None:
     plan = recipe.chunks
     longest = max(recipe.curriculum.max_frames, plan.first, plan.after_state_change, plan.steady)
@@ -343,6 +271,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     recipe = loaded.recipe
     _check_chunks(recipe, recipe.denoiser, loaded.source)
     encoder, audio, fps = _audio_encoder_of(loaded.resolve(recipe.audio_from))
+    started_from = recorded_provenance(loaded.resolve(recipe.audio_from))  # the model its audio encoder comes from
     sampling = SamplingConfig(parameterization="edm", sampler="heun", steps=recipe.teacher_steps,
                               teacher_steps=recipe.teacher_steps, sigma_data=1.0, warped_sliders=())
     config = MotionModelConfig(fps=fps, audio=audio, denoiser=recipe.denoiser, sampling=sampling,
@@ -351,7 +280,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
         torch.manual_seed(recipe.run.seed)
         model = MotionModel(config)
     model.audio_encoder.load_state_dict(encoder.state_dict())
-    _freeze(model.audio_encoder)
+    freeze(model.audio_encoder)
     clips = load_motion_data(data, model, out, augment=recipe.augment, copies=recipe.augmented_copies)
     mean, std = code_statistics(clips)
     model = _with_statistics(model, mean, std)
@@ -367,7 +296,7 @@ def train_motion_teacher(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
         return sample
 
     def export(step: int) -> None:
-        save_motion_model(model, out / "model", provenance=_provenance(loaded, data, step))
+        save_motion_model(model, out / "model", provenance=provenance(loaded, data, step, started_from))
 
     return train(objective, batch, run=recipe.run, out=out, title="motion teacher", resume=resume, on_save=export,
                  parameters=list(model.denoiser.parameters()))
@@ -377,14 +306,15 @@ def _with_statistics(model: MotionModel, mean: tuple[float, ...], std: tuple[flo
     """The same networks with the code normalisation set to mean / std."""
     renewed = MotionModel(dataclasses.replace(model.config, code_mean=mean, code_std=std))
     renewed.load_state_dict(model.state_dict())
-    _freeze(renewed.audio_encoder)
+    freeze(renewed.audio_encoder)
     return renewed
 
 
 def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> list[tuple[int, float]]:
     recipe = loaded.recipe
     init = loaded.resolve(recipe.init)
-    teacher = _freeze(load_motion_model(init))
+    teacher = freeze(load_motion_model(init))
+    started_from = recorded_provenance(init)
     if teacher.config.sampling.parameterization != "edm":
         raise AvatarError(f"motion-distill: {recipe.init} is not a teacher (its parameterization is "
                           f"{teacher.config.sampling.parameterization!r}, expected 'edm')")
@@ -396,13 +326,12 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
     student = MotionModel(dataclasses.replace(teacher.config, sampling=sampling, chunks=recipe.chunks,
                                               denoiser=denoiser))
     student.load_state_dict({k: v for k, v in teacher.state_dict().items() if k in student.state_dict()})
-    _freeze(student.audio_encoder)
+    freeze(student.audio_encoder)
     student.denoiser.requires_grad_(True).train()
-    target = _freeze(copy.deepcopy(student))
+    target = freeze(copy.deepcopy(student))
     sigmas = karras_sigmas(recipe.discretisation, teacher.config.sampling)[:-1].flip(0)  # ascending, sigma_min first
     clips = load_motion_data(data, teacher, out, augment=recipe.augment, copies=recipe.augmented_copies)
     objective = MotionDistillObjective(student, teacher, target, sigmas, recipe.mouth_weight)
-    earlier = read_motion_model_config(init)[1].get("provenance", {})
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         frames = chunk_length(step, recipe.curriculum, generator)
@@ -417,7 +346,7 @@ def train_motion_distill(loaded: LoadedRecipe, data: Path, out: Path, resume: bo
             ema.lerp_(live, 1 - recipe.ema_decay)
 
     def export(step: int) -> None:
-        save_motion_model(student, out / "model", provenance=_provenance(loaded, data, step, earlier))
+        save_motion_model(student, out / "model", provenance=provenance(loaded, data, step, started_from))
 
     return train(objective, batch, run=recipe.run, out=out, title="motion distill", resume=resume,
                  after_step=update_target, on_save=export, parameters=list(student.denoiser.parameters()))

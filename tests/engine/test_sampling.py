@@ -5,7 +5,9 @@ import torch
 
 from avatar_desktop.config import SamplingConfig
 from avatar_desktop.sampling import (
+    audio_guided,
     consistency_sigmas,
+    heun_step,
     karras_sigmas,
     preconditioning,
     sample_consistency,
@@ -93,3 +95,25 @@ def test_consistency_sampler_evaluates_once_per_step(steps):
     out = sample_consistency(denoiser, torch.randn(2, 3), consistency_sigmas(steps, CFG), generator=torch.Generator())
     assert len(seen) == steps and seen == sorted(seen, reverse=True)
     assert torch.all(out == 0)
+
+
+def test_a_heun_step_takes_one_level_for_the_batch_or_one_per_sample_and_keeps_the_dtype():
+    """The teacher sampler passes 0-d levels, distillation (B,) levels: the same step either way, in x's dtype."""
+    x = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(0))
+
+    def denoiser(x, sigma):  # a clean estimate that shrinks x, more at higher noise
+        return x / (1 + sigma.reshape(-1, 1, 1) ** 2) if sigma.dim() else x / (1 + sigma**2)
+
+    shared = heun_step(denoiser, x, torch.tensor(2.0), torch.tensor(1.0))
+    per_sample = heun_step(denoiser, x, torch.full((3,), 2.0), torch.full((3,), 1.0))
+    torch.testing.assert_close(shared, per_sample)
+    assert not torch.allclose(shared, x)
+    half = heun_step(denoiser, x.bfloat16(), torch.tensor(2.0), torch.tensor(1.0))
+    assert half.dtype == torch.bfloat16
+
+
+def test_audio_guidance_moves_the_estimate_away_from_the_silent_one_by_its_scale():
+    with_audio, silent = torch.full((2, 3), 1.0), torch.full((2, 3), 0.25)
+    for scale, expected in ((0.0, 0.25), (1.0, 1.0), (2.5, 0.25 + 2.5 * 0.75)):
+        guided = audio_guided(lambda x, sigma: (with_audio + x, silent + x), scale)
+        torch.testing.assert_close(guided(torch.ones(2, 3), torch.tensor(1.0)), torch.full((2, 3), expected + 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ def dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def audio_model(tmp_path_factory) -> Path:
     """A tiny motion model folder whose (random, seeded) audio encoder the teacher copies."""
-    return save_motion_model(build_motion_model(seed=5), tmp_path_factory.mktemp("audio") / "audio")
+    return save_motion_model(build_motion_model(seed=5), tmp_path_factory.mktemp("audio") / "audio",
+                             provenance={"made_by": "the audio_model fixture"})
 
 
 def _teacher_recipe(folder: Path, audio_model: Path, steps: int, save_every: int) -> Path:
@@ -129,6 +131,9 @@ def test_the_student_distils_without_the_sliders_and_makes_codes(dataset, teache
     assert (sampling.parameterization, sampling.sampler, sampling.steps) == ("consistency", "consistency", 2)
     assert not student.config.denoiser.slider_condition and student.denoiser.slider_in is None
     assert (tmp_path / "run" / "loss.png").is_file()
+    provenance = json.loads((tmp_path / "run" / "model" / "model.json").read_text())["provenance"]
+    assert provenance["stage"] == "motion-distill" and provenance["init"]["stage"] == "motion-teacher"
+    assert provenance["init"]["init"] == {"made_by": "the audio_model fixture"}  # where the teacher's audio encoder came from
     streamer = MotionStreamer(student)
     streamer.prepare()
     assert streamer.step(np.zeros(640 * 3, np.float32)).codes.shape == (1, MOTION_DIM)

@@ -22,18 +22,15 @@ from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.models.presets import build_model, tiny_test_config
 from avatar_desktop.models.store import load_model, save_model
+from avatar_desktop.training.common import chunk_length
 from avatar_desktop.training.config import CurriculumConfig, RunConfig
-from avatar_desktop.training.data import (CachedClip, autoencoder_key, cache_latents, images_to_tensor, mouth_mask,
+from avatar_desktop.training.data import (CACHE_TENSORS, CachedClip, autoencoder_key, cache_latents, images_to_tensor, mouth_mask,
                                           sample_chunks, training_clips)
 from avatar_desktop.training.expression import encode_batch, record_clips, sample_expression_chunks
 from avatar_desktop.training.loop import learning_rate
-from avatar_desktop.training.stages import (
-    ExpressionObjective,
-    _warm_start,
-    _expression_student,
-    blur_latents,
-    chunk_length,
-)
+from avatar_desktop.training.stages.autoencoder import blur_latents
+from avatar_desktop.training.stages.expression import ExpressionObjective, expression_student
+from avatar_desktop.training.stages.teacher import warm_start
 from tests.conftest import read_losses, write_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,7 +152,7 @@ def test_a_reference_residual_teacher_starts_at_the_portrait_and_its_student_kee
 def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(autoencoder_run, dataset, tmp_path):
     """The audio stage's loss falls and it scores its held-out clips; a teacher and a student with
     `freeze_audio_encoder` keep that encoder exactly while their denoisers train; `warm_start` copies another model's
-    denoiser."""
+    denoiser; each stage records the provenance of the model it started from."""
     recipe = write_recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 4\n[run]\nsteps = 60\n'
                      "batch_size = 8\nlr = 3e-3\nwarmup_steps = 1\nsave_every = 30\n")
     assert _train("audio", recipe, dataset, tmp_path / "audio") == 0
@@ -184,6 +181,18 @@ def test_the_audio_stage_learns_the_mouth_and_a_teacher_starts_from_it_frozen(au
     student = load_model(tmp_path / "student" / "model")
     for key, value in audio_model.audio_encoder.state_dict().items():
         torch.testing.assert_close(student.audio_encoder.state_dict()[key], value, rtol=0, atol=0)
+    assert _lineage(tmp_path / "student" / "model") == ["distill", "teacher", "audio", "autoencoder"]
+
+
+def _lineage(folder: Path) -> list[str]:
+    """The stages a model folder's provenance names, its own first, then each "init" nested in it: the chain of
+    models it was started from (the last one from fresh weights, with no "init")."""
+    stages = []
+    provenance = json.loads((folder / "model.json").read_text())["provenance"]
+    while provenance:
+        stages.append(provenance["stage"])
+        provenance = provenance.get("init")
+    return stages
 
 
 def _expression_chunks(dataset: Path, model, change_share: float, seed: int = 0, batch: int = 6, step: float = 0.2,
@@ -294,7 +303,7 @@ def test_the_expression_stage_starts_from_a_student_that_reads_the_slider_change
     sliders, sliders that just moved from 0 as the old student's sliders."""
     old = build_model("tiny-test", seed=0).eval()
     torch.nn.init.normal_(old.denoiser.expression_embedding[0].weight)  # sliders that do something
-    widened = _expression_student(old, slider_speed=2.0)
+    widened = expression_student(old, slider_speed=2.0)
     assert widened.config.sampling.slider_speed == 2.0 and old.config.sampling.slider_speed is None
     assert widened.config.sampling.warped_sliders == ()  # taught every slider: the denoiser gets them all
     channels, h, w = old.latent_shape
@@ -409,7 +418,7 @@ def test_a_warm_start_keeps_the_function_of_a_denoiser_without_the_audio_embeddi
     config = tiny_test_config()
     old = dataclasses.replace(config, denoiser=dataclasses.replace(config.denoiser, audio_embedding=False))
     donor, model = build_model(old, seed=1), build_model("tiny-test", seed=2)
-    _warm_start(model.denoiser, donor.denoiser, "donor")
+    warm_start(model.denoiser, donor.denoiser, "donor")
     generator = torch.Generator().manual_seed(0)
     c, h, w = model.latent_shape
     audio = model.config.audio
@@ -421,7 +430,7 @@ def test_a_warm_start_keeps_the_function_of_a_denoiser_without_the_audio_embeddi
     with torch.no_grad():
         torch.testing.assert_close(model.denoiser(x, c_noise, cond), donor.denoiser(x, c_noise, cond))
     with pytest.raises(AvatarError, match="shares no layer"):
-        _warm_start(model.denoiser, build_model("tiny-cpu").denoiser, "tiny-cpu model")
+        warm_start(model.denoiser, build_model("tiny-cpu").denoiser, "tiny-cpu model")
 
 
 def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
@@ -435,66 +444,41 @@ def test_mouth_mask_marks_the_latent_cells_a_box_overlaps():
 
 
 def _numbered_clip(frames: int) -> CachedClip:
-    """A cached clip whose frame f's latent (1, 2, 2) is all f, and whose portrait's is all -1."""
+    """A cached clip whose frame f's latent (1, 2, 2) is all f."""
     return CachedClip(latents=torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 1, 2, 2),
-                      portrait=torch.full((1, 2, 2), -1.0), audio=torch.zeros(frames * 640),
-                      state=torch.zeros(frames, dtype=torch.int64), expression=torch.zeros(frames, 5),
-                      mouth_box=torch.full((frames, 4), float("nan")))
+                      audio=torch.zeros(frames * 640), state=torch.zeros(frames, dtype=torch.int64),
+                      expression=torch.zeros(frames, 5), mouth_box=torch.full((frames, 4), float("nan")))
 
 
-def test_stale_motion_draws_the_motion_frames_from_another_moment_of_the_clip():
+def test_motion_frames_are_the_frames_before_the_chunk_or_the_reference_at_the_clips_start():
     frames, motion_frames = 60, 2
-    clip = _numbered_clip(frames)
-
-    def last_motion_and_first_frame(stale_motion: float) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = sample_chunks([clip], 200, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0),
-                              stale_motion)
-        return batch["motion"][:, -1, 0, 0, 0], batch["x0"][:, 0, 0, 0, 0]
-
-    motion, first = last_motion_and_first_frame(0.0)
-    starts_late = first >= motion_frames  # earlier starts are padded with the reference
-    assert torch.equal(motion[starts_late], first[starts_late] - 1)
-    motion, first = last_motion_and_first_frame(0.5)
-    moved = (motion != first - 1).float().mean()
-    assert 0.35 < moved < 0.6  # about half, less the few draws that land where the chunk starts
-    batch = sample_chunks([clip], 200, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(1), 1.0)
-    stale = batch["motion"][:, :, 0, 0, 0]
-    own_frames = stale[:, 0] != batch["reference"][:, 0, 0, 0]
-    assert torch.equal(stale[own_frames, 1] - stale[own_frames, 0], torch.ones(int(own_frames.sum())))  # consecutive
-
-
-def test_a_portrait_reference_is_the_clips_portrait_also_where_motion_frames_are_missing():
-    """As the engine does: the reference is the portrait, and a chunk at the start of the clip gets it as motion."""
-    frames, motion_frames = 20, 2
-    clip = _numbered_clip(frames)
-    batch = sample_chunks([clip], 100, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0),
-                          portrait_reference=True)
-    assert torch.equal(batch["reference"], torch.full((100, 1, 2, 2), -1.0))
+    batch = sample_chunks([_numbered_clip(frames)], 200, 3, motion_frames, AudioConfig(), 25,
+                          torch.Generator().manual_seed(0))
     first, motion = batch["x0"][:, 0, 0, 0, 0], batch["motion"][:, :, 0, 0, 0]
+    reference = batch["reference"][:, 0, 0, 0]
+    assert torch.equal(batch["x0"][:, :, 0, 0, 0], first[:, None] + torch.arange(3))  # consecutive frames
+    starts_late = first >= motion_frames
+    assert torch.equal(motion[starts_late], first[starts_late, None] + torch.tensor([-2, -1]))
     at_start = first == 0
-    assert at_start.any() and torch.equal(motion[at_start], torch.full((int(at_start.sum()), motion_frames), -1.0))
-    drawn = sample_chunks([clip], 100, 3, motion_frames, AudioConfig(), 25, torch.Generator().manual_seed(0))
-    assert (drawn["reference"] >= 0).all()  # without it, frames of the clip
+    assert at_start.any() and torch.equal(motion[at_start], reference[at_start, None].expand(-1, motion_frames))
 
 
-def test_the_latent_cache_holds_each_clips_portrait_and_remakes_files_without_it(autoencoder_run, dataset, tmp_path):
-    """The cached portrait is the encoded Clip.portrait (the neutral render); a file written before portraits
-    were cached is made again, not failed on."""
+def test_the_latent_cache_remakes_a_file_that_lacks_one_of_its_tensors(autoencoder_run, dataset, tmp_path):
+    """A cache file written by an earlier version (without one of CACHE_TENSORS) is made again, not failed on."""
     data = tmp_path / "data"
     shutil.copytree(dataset, data, ignore=shutil.ignore_patterns("cache"))
     autoencoder = load_model(autoencoder_run / "model").autoencoder.eval()
     cached = cache_latents(data, autoencoder)
     clip = load_clip(training_clips(data)[0])
     with torch.no_grad():
-        expected = autoencoder.encode(images_to_tensor(clip.portrait()[None]))[0]
-    torch.testing.assert_close(cached[0].portrait, expected.half().float())
-    assert not torch.equal(cached[0].portrait, cached[0].latents[0])  # the neutral render, not the first frame
+        expected = autoencoder.encode(images_to_tensor(clip.frames[:1]))[0]
+    torch.testing.assert_close(cached[0].latents[0], expected, rtol=2e-3, atol=2e-3)  # stored as float16
     file = data / "cache" / autoencoder_key(autoencoder) / f"{clip.path.name}.safetensors"
-    old = {k: v for k, v in load_file(file).items() if k != "portrait"}
+    old = {k: v for k, v in load_file(file).items() if k != "expression"}
     save_file(old, file)
     again = cache_latents(data, autoencoder)
-    torch.testing.assert_close(again[0].portrait, cached[0].portrait)
-    assert "portrait" in load_file(file)
+    torch.testing.assert_close(again[0].expression, cached[0].expression)
+    assert set(load_file(file)) == set(CACHE_TENSORS)
 
 
 def test_resume_continues_the_loss_curve_exactly(autoencoder_run, dataset, tmp_path):
