@@ -227,6 +227,18 @@ def test_an_output_folder_that_cannot_be_written_is_named_before_any_work(tmp_pa
     assert blocker.read_text() == "a file where a folder should be"
 
 
+def test_live_refuses_to_record_over_an_existing_file_without_force(tmp_path, portrait_file, capsys):
+    """Checked before the model loads or a device opens: the old recording is untouched."""
+    record = tmp_path / "meeting.mp4"
+    record.write_bytes(b"yesterday's recording")
+    assert main(["live", "--portrait", str(portrait_file), "--record", str(record), "--camera", "off"]) == 2
+    assert f"record file {record} already exists: add --force to overwrite it" in capsys.readouterr().err
+    assert record.read_bytes() == b"yesterday's recording"
+    blocked = tmp_path / "meeting.mp4" / "take2.mp4"
+    assert main(["live", "--portrait", str(portrait_file), "--record", str(blocked), "--force"]) == 2
+    assert f"--record {record}: cannot write there" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders; the file-in-the-way case above "
                                                "covers the same check")
 def test_a_read_only_output_folder_is_named(tmp_path, capsys):

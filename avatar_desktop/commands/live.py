@@ -38,6 +38,7 @@ def _add(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=None,
                    help="frames per generated chunk (default: the model's plan); shorter chunks, lower latency")
     p.add_argument("--record", type=Path, default=None, help="also record the camera output to this video file")
+    p.add_argument("--force", action="store_true", help="overwrite --record if it exists")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--stats-json", type=Path, default=None, help="write the session's stats here when it stops")
 
@@ -61,6 +62,11 @@ def _run(args: argparse.Namespace) -> int:
         raise AvatarError(f"--chunk must be >= 1 frame, got {args.chunk}")
     if args.stats_json is not None:
         prepare_output_folder(args.stats_json.parent, "--stats-json")
+    if args.record is not None:
+        if args.record.exists() and not args.force:
+            raise AvatarError(f"record file {args.record} already exists: add --force to overwrite it, or choose "
+                              "another --record")
+        prepare_output_folder(args.record.parent, "--record")
     camera = None
     if args.camera == "auto":
         camera = CameraConfig(mirror=args.mirror, backend=args.camera_backend, device=args.camera_device)
