@@ -8,7 +8,7 @@ import torch
 from avatar_desktop.audio.features import LogMel, frame_windows, window_geometry
 from avatar_desktop.config import AudioConfig
 from avatar_desktop.models.denoiser import DenoiserInputs
-from avatar_desktop.models.presets import PRESETS, build_model, tiny_test_config
+from avatar_desktop.models.presets import PRESETS, build_model
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.sampling.schedules import preconditioning
 
