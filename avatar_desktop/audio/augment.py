@@ -1,8 +1,9 @@
 """Room and microphone augmentation of training audio (docs/DATA.md, "Augmentation").
 
 Users speak through laptop microphones, in rooms, at whatever level their mixer sets; the synthetic voices are clean
-and level. `augment` applies what lies between a mouth and the app's audio callback, each part with its own
-probability and a seeded random strength, in the order the sound meets it:
+and level. `apply_augmentation` puts a random draw (`draw_augmentation`) of what lies between a mouth and the app's
+audio callback on a clip, each part with its own probability and a seeded random strength, in the order the sound
+meets it:
 
 1. the voice's pitch and tempo (a phase vocoder; a tempo change moves the timeline, so it is only applied where the
    caller moves its per-frame targets with it);
@@ -12,7 +13,7 @@ probability and a seeded random strength, in the order the sound meets it:
 4. the microphone's band: a telephone (300-3400 Hz) or a laptop microphone (high-pass, low-pass, presence peak);
 5. the input level (the speech's nominal peak in dBFS) and clipping (peaks driven past full scale).
 
-Every function takes and returns float32 (N,) samples at 16 kHz in [-1, 1] (a clipped signal stays in range).
+Audio is float32 (N,) samples at 16 kHz; the chain's output is kept in [-1, 1].
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ def fan_noise(samples: int, rng: np.random.Generator) -> np.ndarray:
 def babble(samples: int, sources: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """3-6 talkers at once: excerpts of random `sources` (other clips' speech) at random offsets, each at its own
     speech level, looped where a source is shorter; unit RMS."""
+    if not sources:
+        raise ValueError("babble needs other speech: pass babble_sources")
     mix = np.zeros(samples, np.float64)
     for _ in range(int(rng.integers(3, 7))):
         source = sources[int(rng.integers(len(sources)))]
