@@ -9,6 +9,7 @@ every `finally` runs, so the commands' partial output is removed.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -22,6 +23,15 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated
+
+
+def _default_sigterm() -> None:
+    """In a forked child (a data set's worker pool): SIGTERM kills again. The parent's handler only runs when Python
+    runs, and a worker stuck in a lock it inherited would then never die: its pool's terminate() would wait forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm)
 
 
 def build_parser() -> argparse.ArgumentParser:

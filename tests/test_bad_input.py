@@ -417,3 +417,25 @@ def test_an_atomically_written_file_gets_the_permissions_of_a_plainly_written_on
     (tmp_path / "plain.json").write_text("{}\n")
     write_json_atomic(tmp_path / "atomic.json", {})
     assert (tmp_path / "atomic.json").stat().st_mode == (tmp_path / "plain.json").stat().st_mode
+
+
+def test_a_forked_worker_of_a_command_dies_on_sigterm():
+    """Commands raise on SIGTERM to clean up; their forked workers (dataset synth's pool) must not inherit that, or a
+    worker stuck in an inherited lock ignores its pool's terminate() and the command hangs."""
+    import signal
+
+    from avatar_desktop import cli
+
+    previous = signal.signal(signal.SIGTERM, cli._raise_terminated)  # as main() sets it while a command runs
+    try:
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child reports its SIGTERM disposition and leaves at once
+            os.write(write, b"default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else b"inherited")
+            os._exit(0)
+        os.close(write)
+        answer = os.read(read, 32)
+        os.waitpid(child, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert answer == b"default"
