@@ -248,8 +248,12 @@ def build_synthetic(out: Path, config: SynthConfig, *, workers: int = 2, progres
     bar = tqdm(total=len(plans), initial=len(plans) - len(todo), unit="clip", desc="dataset synth",
                disable=not progress)
     # A fresh process per clip: espeak-ng carries state from one utterance to the next (its voice tables and
-    # pitch flutter), so a clip is reproducible only when its speech starts from the same library state.
-    start_method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    # pitch flutter), so a clip is reproducible only when its speech starts from the same library state. Workers are
+    # forked from a fork server, a clean process with no threads: a worker forked straight from this one could
+    # inherit a lock that another thread (tqdm's monitor, the pool's own) held, wait on it forever, and then even
+    # the pool's terminate() would hang.
+    methods = multiprocessing.get_all_start_methods()
+    start_method = "forkserver" if "forkserver" in methods else "spawn"
     with bar, multiprocessing.get_context(start_method).Pool(max(1, workers), maxtasksperchild=1) as pool:
         for entry in pool.imap_unordered(_make_one, todo):
             entries[entry["id"]] = entry
