@@ -99,7 +99,7 @@ def main() -> None:
         index = longest_run_middle(speech.states == int(state))
         if index is not None:
             wanted[index] = state.name.lower()
-    frames = {wanted[index]: frame[y0:y1, x0:x1].copy() for index, frame in drive(generator, speech)
+    frames = {wanted[index]: frame[y0:y1, x0:x1].copy() for index, frame, _ in drive(generator, speech)
               if index in wanted}
     first_row = [tile(photo, "the photo", args.tile)]
     first_row += [tile(frames[label], label, args.tile) for label in wanted.values()]
@@ -108,7 +108,7 @@ def main() -> None:
     held = silence(SLIDER_SECONDS)
     for name in EXPRESSION_COMPONENTS:
         for value in (-1.0, 1.0):
-            *_, (_, last) = drive(generator, held, {name: value})
+            *_, (_, last, _) = drive(generator, held, {name: value})
             second_row.append(tile(last[y0:y1, x0:x1], f"{name} {value:+g}", args.tile))
     width = max(len(first_row), len(second_row)) * args.tile
     rows = [np.pad(np.concatenate(row, 1), ((0, 0), (0, width - len(row) * args.tile), (0, 0)),

@@ -143,7 +143,7 @@ class PhotoStreamingGenerator:
         start = self.frame_index
         self.frame_index += len(codes)
         timestamps = np.arange(start, self.frame_index, dtype=np.float64) / self.fps
-        return Chunk(frames, timestamps, start, State(label), stage_ms)
+        return Chunk(frames, timestamps, start, State(label), stage_ms, codes)
 
     def _frames(self, codes: np.ndarray) -> np.ndarray:
         """Codes (T, D) -> frames uint8 (T, H, W, 3) at frame_size: rendered, and placed on the backdrop."""

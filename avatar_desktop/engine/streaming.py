@@ -33,13 +33,15 @@ LATENT_PATH = "latent model"
 class Chunk:
     """frames: uint8 (T, H, W, 3) RGB; timestamps: float64 (T,) media seconds (frame f starts at f / fps);
     start_frame: index of frames[0] in the stream; label: the state it was generated with;
-    stage_ms: wall time of each stage for this chunk (audio, denoise, decode; decode includes the head re-posing)."""
+    stage_ms: wall time of each stage for this chunk (audio, denoise, decode; decode includes the head re-posing);
+    codes: the photo path's motion codes float32 (T, D) the frames were rendered from (None on the latent path)."""
 
     frames: np.ndarray
     timestamps: np.ndarray
     start_frame: int
     label: State
     stage_ms: dict[str, float] = field(default_factory=dict)
+    codes: np.ndarray | None = None
 
 
 class StreamingGenerator:

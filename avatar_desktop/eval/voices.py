@@ -25,8 +25,8 @@ from avatar_desktop.audio.augment import NOISE_KINDS, add_noise, speech_level
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.data.speech import Viseme
 from avatar_desktop.data.voices import canonical_voice_name, check_voice, is_heldout_voice
-from avatar_desktop.eval.photos import (CLOSED_MARGIN, MeshTracker, PhotoSpeech, closure, drive, lip_sync,
-                                        mesh_opening, photo_paths, photo_speech, share, silence)
+from avatar_desktop.eval.photos import (CLOSED_MARGIN, LipGauge, PhotoSpeech, closure, drive, lip_sync, photo_paths,
+                                        photo_speech, share, silence)
 from avatar_desktop.eval.report import EvaluationError
 
 THRESHOLDS: dict[str, float] = {
@@ -80,19 +80,17 @@ def with_noise(speech: PhotoSpeech, condition: NoiseCondition, level: float, see
     return dataclasses.replace(speech, audio=np.clip(audio, -1.0, 1.0))
 
 
-def measure_openings(generator, finder, speech: PhotoSpeech) -> np.ndarray:
-    """The inner-lip gap (face widths; NaN where the mesh finds no face) of every frame the prepared generator
-    makes while hearing `speech`: float (T,)."""
-    opening = np.full(speech.frames, np.nan)
-    tracker = MeshTracker(finder)
-    for index, frame in drive(generator, speech):
-        mesh = tracker(frame)
-        if mesh is not None:
-            opening[index] = mesh_opening(mesh.points, mesh.width)
-    return opening
+def measure_openings(generator, finder, speech: PhotoSpeech) -> tuple[np.ndarray, np.ndarray]:
+    """The inner-lip gap of every frame the prepared generator makes while hearing `speech`, and the gap under which
+    each counts as closed (LipGauge): float (T,) each, face widths, NaN where the mesh finds no face."""
+    opening, closed_below = np.full(speech.frames, np.nan), np.full(speech.frames, np.nan)
+    gauge = LipGauge(generator.renderer, finder)
+    for index, frame, code in drive(generator, speech):
+        opening[index], closed_below[index] = gauge(frame, code)
+    return opening, closed_below
 
 
-def speech_scores(opening: np.ndarray, speech: PhotoSpeech, closed_below: float) -> dict[str, Any]:
+def speech_scores(opening: np.ndarray, closed_below: np.ndarray, speech: PhotoSpeech) -> dict[str, Any]:
     """Lip-sync r, p/b/m closure with its chance and margin, and the closed share of quiet frames (speech pauses,
     listening, idle) of one measured stream."""
     found = np.isfinite(opening)
@@ -136,19 +134,15 @@ def evaluate_voices(folder: Path, model: str | None, voices: list[str], heldout_
         for path in paths:
             generator = PhotoStreamingGenerator(motion_model, config)
             generator.prepare(load_portrait(path), source=path.name)
-            neutral = finder.find(generator.renderer.neutral)
-            if neutral is None:
-                raise EvaluationError(f"{path.name}: the face mesh does not find the face at the output size")
-            closed_below = mesh_opening(neutral.points, neutral.width) + CLOSED_MARGIN
             for name, speech in speeches.items():
                 for condition in [None, *noises]:
                     heard = speech if condition is None else with_noise(speech, condition, level, seed, babble_sources)
-                    scores = speech_scores(measure_openings(generator, finder, heard), heard, closed_below)
+                    scores = speech_scores(*measure_openings(generator, finder, heard), heard)
                     rows.append({"photo": path.name, "voice": name, "heldout": name in heldout,
                                  "condition": "clean" if condition is None else condition.name, **scores})
             for condition in noises:
                 heard = with_noise(quiet_speaker, condition, level, seed, babble_sources)
-                opening = measure_openings(generator, finder, heard)
+                opening, closed_below = measure_openings(generator, finder, heard)
                 silent_rows.append({"photo": path.name, "condition": condition.name,
                                     "closed": share(opening < closed_below, np.isfinite(opening))})
     finally:
@@ -156,7 +150,7 @@ def evaluate_voices(folder: Path, model: str | None, voices: list[str], heldout_
         finder.close()
     report = {"model": str(model or DEFAULT_MOTION_MODEL), "photos_dir": str(folder), "seconds": seconds,
               "seed": seed, "noise_level_rms": level,
-              "closed_rule": f"inner-lip gap < the photo's neutral gap + {CLOSED_MARGIN} face widths",
+              "closed_rule": f"inner-lip gap < the gap of the frame with the lips together + {CLOSED_MARGIN} face widths",
               "rows": rows, "silence_in_noise": silent_rows}
     report["voices"] = voice_table(rows)
     report["checks"] = voice_checks(report["voices"], silent_rows)

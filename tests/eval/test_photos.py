@@ -107,6 +107,43 @@ def write_photos(folder, photos: dict[str, np.ndarray]):
 
 
 @pytest.mark.slow
+def test_closed_rule_on_the_true_opening_of_a_photo_with_parted_lips():
+    """The astronaut's lips are parted in the photo. Rendered from the plan's true opening and measured by the mesh,
+    every p/b/m closes, the pauses and quiet states read closed, and random speech frames read closed about as often
+    as the true opening below 0.05 does (the rule once built on the photo's own gap gave a chance of 0.96 here)."""
+    from avatar_desktop.face import FaceFinder, find_face
+    from avatar_desktop.motion_code import MOTION_INDEX, neutral_code
+    from avatar_desktop.render import PhotoRenderer
+
+    photo = astronaut_variants()["astronaut.png"]
+    renderer = PhotoRenderer(photo, find_face(photo))
+    speech = photos.photo_speech(12.0, seed=0)
+    finder = FaceFinder()
+    try:
+        gauge = photos.LipGauge(renderer, finder)
+        opening, closed_below = np.full(speech.frames, np.nan), np.full(speech.frames, np.nan)
+        for index, true_opening in enumerate(speech.opening):
+            code = neutral_code()[0]
+            code[MOTION_INDEX["mouth_open"]] = true_opening
+            opening[index], closed_below[index] = gauge(renderer.render(code), code)
+        half_open = neutral_code()[0]
+        half_open[MOTION_INDEX["mouth_open"]] = 0.4
+        gap, below = photos.LipGauge(renderer, finder)(renderer.render(half_open), half_open)
+    finally:
+        finder.close()
+    assert np.isfinite(opening).all()
+    closed = opening < closed_below
+    speech_frames = speech.viseme != int(Viseme.REST)
+    rate, chance = photos.closure(closed, speech.closure_windows(), speech_frames)
+    true_rate, true_chance = photos.closure(speech.opening < 0.05, speech.closure_windows(), speech_frames)
+    assert rate == true_rate == 1.0
+    assert abs(chance - true_chance) < 0.1 and chance < 0.6
+    quiet = speech.speech_pauses() | (speech.states != State.SPEAKING)
+    assert closed[quiet].all()
+    assert gap > below  # a half-open mouth is open
+
+
+@pytest.mark.slow
 def test_pipeline_reports_every_photo_and_its_errors(tmp_path, capsys):
     """The whole path with a tiny random motion model: what does not depend on the model's quality holds (the face
     is found in every frame, nothing outside the head changes), bad photos are reported and the rest evaluated."""
