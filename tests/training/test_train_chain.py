@@ -22,8 +22,14 @@ from avatar_desktop.models.store import load_model, load_motion_model
 from tests.conftest import write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
-LATENT_STAGES = ("tiny-cpu-autoencoder", "tiny-cpu-audio", "tiny-cpu-teacher", "tiny-cpu-teacher-residual",
-                 "tiny-cpu-distill", "tiny-cpu-decoder", "tiny-cpu-decoder-blur")
+# train_default.sh's stages, each with the earlier stages its recipe's model paths (init, warm_start, audio_from,
+# in the recipe's order) name
+DEFAULT_CHAIN = {"tiny-cpu-autoencoder": [], "tiny-cpu-audio": ["tiny-cpu-autoencoder"],
+                 "tiny-cpu-teacher": ["tiny-cpu-audio"],
+                 "tiny-cpu-teacher-residual": ["tiny-cpu-audio", "tiny-cpu-teacher"],
+                 "tiny-cpu-distill": ["tiny-cpu-teacher-residual"], "tiny-cpu-decoder": ["tiny-cpu-distill"],
+                 "tiny-cpu-decoder-blur": ["tiny-cpu-decoder"], "motion-teacher": ["tiny-cpu-decoder-blur"],
+                 "motion-distill": ["motion-teacher"]}
 
 
 def run_chain(script: str, *args: str) -> subprocess.CompletedProcess:
@@ -59,14 +65,13 @@ def test_quick_default_chain_makes_a_model_that_renders_a_portrait_and_a_photo(t
     assert done.stdout.strip().endswith(f"model: {model_dir}")
     for data in ("latent", "motion"):
         assert (tmp_path / "data" / data / "manifest.json").is_file()
-    stages = (*LATENT_STAGES, "motion-teacher", "motion-distill")
-    assert sorted(p.stem for p in (out / "recipes").iterdir()) == sorted(stages)
-    for stage in stages:
+    assert sorted(p.stem for p in (out / "recipes").iterdir()) == sorted(DEFAULT_CHAIN)
+    for stage, starts in DEFAULT_CHAIN.items():
         recipe = (out / "recipes" / f"{stage}.toml").read_text()
         assert "steps = 4" in recipe and "previous-default" not in recipe
         paths = [line.split(" = ")[1].strip('"') for line in recipe.splitlines()
                  if line.startswith(("init =", "warm_start =", "audio_from ="))]
-        assert all(Path(path).parent.parent == out for path in paths), (stage, paths)  # OUT/<stage>/model
+        assert paths == [str(out / start / "model") for start in starts], stage
         assert (out / stage / "loss.csv").is_file()
 
     latent = load_model(model_dir)
