@@ -21,43 +21,24 @@ while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do
     shift
 done
 [ $# -eq 2 ] || { echo "usage: $0 [--quick] [--voice-mix] DATA OUT" >&2; exit 2; }
-data=$1; out=$2
+data=$1
+mkdir -p "$2"
+out=$(cd "$2" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHON=${PYTHON:-python}
-avatar() { "$PYTHON" -m avatar_desktop "$@"; }
+source "$root/scripts/lib.sh"
 
-if [ ! -f "$data/manifest.json" ]; then
-    size=(); [ $quick = 1 ] && size=(--identities 3 --clips-per-identity 1 --seconds 4)
-    if [ $voices = 1 ]; then
-        "$root/scripts/make_voice_data.sh" "$data" "${size[@]}" --no-progress
-    else
-        avatar dataset synth --out "$data" --identities 100 --clips-per-identity 4 --seconds 10 --seed 11 --size 64 \
-            "${size[@]}" --no-progress
-    fi
-fi
-
-mkdir -p "$out/recipes"
-runs=$(cd "$out" && pwd)
-# recipe NAME KEY PATH: configs/NAME.toml with KEY (init or audio_from) set to PATH; steps cut with --quick
-recipe() {
-    local cut=()
-    [ $quick = 1 ] && cut=(-e 's/^steps = .*/steps = 4/' -e 's/^save_every = .*/save_every = 2/')
-    sed -e "s#^$2 = .*#$2 = \"$3\"#" "${cut[@]}" "$root/configs/$1.toml" > "$out/recipes/$1.toml"
-}
 if [ $voices = 1 ]; then
+    [ -f "$data/manifest.json" ] || "$root/scripts/make_voice_data.sh" "$data" "${quick_size[@]}" --no-progress
     recipe motion-voices-audio init "$root/models/default"
-    recipe motion-voices-teacher audio_from "$runs/motion-voices-audio/model"
-    recipe motion-voices-distill init "$runs/motion-voices-teacher/model"
-    stages="audio:motion-voices-audio motion-teacher:motion-voices-teacher motion-distill:motion-voices-distill"
+    recipe motion-voices-teacher audio_from "$out/motion-voices-audio/model"
+    recipe motion-voices-distill init "$out/motion-voices-teacher/model"
+    train audio motion-voices-audio "$data"
+    train motion-teacher motion-voices-teacher "$data"
+    train motion-distill motion-voices-distill "$data"
+    echo "model: $out/motion-voices-distill/model"
 else
-    recipe motion-teacher audio_from "$root/models/default"
-    recipe motion-distill init "$runs/motion-teacher/model"
-    stages="motion-teacher:motion-teacher motion-distill:motion-distill"
+    motion_data "$data"
+    motion_chain "$data" "$root/models/default"
+    echo "model: $out/motion-distill/model"
 fi
-
-for stage in $stages; do
-    name=${stage#*:}
-    resume=(); [ -d "$out/$name/checkpoint" ] && resume=(--resume)
-    avatar train "${stage%%:*}" --config "$out/recipes/$name.toml" --data "$data" --out "$out/$name" "${resume[@]}"
-done
-echo "model: $out/$name/model"
