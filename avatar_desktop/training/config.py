@@ -60,7 +60,7 @@ RANGES: dict[str, Range] = {
     "change_share": FRACTION, "context_dropout": FRACTION, "slider_speed": POSITIVE,
     "audio_guidance": NON_NEGATIVE, "mouth_weight": NON_NEGATIVE, "gradient_weight": NON_NEGATIVE,
     "difference_weight": NON_NEGATIVE, "motion_noise_max": NON_NEGATIVE, "context_noise_max": NON_NEGATIVE,
-    "context_noise_sigma": NON_NEGATIVE, "augmented_copies": NON_NEGATIVE,
+    "context_noise_sigma": NON_NEGATIVE, "augmented_copies": NON_NEGATIVE, "encoder_channels": NON_NEGATIVE,
     # motion denoiser architecture
     "width": COUNT, "layers": COUNT, "heads": COUNT, "mlp_ratio": COUNT, "context_frames": NON_NEGATIVE,
     "max_chunk_frames": COUNT, "num_states": COUNT, "expression_dim": COUNT,
@@ -122,12 +122,14 @@ class AudioRecipe:
     init: a model folder whose autoencoder is trained. The output holds that autoencoder, the trained audio encoder
     and an untrained denoiser of the preset's architecture; `frames`: consecutive frames per sampled stretch (the
     run's batch_size stretches per step); `augment`: the room and microphone chain ([augment] table; off unless its
-    probability is above 0)."""
+    probability is above 0); `encoder_channels`: the encoder's convolution width (a multiple of 8; 0: the preset's,
+    AudioConfig.channels), which the model folder records."""
 
     init: str = ""
     run: RunConfig = RunConfig()
     frames: int = 8
     augment: AugmentConfig = AugmentConfig()
+    encoder_channels: int = 0
 
 
 @dataclass(frozen=True)

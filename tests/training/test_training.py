@@ -412,6 +412,22 @@ def test_the_audio_stage_refuses_data_without_a_known_mouth(autoencoder_run, dat
     assert "needs clips made by `avatar-desktop dataset synth`" in capsys.readouterr().err
 
 
+def test_the_audio_stage_sets_the_encoder_width(autoencoder_run, dataset, tmp_path, capsys):
+    """encoder_channels widens the encoder; the model folder records it and loads with it; a width the group norm
+    cannot split is refused naming the key."""
+    preset_width = load_model(autoencoder_run / "model").config.audio.channels
+    wide = 2 * preset_width
+    recipe = write_recipe(tmp_path, "audio", f'init = "{autoencoder_run / "model"}"\nframes = 2\n'
+                          f"encoder_channels = {wide}\n[run]\nsteps = 2\nbatch_size = 2\nsave_every = 2\n")
+    assert _train("audio", recipe, dataset, tmp_path / "audio") == 0
+    model = load_model(tmp_path / "audio" / "model")
+    assert model.config.audio.channels == wide
+    assert model.audio_encoder.convs[0].out_channels == wide
+    odd = write_recipe(tmp_path, "odd", f'init = "{autoencoder_run / "model"}"\nencoder_channels = 12\n[run]\nsteps = 1\n')
+    assert _train("audio", odd, dataset, tmp_path / "odd") == 2
+    assert "encoder_channels = 12: must be a multiple of 8" in capsys.readouterr().err
+
+
 def test_a_warm_start_keeps_the_function_of_a_denoiser_without_the_audio_embedding():
     """The audio embedding starts at zero: a denoiser that gains it computes what its donor computed; a donor of
     another preset is refused."""

@@ -57,6 +57,11 @@ def train_audio(loaded: LoadedRecipe, data: Path, out: Path, resume: bool) -> li
     started_from = recorded_provenance(loaded.resolve(recipe.init))
     architecture = preset_config(previous.config.preset)
     config = dataclasses.replace(architecture, autoencoder=previous.config.autoencoder)
+    if recipe.encoder_channels:
+        if recipe.encoder_channels % 8:
+            raise AvatarError(f"recipe {loaded.source}: encoder_channels = {recipe.encoder_channels}: must be a multiple "
+                              f"of 8 (the encoder's group norm has 8 groups)")
+        config = dataclasses.replace(config, audio=dataclasses.replace(config.audio, channels=recipe.encoder_channels))
     model = build_model(config, seed=recipe.run.seed)
     model.autoencoder.load_state_dict(previous.autoencoder.state_dict())
     for network in (model.autoencoder, model.denoiser):
