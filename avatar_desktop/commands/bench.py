@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
         spec = ModelSpec("default")  # the drawn stand-in portrait is a character of the latent model
     portrait = load_portrait(args.portrait) if args.portrait else benchmark_portrait()
     frame_limit, fps = ((camera.width, camera.height), camera.fps) if camera else (None, None)
-    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps)
+    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps, threads=args.threads)
     generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps,
                                source=str(args.portrait or "portrait"))
     if args.naive:
