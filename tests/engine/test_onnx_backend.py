@@ -18,6 +18,7 @@ from skimage import data as skimage_data
 
 from avatar_desktop.cli import main
 from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.data.clips import read_frames
 from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.model_spec import ModelSpec, open_generator
@@ -111,3 +112,32 @@ def test_onnx_noise_is_seeded_by_the_engine_config(exported, portrait):
                            for seed in (3, 3, 4))
     np.testing.assert_array_equal(first, again)
     assert psnr(first, other) < 45
+
+
+TORCH_BLOCKED = textwrap.dedent("""
+    import importlib.abc, sys
+
+    class NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "torch":
+                raise ImportError(f"the runtime path imported {name}")
+
+    sys.meta_path.insert(0, NoTorch())
+    from avatar_desktop.cli import main
+    code = main(sys.argv[1:])
+    assert not any(name.split(".")[0] == "torch" for name in sys.modules)
+    sys.exit(code)
+""")
+
+
+@pytest.mark.parametrize("kind", ["latent", "motion"])
+def test_render_of_an_export_runs_with_torch_blocked(exported, kind, tmp_path, speech_wav, portrait, astronaut):
+    image = tmp_path / "portrait.png"
+    cv2.imwrite(str(image), (portrait if kind == "latent" else astronaut)[:, :, ::-1])
+    out = tmp_path / "out.mp4"
+    command = [sys.executable, "-c", TORCH_BLOCKED, "render", "--portrait", str(image), "--audio", str(speech_wav),
+               "--out", str(out), "--model", str(exported[kind]), "--state", "speaking"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240, cwd=Path(__file__).parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wrote" in result.stdout and out.stat().st_size > 0
+    assert len(read_frames(out)) == 25  # 1 s of speech at 25 fps
