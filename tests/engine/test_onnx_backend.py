@@ -141,3 +141,63 @@ def test_render_of_an_export_runs_with_torch_blocked(exported, kind, tmp_path, s
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wrote" in result.stdout and out.stat().st_size > 0
     assert len(read_frames(out)) == 25  # 1 s of speech at 25 fps
+
+
+def _render(tmp_path: Path, portrait: np.ndarray, audio: Path, model: Path, *extra: str) -> tuple[list[str], Path]:
+    """The arguments of a render of the latent `model` into tmp_path/out.mp4, and that output path."""
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), portrait[:, :, ::-1])
+    out = tmp_path / "out.mp4"
+    return ["render", "--portrait", str(image), "--audio", str(audio), "--out", str(out), "--model", str(model),
+            "--state", "speaking", *extra], out
+
+
+def _one_line_error(capsys) -> str:
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and error.count("\n") == 1, error
+    return error
+
+
+def test_a_damaged_onnx_file_is_named_with_what_to_do(exported, tmp_path, portrait, speech_wav, capsys):
+    folder = Path(shutil.copytree(exported["latent"], tmp_path / "export"))
+    sampler = folder / "sampler.onnx"
+    sampler.write_bytes(sampler.read_bytes()[: sampler.stat().st_size // 3])
+    args, out = _render(tmp_path, portrait, speech_wav, folder)
+    assert main(args) == 2
+    error = _one_line_error(capsys)
+    assert f"{sampler} is not a readable ONNX model" in error and "avatar-desktop export" in error
+    assert not out.exists()
+
+
+def test_an_onnx_file_that_does_not_match_its_model_json_is_named(exported, tmp_path, portrait, speech_wav, capsys):
+    folder = Path(shutil.copytree(exported["latent"], tmp_path / "export"))
+    shutil.copy(exported["motion"] / "sampler.onnx", folder / "sampler.onnx")  # another export's graph
+    args, _ = _render(tmp_path, portrait, speech_wav, folder)
+    assert main(args) == 2
+    error = _one_line_error(capsys)
+    assert f"{folder / 'sampler.onnx'} does not match {folder / 'model.json'}" in error
+    assert "context float32 [1, 4, 17] in the file" in error and "avatar-desktop export" in error
+
+
+def test_backend_and_precision_the_folder_lacks_are_refused(exported, tiny_model_dir, tmp_path, portrait, speech_wav,
+                                                           capsys):
+    for model, extra, expected in (
+            (exported["latent"], ["--backend", "torch"], "runs on --backend onnx, not torch"),
+            (tiny_model_dir, ["--backend", "onnx"], "export it first (`avatar-desktop export"),
+    ):
+        args, _ = _render(tmp_path, portrait, speech_wav, model, *extra)
+        assert main(args) == 2
+        assert expected in _one_line_error(capsys)
+    with pytest.raises(CheckpointError, match=r"holds the precisions fp32, not 'int8'.*--int8"):
+        open_generator(ModelSpec(str(exported["latent"])), portrait, EngineConfig(precision="int8"))
+
+
+def test_a_missing_onnxruntime_names_the_package(exported, tmp_path, portrait, speech_wav):
+    script = TORCH_BLOCKED.replace('name.split(".")[0] == "torch":', 'name.split(".")[0] == "onnxruntime":')
+    args, out = _render(tmp_path, portrait, speech_wav, exported["latent"])
+    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=240,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == 2
+    assert "needs the onnxruntime package" in result.stderr and "pip install onnxruntime" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists()
