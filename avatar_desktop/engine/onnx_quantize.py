@@ -57,7 +57,7 @@ def calibration_feeds(folder: Path, data: Path, chunks: int) -> dict[str, list[d
     recorded = model.recorded["sampler"]
     while len(recorded) < chunks:
         for entry in entries:
-            clip = load_clip(Path(data) / entry["path"], with_frames=False)
+            clip = load_clip(Path(data) / entry["path"], with_frames=meta["kind"] == "latent")  # the portrait's size
             _stream_clip(model, clip, meta["kind"])
             if len(recorded) >= chunks:
                 break
