@@ -22,7 +22,8 @@ Latent model ("kind": "latent"):
 Motion model ("kind": "motion"; the photo renderer itself runs no network):
 - audio_encoder: as above.
 - sampler: tokens (1, T, N, A), context (1, M, D) normalised past codes (noised), label int64 (1, T), sliders
-  (1, T, E), noise (S, 1, T, D) -> motion (1, T, D) in code units, clamped to the components' ranges.
+  (1, T, E) (for a denoiser that reads them), noise (S, 1, T, D) -> motion (1, T, D) in code units, clamped to the
+  components' ranges.
 
 With --int8 the sampler and decoder also get a statically quantized copy (*.int8.onnx, QDQ, per-channel int8
 weights) calibrated on chunks of real speech; engine/onnx_quantize.py says what stays float and why.
@@ -46,6 +47,7 @@ from torch.nn import functional as F
 from avatar_desktop.audio.features import LogMel
 from avatar_desktop.audio.windows import window_geometry
 from avatar_desktop.config import EXPRESSION_COMPONENTS
+from avatar_desktop.engine.onnx_runtime import ExportedModel
 from avatar_desktop.engine.streaming import chunk_denoiser, decode_pixels
 from avatar_desktop.engine.torch_motion import fresh_draws, sample_motion
 from avatar_desktop.models.audio_encoder import AudioEncoder
@@ -155,14 +157,19 @@ class DecoderGraph(nn.Module):
 
 
 class MotionSamplerGraph(nn.Module):
-    def __init__(self, model: MotionModel):
+    """The sampler graph of a motion model: forward(*tensors) takes the inputs named `names`, in that order."""
+
+    def __init__(self, model: MotionModel, names: list[str]):
         super().__init__()
-        self.model = model
+        self.model, self.names = model, names
         self.chosen = choose_sampler(model.config.sampling)
         self.register_buffer("sigmas", self.chosen.sigmas)
 
-    def forward(self, tokens, context, label, sliders, noise):
-        inputs = MotionInputs(context=context, audio=tokens, label=label, sliders=sliders)
+    def forward(self, *tensors):
+        named = dict(zip(self.names, tensors))
+        inputs = MotionInputs(context=named["context"], audio=named["tokens"], label=named["label"],
+                              sliders=named.get("sliders"))
+        noise = named["noise"]
         return sample_motion(self.model, self.chosen, self.sigmas, inputs, noise[0], noise[1:])
 
 
@@ -259,17 +266,18 @@ def export_motion(model: MotionModel, folder: Path) -> dict[str, dict[str, Any]]
     mc = model.config
     model = model.float().eval()
     graphs = {"audio_encoder": _audio_graph(model.audio_encoder, mc, mc.fps, folder)}
-    sampler = MotionSamplerGraph(model)
-    draws = 1 + fresh_draws(sampler.chosen)
+    draws = 1 + fresh_draws(choose_sampler(mc.sampling))
     inputs = [_tensor("tokens", "float32", [1, FRAMES, mc.audio.tokens_per_frame, mc.audio.token_dim]),
               _tensor("context", "float32", [1, mc.denoiser.context_frames, MOTION_DIM]),
               _tensor("label", "int64", [1, FRAMES]),
-              _tensor("sliders", "float32", [1, FRAMES, len(EXPRESSION_COMPONENTS)]),
+              *([_tensor("sliders", "float32", [1, FRAMES, len(EXPRESSION_COMPONENTS)])]
+                if mc.denoiser.slider_condition else []),
               _tensor("noise", "float32", [draws, 1, FRAMES, MOTION_DIM])]
     outputs = [_tensor("motion", "float32", [1, FRAMES, MOTION_DIM])]
     frames = 2
     example = tuple(torch.zeros([frames if size == FRAMES else size for size in t["shape"]],
                                 dtype=torch.int64 if t["dtype"] == "int64" else torch.float32) for t in inputs)
+    sampler = MotionSamplerGraph(model, [t["name"] for t in inputs])
     _export(sampler, example, folder / "sampler.onnx", inputs, outputs)
     graphs["sampler"] = {"files": {"fp32": "sampler.onnx"}, "inputs": inputs, "outputs": outputs}
     return graphs
@@ -304,6 +312,9 @@ def export_model(name_or_dir: str | Path, out: str | Path, *, calibration: Path 
             "graphs": graphs, "provenance": meta.get("provenance", {}),
         }
         (staging / "model.json").write_text(json.dumps(exported, indent=2) + "\n")
+        check = ExportedModel(staging, exported)
+        for graph in graphs:
+            check.session(graph)  # each graph's tensors are what model.json says
         if calibration is not None:
             from avatar_desktop.engine.onnx_quantize import quantize_folder
 

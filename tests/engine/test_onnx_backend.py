@@ -79,6 +79,17 @@ def test_export_writes_every_graph_with_its_documented_tensors(exported):
         assert (spec.kind, spec.backend) == (kind, "onnx")
 
 
+def test_export_command_writes_the_folder_and_checks_its_flags(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "exports" / "tiny"
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out and ModelSpec(str(out)).backend == "onnx"
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(tmp_path / "q"), "--int8"]) == 2
+    assert "--int8 needs --calibration DATA" in _one_line_error(capsys)
+    assert main(["export", "--model", str(out), "--out", str(tmp_path / "again")]) == 2
+    assert "is already an ONNX export" in _one_line_error(capsys)
+    assert not (tmp_path / "q").exists() and not (tmp_path / "again").exists()
+
+
 def test_latent_onnx_float_gives_the_torch_frames(exported, tiny_model_dir, portrait):
     audio = benchmark_audio(1.6)
     torch_frames = frames_of(open_generator(ModelSpec(str(tiny_model_dir)), portrait, EngineConfig(precision="fp32")),
