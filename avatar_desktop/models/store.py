@@ -97,8 +97,9 @@ def load_model(name_or_dir: str | Path, *, device: str = "cpu", config: ModelCon
     """Load a model folder (or a name on the search path) into an AvatarModel in eval mode. config: the folder's,
     when it was read already (a ModelSpec's): model.json is then not read again."""
     folder = resolve_model(name_or_dir)
-    _check_torch_folder(folder)
-    config = config or read_model_config(folder)[0]
+    if config is None:
+        config, meta = read_model_config(folder)
+        _check_torch_folder(folder, meta)
     with torch.device("meta"):
         model = AvatarModel(config)
     for name in NETWORKS:
@@ -120,8 +121,9 @@ def load_motion_model(name_or_dir: str | Path = DEFAULT_MOTION_MODEL, *, device:
     """Load a motion model folder (or a name on the search path, such as default/motion) in eval mode. config: the
     folder's, when it was read already (a ModelSpec's): model.json is then not read again."""
     folder = resolve_model(name_or_dir)
-    _check_torch_folder(folder)
-    config = config or read_motion_model_config(folder)[0]
+    if config is None:
+        config, meta = read_motion_model_config(folder)
+        _check_torch_folder(folder, meta)
     try:
         model = MotionModel(config)
     except ValueError as error:
@@ -139,9 +141,9 @@ def load_motion_model(name_or_dir: str | Path = DEFAULT_MOTION_MODEL, *, device:
     return model.to(device).eval()
 
 
-def _check_torch_folder(folder: Path) -> None:
-    """CheckpointError when `folder` is an ONNX export, which has no torch weights."""
-    if model_backend(folder) != "torch":
+def _check_torch_folder(folder: Path, meta: dict[str, Any]) -> None:
+    """CheckpointError when `folder` (whose model.json is `meta`) is an ONNX export, which has no torch weights."""
+    if meta.get("backend", "torch") != "torch":
         raise CheckpointError(f"{folder} is an ONNX export (\"backend\": \"onnx\"), which runs on --backend onnx; "
                               "torch needs the model folder it was exported from")
 
