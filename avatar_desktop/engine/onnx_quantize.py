@@ -8,7 +8,7 @@ What is quantized, and what stays float (and why):
 - Float: every other operation of those graphs: normalisations, softmax, the residual additions and the sampler's
   own arithmetic (the noise at sigma_max is hundreds of times larger than the clean latent, so one int8 scale for
   both would erase the latent), and the attention products of two activations (queries by keys, weights by
-  values: their ranges change with every chunk; quantizing them cost the most quality when tried).
+  values: no weight to quantize per channel, and ranges that change with every chunk and portrait).
 - Float: the audio encoder (its log-mel spans six decades of power; it is a small share of the time) and the
   reference encoder (it runs once per portrait).
 """
