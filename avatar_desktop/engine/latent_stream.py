@@ -5,6 +5,7 @@ Imports no torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class LatentStream:
         self,
         audio: np.ndarray | None,
         label: State | int = State.SPEAKING,
-        expression=None,
+        expression: Mapping[str, float] | None = None,
         *,
         end_of_stream: bool = False,
     ) -> Chunk | None:
