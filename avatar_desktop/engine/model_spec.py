@@ -114,9 +114,9 @@ def load_spec_model(spec: ModelSpec, config: EngineConfig = EngineConfig()):
     (engine/onnx_runtime.py) on the ONNX backend; on torch the module (a preset's with seeded random weights)."""
     if spec.backend == "onnx":
         from avatar_desktop.engine.onnx_runtime import ExportedModel
-        from avatar_desktop.models.folders import _read_meta
+        from avatar_desktop.models.folders import read_model_meta
 
-        return ExportedModel(spec.folder, _read_meta(spec.folder, None), precision=config.precision,
+        return ExportedModel(spec.folder, read_model_meta(spec.folder), precision=config.precision,
                              threads=config.threads)
     if spec.kind == "motion":
         from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model

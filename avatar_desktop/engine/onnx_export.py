@@ -53,8 +53,9 @@ from avatar_desktop.engine.torch_motion import fresh_draws, sample_motion
 from avatar_desktop.models.audio_encoder import AudioEncoder
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
+from avatar_desktop.models.folders import FORMAT, FORMAT_VERSION, read_model_meta, resolve_model
 from avatar_desktop.models.motion import MotionInputs, MotionModel
-from avatar_desktop.models.store import FORMAT, FORMAT_VERSION, _read_meta, load_model, load_motion_model, resolve_model
+from avatar_desktop.models.store import load_model, load_motion_model
 from avatar_desktop.motion_code import MOTION_DIM
 from avatar_desktop.sampling import choose_sampler
 
@@ -288,7 +289,7 @@ def export_model(name_or_dir: str | Path, out: str | Path, *, calibration: Path 
     """Export a torch model folder (or a name on the model search path) to `out` (replaced atomically if it
     exists): the float graphs, and with `calibration` (a `dataset synth` folder) the int8 ones. Returns `out`."""
     source = resolve_model(name_or_dir)
-    meta = _read_meta(source, None)
+    meta = read_model_meta(source)
     if meta.get("backend", "torch") != "torch":
         raise ValueError(f"{source} is already an ONNX export: export its torch model folder instead")
     kind = meta.get("kind", "latent")

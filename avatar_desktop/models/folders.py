@@ -95,10 +95,15 @@ def _config_from(meta: dict[str, Any], folder: Path, config_class):
         raise CheckpointError(f"{folder / 'model.json'}: bad config: {error}") from None
 
 
+def read_model_meta(folder: str | Path) -> dict[str, Any]:
+    """The whole model.json of a model folder of either kind, checked to be ours."""
+    return _read_meta(Path(folder), None)
+
+
 def model_backend(folder: str | Path) -> str:
     """The "backend" a model folder's model.json states: "torch" (safetensors weights; when it names none) or
     "onnx" (graphs written by `avatar-desktop export`)."""
-    return _read_meta(Path(folder), None).get("backend", "torch")
+    return read_model_meta(folder).get("backend", "torch")
 
 
 def model_kind(folder: str | Path) -> str:

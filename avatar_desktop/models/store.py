@@ -31,7 +31,6 @@ from avatar_desktop.models.folders import (  # noqa: F401  (the folder functions
     KINDS,
     MODELS_ENV,
     PICKLE_SUFFIXES,
-    _read_meta,
     list_models,
     model_backend,
     model_kind,
