@@ -48,6 +48,11 @@ class ExportedModel:
     def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto", threads: int | None = None):
         self.folder = Path(folder)
         self.meta = meta
+        missing = [key for key in ("config", "export", "graphs") if not isinstance(meta.get(key), dict)]
+        if missing:
+            raise CheckpointError(f"{self.folder / 'model.json'} says \"backend\": \"onnx\" but has no "
+                                  f"{' or '.join(missing)}: it was not written by `avatar-desktop export`; "
+                                  f"{EXPORT_AGAIN}")
         self.kind = meta.get("kind", "latent")
         config_class = MotionModelConfig if self.kind == "motion" else ModelConfig
         self.config = config_class.from_dict(meta["config"])

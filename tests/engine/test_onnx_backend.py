@@ -247,6 +247,17 @@ def test_an_onnx_file_that_does_not_match_its_model_json_is_named(exported, tmp_
     assert "context float32 [1, 4, 17] in the file" in error and "avatar-desktop export" in error
 
 
+def test_a_model_json_that_claims_onnx_without_graphs_is_refused(tiny_model_dir, tmp_path, portrait, speech_wav,
+                                                                   capsys):
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "claims-onnx"))
+    meta = json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(json.dumps({**meta, "backend": "onnx"}))
+    args, out = _render(tmp_path, portrait, speech_wav, folder)
+    assert main(args) == 2
+    error = _one_line_error(capsys)
+    assert f"{folder / 'model.json'} says" in error and "has no export or graphs" in error and not out.exists()
+
+
 def test_backend_and_precision_the_folder_lacks_are_refused(exported, tiny_model_dir, tmp_path, portrait, speech_wav,
                                                            capsys):
     for model, extra, expected in (
