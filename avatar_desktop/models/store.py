@@ -32,7 +32,6 @@ from avatar_desktop.models.folders import (  # noqa: F401  (the folder functions
     MODELS_ENV,
     PICKLE_SUFFIXES,
     list_models,
-    model_backend,
     model_kind,
     model_search_path,
     read_any_model_config,
