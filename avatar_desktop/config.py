@@ -213,9 +213,11 @@ class ModelConfig:
         return _from_dict(cls, data, "model")
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""Precision backend names (engine/precision.py's, and 'auto'), listed here so that the CLI can offer them without
-importing torch."""
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+"""Precision names (engine/precision.py's for torch, fp32 and int8 for ONNX, and 'auto'), listed here so that the
+CLI can offer them without importing torch."""
+BACKENDS = ("torch", "onnx")
+"""Inference backends: torch (a model folder's safetensors) or onnxruntime (a folder written by `export`)."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ class EngineConfig:
     fixed_chunk: generate every chunk with this many frames instead of following the chunk plan.
     audio_guidance: override the checkpoint's audio guidance scale (SamplingConfig.audio_guidance).
     slider_speed: override the checkpoint's slider easing (SamplingConfig.slider_speed; slider units per second).
+    threads: CPU threads of the ONNX backend's sessions (None: all cores; torch's are set process-wide by --threads).
     """
 
     device: str = "cpu"
@@ -238,6 +241,7 @@ class EngineConfig:
     fixed_chunk: int | None = None
     audio_guidance: float | None = None
     slider_speed: float | None = None
+    threads: int | None = None
     seed: int = 0
 
 

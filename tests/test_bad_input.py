@@ -324,7 +324,7 @@ def test_a_damaged_clip_is_named(tmp_path, small_data, damaged, capsys):
 
 
 def test_the_precision_choices_are_the_engines_backends():
-    assert set(PRECISIONS) == {"auto", *BACKENDS}
+    assert set(PRECISIONS) == {"auto", "int8", *BACKENDS}  # int8: the ONNX backend's (engine/onnx_runtime.py)
 
 
 @pytest.mark.parametrize("command", [["bench"], ["live", "--portrait", "face.png"], ["eval"]])

@@ -1,7 +1,7 @@
 """Log-mel features and the per-video-frame audio windows the audio encoder reads.
 
-Media clock: video frame f covers audio samples [f * S, (f + 1) * S) with S = SAMPLE_RATE / fps. Its audio window
-adds `past_ms` before and `audio_lookahead_ms` after that span; samples before the start of the stream are silence.
+The windows themselves are cut in numpy by audio/windows.py (the media clock is described there);
+`frame_windows` here takes and returns tensors, for training.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from avatar_desktop.audio import windows
+from avatar_desktop.audio.windows import window_geometry  # noqa: F401  (imported from here by training)
 from avatar_desktop.config import SAMPLE_RATE, AudioConfig
 
 
@@ -53,36 +55,6 @@ class LogMel(nn.Module):
         return torch.log(self.filters.float() @ power + 1e-6)
 
 
-def window_geometry(cfg: AudioConfig, fps: int) -> tuple[int, int, int]:
-    """(samples per video frame, past samples, lookahead samples) for the audio window of one frame."""
-    per_frame = SAMPLE_RATE // fps
-    if per_frame * fps != SAMPLE_RATE:
-        raise ValueError(f"fps {fps} must divide {SAMPLE_RATE} so that frames align with samples")
-    return per_frame, round(SAMPLE_RATE * cfg.past_ms / 1000), round(SAMPLE_RATE * cfg.audio_lookahead_ms / 1000)
-
-
 def frame_windows(audio: torch.Tensor, audio_start: int, first_frame: int, frames: int, cfg: AudioConfig, fps: int) -> torch.Tensor:
-    """Cut per-frame audio windows out of a stretch of the stream.
-
-    audio: (S,) or (B, S) samples of the stream starting at absolute sample `audio_start`; it must reach the end of
-    the last frame's lookahead. Samples before absolute 0 are silence. Returns (B, frames, W) with
-    W = past + per_frame + lookahead.
-    """
-    if audio.dim() == 1:
-        audio = audio[None]
-    per_frame, past, ahead = window_geometry(cfg, fps)
-    first_needed = first_frame * per_frame - past
-    last_needed = (first_frame + frames) * per_frame + ahead
-    pad_front = max(0, audio_start - first_needed)
-    if audio_start + audio.shape[1] < last_needed:
-        raise ValueError(
-            f"audio ends at sample {audio_start + audio.shape[1]} but frames {first_frame}..{first_frame + frames - 1} "
-            f"need audio up to sample {last_needed}"
-        )
-    if pad_front > 0 and audio_start > 0:
-        raise ValueError(f"audio starts at sample {audio_start} but frame {first_frame} needs it from {first_needed}")
-    audio = nn.functional.pad(audio, (pad_front, 0))
-    offset = first_needed - (audio_start - pad_front)
-    width = past + per_frame + ahead
-    span = audio[:, offset : offset + (frames - 1) * per_frame + width]
-    return span.unfold(1, width, per_frame)  # (B, frames, W)
+    """audio.windows.frame_windows for a CPU tensor (S,) or (B, S): (B, frames, W) windows, a new tensor."""
+    return torch.from_numpy(windows.frame_windows(audio.numpy(), audio_start, first_frame, frames, cfg, fps))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
@@ -24,7 +25,11 @@ def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expression", default="",
                         help="sliders held while streaming, e.g. head_yaw=0.5 (the head sliders add the re-posing warp)")
     parser.add_argument("--naive", action="store_true", help="baseline: teacher sampler, no caches, fp32, one chunk length")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--onnx", type=Path,
+                        help="side by side: an export of --model (`avatar-desktop export`); runs torch fp32, onnx fp32 "
+                             "and onnx int8 (when exported) in this one run, on each of --thread-counts")
+    parser.add_argument("--thread-counts", default="1,2,4", help="with --onnx: CPU thread counts (default 1,2,4)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (with --onnx: a list)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,7 +61,10 @@ def _run(args: argparse.Namespace) -> int:
         spec = ModelSpec("default")  # the drawn stand-in portrait is a character of the latent model
     portrait = load_portrait(args.portrait) if args.portrait else benchmark_portrait()
     frame_limit, fps = ((camera.width, camera.height), camera.fps) if camera else (None, None)
-    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps)
+    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps, threads=args.threads)
+    if args.onnx is not None:
+        return _side_by_side(args, spec, portrait, config, frame_limit=frame_limit, fps=fps, seconds=args.seconds,
+                             expression=expression, camera=camera)
     generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps,
                                source=str(args.portrait or "portrait"))
     if args.naive:
@@ -68,6 +76,35 @@ def _run(args: argparse.Namespace) -> int:
     else:
         for key, value in result.items():
             print(f"{key:>32}: {value}")
+    return 0
+
+
+def _side_by_side(args: argparse.Namespace, spec, portrait, config, **options) -> int:
+    """--onnx: the backends and precisions side by side on each thread count; a table, or JSON."""
+    from avatar_desktop.engine.bench import compare_backends
+    from avatar_desktop.engine.model_spec import ModelSpec
+
+    try:
+        thread_counts = [int(count) for count in args.thread_counts.split(",")]
+    except ValueError:
+        thread_counts = []
+    if not thread_counts or min(thread_counts) < 1:
+        raise AvatarError(f"--thread-counts {args.thread_counts!r}: expected counts >= 1 separated by commas, e.g. 1,2,4")
+    if spec.backend != "torch" or args.naive:
+        raise AvatarError("--onnx compares an export with its torch model: give the torch folder as --model, "
+                          "without --naive")
+    onnx_spec = ModelSpec(str(args.onnx), backend="onnx")
+    if onnx_spec.kind != spec.kind:
+        raise AvatarError(f"--onnx {args.onnx} is a {onnx_spec.kind} model, --model a {spec.kind} one: give an export "
+                          "of --model")
+    results = compare_backends(spec, onnx_spec, portrait, replace(config, precision="fp32"), thread_counts, **options)
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{'backend':>8} {'precision':>9} {'threads':>7} {'fps':>8} {'first frame ms':>14} {'p99 frame ms':>12}")
+    for row in results:
+        print(f"{row['backend']:>8} {row['precision']:>9} {row['threads']:>7} {row['fps']:>8} "
+              f"{row['first_frame_ms']:>14} {row['p99_frame_ms']:>12}")
     return 0
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from avatar_desktop.commands.model_args import add_engine_arguments
+from avatar_desktop.commands.model_args import add_backend_argument, add_engine_arguments
 from avatar_desktop.commands.registry import command
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.files import prepare_output_folder
@@ -50,6 +50,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autoencoder-only", action="store_true",
                         help="score the ground-truth frames passed through the model's autoencoder: its ceiling")
     add_engine_arguments(parser)
+    add_backend_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--plot", type=Path, default=None,
                         help="PNG: mouth opening over time, generated vs truth (with --photos: the first photo); "
@@ -79,7 +80,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.clips < 1:
         raise EvaluationError(f"--clips must be at least 1, got {args.clips}")
     engine = _engine_config(args, audio_guidance=args.guidance)
-    source = frame_source(args.model, engine, autoencoder_only=args.autoencoder_only)
+    source = frame_source(args.model, engine, autoencoder_only=args.autoencoder_only, backend=args.backend)
     result = evaluate(args.data, source, clips=args.clips, seed=args.seed, minutes=args.minutes)
     report = result["report"]
     print(json.dumps(report) if args.json else "\n".join(_format(report)), flush=True)

@@ -78,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
         find_face(portrait, source=str(args.portrait))
     config = SessionConfig(
         model=model,
-        engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk),
+        engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk, threads=args.threads),
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
         camera=camera,

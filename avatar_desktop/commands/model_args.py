@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from avatar_desktop.config import PRECISIONS
+from avatar_desktop.config import BACKENDS, PRECISIONS
 from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import AvatarError
 
@@ -16,7 +16,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                                        "for a photo with a face; `--model default` for the bundled drawn characters)")
     group.add_argument("--preset", help="latent architecture preset, with --random-weights")
     group.add_argument("--random-weights", action="store_true", help="untrained weights (speed tests, smoke tests)")
-    group.add_argument("--threads", type=int, help="CPU threads for torch and OpenCV (default: all cores)")
+    group.add_argument("--threads", type=int, help="CPU threads for torch, onnxruntime and OpenCV (default: all cores)")
+    add_backend_argument(group)
+
+
+def add_backend_argument(parser) -> None:
+    """--backend: which runtime runs the model; its folder says by default (an `export` folder runs on onnx)."""
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="torch or onnx (onnxruntime: a folder written by `avatar-desktop export`); default: the "
+                             "model folder's")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = "torch device: cpu, cuda or cuda:N "
@@ -24,7 +32,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = 
     """--device and --precision, checked by argparse: a bad value is named with the choices, exit code 2."""
     parser.add_argument("--device", default="cpu", type=torch_device, help=device_help)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="precision backend: auto (per device), fp32, bf16 or fp16 (CUDA only)")
+                        help="auto (per device; an ONNX export's default), fp32, bf16 or fp16 (CUDA only) on torch; "
+                             "fp32 or int8 on onnx")
 
 
 def torch_device(text: str) -> str:
@@ -47,9 +56,9 @@ def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     if not (args.preset or args.random_weights):
-        return ModelSpec(args.model)
+        return ModelSpec(args.model, backend=args.backend)
     if args.model:
         raise AvatarError("give either --model or --preset with --random-weights, not both")
     if not (args.preset and args.random_weights):
         raise AvatarError("--preset builds an untrained network: add --random-weights (or use --model for trained weights)")
-    return ModelSpec(args.preset, random_weights=True)
+    return ModelSpec(args.preset, random_weights=True, backend=args.backend)

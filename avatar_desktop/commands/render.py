@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     if len(audio) == 0:
         raise InputFileError(f"audio file {args.audio} holds no samples: give a file with speech in it")
     spec = model_spec_from_args(args)
-    generator = open_generator(spec, portrait, EngineConfig(seed=args.seed), expression=expression,
+    generator = open_generator(spec, portrait, EngineConfig(seed=args.seed, threads=args.threads), expression=expression,
                                source=str(args.portrait))
     print(f"render: {generator.path}, {generator.resolution} px", file=sys.stderr)
     if generator.notice:

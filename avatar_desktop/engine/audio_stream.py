@@ -8,9 +8,8 @@ Video frame f covers samples [f * samples_per_frame, (f + 1) * samples_per_frame
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from avatar_desktop.audio.features import frame_windows, window_geometry
+from avatar_desktop.audio.windows import frame_windows, window_geometry
 from avatar_desktop.config import AudioConfig
 
 
@@ -51,14 +50,14 @@ class AudioStream:
         ready = (self.received - self.lookahead_samples) // self.samples_per_frame
         return planned if ready - next_frame >= planned else None
 
-    def windows(self, first_frame: int, frames: int) -> torch.Tensor:
-        """Each frame's audio window (1, T, W) for frames first_frame..first_frame+T-1, audio past the received end
-        taken as silence."""
+    def windows(self, first_frame: int, frames: int) -> np.ndarray:
+        """Each frame's audio window float32 (1, T, W) for frames first_frame..first_frame+T-1, audio past the
+        received end taken as silence."""
         needed_end = (first_frame + frames) * self.samples_per_frame + self.lookahead_samples
         samples = self._samples
         if self.received < needed_end:
             samples = np.concatenate([samples, np.zeros(needed_end - self.received, np.float32)])
-        return frame_windows(torch.from_numpy(samples), self._start, first_frame, frames, self.config, self.fps)
+        return frame_windows(samples, self._start, first_frame, frames, self.config, self.fps)
 
     def trim(self, next_frame: int) -> None:
         """Drop the samples that no window from `next_frame` on reaches (keeps long streams bounded)."""

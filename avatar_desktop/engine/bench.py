@@ -114,7 +114,7 @@ def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, 
         "device": str(device),
         "frame_size": f"{width}x{height}",
         "camera": None if camera is None else f"{camera.width}x{camera.height}",
-        "threads": torch.get_num_threads(),
+        "threads": generator.config.threads or torch.get_num_threads(),
         "seconds": seconds,
         "expression": dict(expression or {}),
         "frames": first_frames + frames,
@@ -125,3 +125,36 @@ def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, 
         "peak_mem_mb": None if peak_mb is None else round(peak_mb, 1),
         "stages_ms_per_frame": {stage: round(total / frames, 2) for stage, total in stage_totals.items()},
     }
+
+
+def compare_backends(torch_spec, onnx_spec, portrait: np.ndarray, config: EngineConfig, thread_counts: list[int],
+                     **options) -> list[dict]:
+    """run_benchmark of one model on torch fp32, onnx fp32 and (when exported) onnx int8, on each of
+    `thread_counts` CPU threads, in this one process; `options`: open_generator's frame_limit and fps,
+    run_benchmark's seconds, expression and camera. One result per run, with its backend and precision."""
+    from avatar_desktop.engine.model_spec import open_generator
+
+    frame_limit, fps = options.pop("frame_limit", None), options.pop("fps", None)
+    runs = [(torch_spec, "fp32"), (onnx_spec, "fp32")]
+    if "int8" in onnx_spec_precisions(onnx_spec):
+        runs.append((onnx_spec, "int8"))
+    results = []
+    for threads in thread_counts:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+        for spec, precision in runs:
+            run_config = replace(config, precision=precision, threads=threads)
+            generator = open_generator(spec, portrait, run_config, frame_limit=frame_limit, fps=fps)
+            results.append({"backend": spec.backend, "precision": precision,
+                            **run_benchmark(generator, **options), "threads": threads})
+    return results
+
+
+def onnx_spec_precisions(spec) -> list[str]:
+    """The precisions an exported model folder holds (engine/onnx_runtime.py PRECISIONS)."""
+    import json
+
+    from avatar_desktop.engine.onnx_runtime import PRECISIONS
+
+    graphs = json.loads((spec.folder / "model.json").read_text())["graphs"].values()
+    return [name for name in PRECISIONS if all(name in graph["files"] for graph in graphs)]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from avatar_desktop.config import EngineConfig, ModelConfig, MotionModelConfig
-from avatar_desktop.errors import AvatarError
+from avatar_desktop.errors import AvatarError, CheckpointError
 
 
 @dataclass(frozen=True)
@@ -29,19 +29,23 @@ class ModelSpec:
     renderer, a latent model draws the frames). None: automatic, the photo renderer with the default motion model
     (the portrait must show a face). With `random_weights`, `name` is a latent preset built with seeded random
     weights (benchmarks: speed does not depend on the values).
-    Raises CheckpointError (no such model, a damaged or foreign model.json) or AvatarError (no such preset), each
-    saying what to do. Made, it holds `kind` ('motion' or 'latent'), `folder` (None for the default motion model
-    and for presets) and `config` (the folder's or the preset's; None for the default motion model).
+    `backend`: 'torch' or 'onnx' (an export, engine/onnx_runtime.py); None: the folder's ("backend" in
+    model.json; torch for presets and the default motion model), and once made, the backend that runs.
+    Raises CheckpointError (no such model, a damaged or foreign model.json, a backend the folder has no weights
+    for) or AvatarError (no such preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'),
+    `folder` (None for the default motion model and for presets) and `config` (the folder's or the preset's; None
+    for the default motion model).
     """
 
     name: str | None = None
     random_weights: bool = False
+    backend: str | None = None
     kind: str = field(init=False)
     folder: Path | None = field(init=False)
     config: ModelConfig | MotionModelConfig | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        kind, folder, config = "motion", None, None
+        kind, folder, config, backend = "motion", None, None, "torch"
         if self.random_weights:
             from avatar_desktop.models.presets import PRESETS
 
@@ -49,11 +53,17 @@ class ModelSpec:
                 raise AvatarError(f"unknown preset {self.name!r}: available presets are {', '.join(PRESETS)}")
             kind, config = "latent", PRESETS[self.name]
         elif self.name is not None:
-            from avatar_desktop.models.store import read_any_model_config, resolve_model
+            from avatar_desktop.models.folders import model_backend, read_any_model_config, resolve_model
 
             folder = resolve_model(self.name)
             kind, config = read_any_model_config(folder)
-        for attribute, value in (("kind", kind), ("folder", folder), ("config", config)):
+            backend = model_backend(folder)
+        if self.backend not in (None, backend):
+            what = folder or ("the default motion model" if self.name is None else f"preset {self.name}")
+            hint = ("export it first (`avatar-desktop export --model MODEL --out FOLDER`) and pass that folder"
+                    if self.backend == "onnx" else "pass the torch model folder it was exported from")
+            raise CheckpointError(f"{what} runs on --backend {backend}, not {self.backend}: {hint}")
+        for attribute, value in (("kind", kind), ("folder", folder), ("config", config), ("backend", backend)):
             object.__setattr__(self, attribute, value)  # frozen: set once, here
 
     @property
@@ -78,22 +88,44 @@ def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig =
     """
     if spec.kind == "motion":
         from avatar_desktop.engine.photo import PhotoStreamingGenerator
-        from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model
 
-        motion_model = load_motion_model(spec.folder or DEFAULT_MOTION_MODEL, config=spec.config)
-        generator = PhotoStreamingGenerator(motion_model, config, frame_limit=frame_limit, fps=fps)
+        generator = PhotoStreamingGenerator(load_spec_model(spec, config), config, frame_limit=frame_limit, fps=fps)
         generator.prepare(portrait, expression, source=source)
         return generator
+    generator = latent_generator(spec, config)
+    generator.prepare(portrait, expression)
+    return generator
+
+
+def latent_generator(spec: ModelSpec, config: EngineConfig = EngineConfig()):
+    """The generator of a latent model spec on its backend, not yet prepared: a StreamingGenerator (torch) or an
+    OnnxStreamingGenerator."""
+    if spec.backend == "onnx":
+        from avatar_desktop.engine.onnx_runtime import OnnxStreamingGenerator
+
+        return OnnxStreamingGenerator(load_spec_model(spec, config), config)
     from avatar_desktop.engine.streaming import StreamingGenerator
 
+    return StreamingGenerator(load_spec_model(spec, config), config)
+
+
+def load_spec_model(spec: ModelSpec, config: EngineConfig = EngineConfig()):
+    """The model `spec` names: an ExportedModel opened at config.precision with config.threads
+    (engine/onnx_runtime.py) on the ONNX backend; on torch the module (a preset's with seeded random weights)."""
+    if spec.backend == "onnx":
+        from avatar_desktop.engine.onnx_runtime import ExportedModel
+        from avatar_desktop.models.folders import read_model_meta
+
+        return ExportedModel(spec.folder, read_model_meta(spec.folder), precision=config.precision,
+                             threads=config.threads)
+    if spec.kind == "motion":
+        from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model
+
+        return load_motion_model(spec.folder or DEFAULT_MOTION_MODEL, config=spec.config)
     if spec.random_weights:
         from avatar_desktop.models.presets import build_model
 
-        model = build_model(spec.config, seed=config.seed)
-    else:
-        from avatar_desktop.models.store import load_model
+        return build_model(spec.config, seed=config.seed)
+    from avatar_desktop.models.store import load_model
 
-        model = load_model(spec.folder, config=spec.config)
-    generator = StreamingGenerator(model, config)
-    generator.prepare(portrait, expression)
-    return generator
+    return load_model(spec.folder, config=spec.config)

@@ -11,6 +11,9 @@ A photo's body does not move, and an idle face should look like the photo: the g
 translation, not the head sliders' offsets) is scaled by `HEAD_MOTION[state]`, the scale eased over `HEAD_EASE_S`
 at a state change (at most 1 per HEAD_EASE_S). The context keeps the unscaled motion, so the model's own dynamics
 are untouched.
+
+The networks run on a backend (a torch MotionModel through engine/torch_motion.py, or an exported model through
+engine/onnx_runtime.py); everything here is numpy, so the ONNX path imports no torch.
 """
 
 from __future__ import annotations
@@ -20,22 +23,11 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
-import torch
 
 from avatar_desktop.config import EngineConfig, State, expression_vector
 from avatar_desktop.engine.audio_stream import AudioStream
 from avatar_desktop.engine.planner import ChunkPlanner
-from avatar_desktop.models.motion import MotionInputs, MotionModel
-from avatar_desktop.motion_code import (
-    MOTION_DIM,
-    MOTION_HIGH,
-    MOTION_INDEX,
-    MOTION_LOW,
-    clip_code,
-    slider_array,
-    slider_offsets,
-)
-from avatar_desktop.sampling import choose_sampler
+from avatar_desktop.motion_code import MOTION_DIM, MOTION_INDEX, clip_code, slider_array, slider_offsets
 
 SLIDER_EASE_S = 0.2
 """A slider's new value is reached linearly over this many seconds of video (0: at once)."""
@@ -67,39 +59,49 @@ def _sliders(expression: Mapping[str, float]) -> np.ndarray:
     return np.array(expression_vector(expression), np.float32)
 
 
-class MotionStreamer:
-    """Generates one stream of motion codes at a time on the CPU (or `config.device`), float32."""
+def motion_network(model, config: EngineConfig):
+    """The backend that runs `model`: an exported model (engine/onnx_runtime.py ExportedModel) on onnxruntime, a
+    torch MotionModel on torch (imported only then, so that the ONNX path never imports torch)."""
+    from avatar_desktop.engine.onnx_runtime import ExportedModel
 
-    def __init__(self, model: MotionModel, config: EngineConfig = EngineConfig()):
+    if isinstance(model, ExportedModel):
+        return model.motion_network(config)
+    from avatar_desktop.engine.torch_motion import TorchMotionNetwork
+
+    return TorchMotionNetwork(model, config)
+
+
+class MotionStreamer:
+    """Generates one stream of motion codes at a time, float32: `model` a torch MotionModel (run on
+    `config.device`) or an exported motion model (engine/onnx_runtime.py)."""
+
+    def __init__(self, model, config: EngineConfig = EngineConfig()):
         self.config = config
-        self.device = torch.device(config.device)
-        self.model = model.to(self.device).eval()
-        mc = model.config
+        self.network = motion_network(model, config)
+        mc = self.model_config = self.network.config
         self.fps = mc.fps
         self.audio = AudioStream(mc.audio, mc.fps)
         self.samples_per_frame = self.audio.samples_per_frame
         self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
-        chosen = choose_sampler(mc.sampling, config.sampler, config.steps)
-        self.sampler_name, self.steps, self._sampler = chosen.name, chosen.steps, chosen.sample
-        self._sigmas = chosen.sigmas.to(self.device)
+        self.sampler_name, self.steps = self.network.sampler_name, self.network.steps
+        self.context_frames = mc.denoiser.context_frames
         self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._ease_frames = max(1, round(SLIDER_EASE_S * self.fps))
-        self._generator = torch.Generator()  # noise drawn on the CPU: a seed means the same on every device
-        self._neutral = model.normalise(torch.zeros(MOTION_DIM, device=self.device))  # (D,) the photo's own face
-        self._low = torch.from_numpy(MOTION_LOW).to(self.device)  # (D,)
-        self._high = torch.from_numpy(MOTION_HIGH).to(self.device)
+        self.noise = self.network.noise_source(config.seed)
+        self._code_mean = np.array(mc.code_mean or (0.0,) * MOTION_DIM, np.float32)  # (D,) MotionModel.normalise
+        self._code_std = np.array(mc.code_std or (1.0,) * MOTION_DIM, np.float32)
+        self._neutral = self._normalise(np.zeros(MOTION_DIM, np.float32))  # (D,) the photo's own face
         self._target = slider_array(None)  # (E,) the sliders set
         self.reset()
 
     # ----------------------------------------------------------------- setup
-    @torch.inference_mode()
     def prepare(self, expression: Mapping[str, float] | None = None, *, warmup: bool = True) -> None:
         """Set the sliders (held from the first frame, not eased) and, with `warmup`, generate one chunk of each
         planned length and throw it away. Starts a new stream (reset())."""
         if expression is not None:
             self._target = _sliders(expression)
         if warmup:
-            plan = self.model.config.chunks
+            plan = self.model_config.chunks
             fixed = self.config.fixed_chunk
             for length in sorted({fixed} if fixed else {plan.first, plan.after_state_change, plan.steady}):
                 self.reset()
@@ -111,14 +113,14 @@ class MotionStreamer:
         """Start a new stream at frame 0: audio history and context cleared, the sliders held where they are set."""
         self.frame_index = 0
         self.audio.clear()
-        self._context = self._neutral.expand(1, self.model.context_frames, MOTION_DIM).clone()  # (1, M, D)
+        self._context = np.tile(self._neutral, (1, self.context_frames, 1))  # (1, M, D)
         self._sliders = self._target.copy()  # (E,) the sliders of the last frame made
         self._ease_from = self._target.copy()
         self._eased = self._ease_frames  # frames since the last slider change (eased when >= _ease_frames)
         self._last_label: State | None = None
         self._head_scale = HEAD_MOTION[State.IDLE]  # a stream starts from the still photo
         self.planner.reset()
-        self._generator.manual_seed(self.config.seed)
+        self.noise.seed(self.config.seed)
 
     def set_expression(self, expression: Mapping[str, float]) -> None:
         """Named sliders in [-1, 1] (config.EXPRESSION_COMPONENTS); missing ones are 0. A change is eased over
@@ -168,27 +170,22 @@ class MotionStreamer:
         self.planner.commit()
         return self._generate(length, label)
 
-    @torch.inference_mode()
     def _generate(self, frames: int, label: State) -> MotionChunk:
         stage_ms: dict[str, float] = {}
         start = self.frame_index
         clock = time.perf_counter()
-        tokens = self._audio_tokens(start, frames)  # (1, T, N, A)
+        tokens = self.network.audio_tokens(self.audio.windows(start, frames))  # (1, T, N, A)
         stage_ms["audio"] = (time.perf_counter() - clock) * 1000
 
         clock = time.perf_counter()
         sliders = self._slider_frames(frames)  # (T, E)
-        context = self._context + self.model.config.context_noise_sigma * self._randn(self._context.shape)
-        inputs = MotionInputs(context=context, audio=tokens,
-                              label=torch.full((1, frames), int(label), dtype=torch.long, device=self.device),
-                              sliders=torch.from_numpy(sliders)[None].to(self.device))
-        noise = self._randn((1, frames, MOTION_DIM))
-        sample = self._sampler(lambda x, sigma: self.model.denoise(x, sigma, inputs), noise, self._sigmas,
-                               generator=self._generator)  # (1, T, D) normalised
-        residual = self.model.denormalise(sample[0]).clamp(self._low, self._high)  # (T, D) code units
-        self._context = torch.cat([self._context, self.model.normalise(residual)[None]], dim=1)[
-            :, -self.model.context_frames :]
-        motion = residual.cpu().numpy()
+        context = self._context + self.model_config.context_noise_sigma * self.noise.normal(self._context.shape)
+        noise = [self.noise.normal((1, frames, MOTION_DIM)) for _ in range(1 + self.network.fresh_draws)]
+        labels = np.full((1, frames), int(label), np.int64)
+        residual = self.network.sample(tokens, context, labels, sliders[None], noise)  # (T, D) code units
+        self._context = np.concatenate([self._context, self._normalise(residual)[None]], axis=1)[
+            :, -self.context_frames :]
+        motion = residual.copy()
         motion[:, _HEAD] *= self._head_scales(frames, label)[:, None]
         codes = clip_code(motion + slider_offsets(sliders))  # (T, D)
         stage_ms["motion"] = (time.perf_counter() - clock) * 1000
@@ -218,10 +215,6 @@ class MotionStreamer:
         self._sliders = values[-1].copy()
         return values
 
-    def _audio_tokens(self, start: int, frames: int) -> torch.Tensor:
-        """Audio tokens (1, T, N, A) for frames start..start+T-1; audio past the received end is silence."""
-        windows = self.audio.windows(start, frames)
-        return self.model.audio_tokens(windows.to(self.device))
-
-    def _randn(self, shape) -> torch.Tensor:
-        return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device)
+    def _normalise(self, code: np.ndarray) -> np.ndarray:
+        """Codes (..., D) in code units -> the denoiser's units (MotionModel.normalise)."""
+        return (code - self._code_mean) / self._code_std

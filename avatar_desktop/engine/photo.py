@@ -21,7 +21,7 @@ import numpy as np
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.engine.motion_stream import MotionStreamer
 from avatar_desktop.engine.portrait import check_rgb
-from avatar_desktop.engine.streaming import Chunk
+from avatar_desktop.engine.latent_stream import Chunk
 from avatar_desktop.face import FaceMesh, find_face
 from avatar_desktop.motion_code import MOTION_DIM, neutral_code
 from avatar_desktop.render import PhotoRenderer, camera_frame_size, fit_to_camera

@@ -43,6 +43,9 @@ def select_backend(name: str, device: torch.device) -> PrecisionBackend:
             name = "fp16"
         else:
             name = "bf16" if cpu_has_native_bf16() else "fp32"
+    if name == "int8":
+        raise ValueError("precision int8 runs on the ONNX backend: export the model with `avatar-desktop export "
+                         "--model MODEL --out FOLDER --int8 --calibration DATA` and run that folder")
     try:
         return BACKENDS[name]
     except KeyError:

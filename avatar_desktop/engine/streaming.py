@@ -9,68 +9,52 @@ a checkpoint leaves to the engine (SamplingConfig.warped_sliders) warp the decod
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 import torch
 
-from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, State, expression_vector
-from avatar_desktop.engine.audio_stream import AudioStream
-from avatar_desktop.engine.planner import ChunkPlanner
+from avatar_desktop.config import EngineConfig, State, expression_vector
+from avatar_desktop.engine.latent_stream import LATENT_PATH, Chunk, LatentStream  # noqa: F401  (imported from here)
 from avatar_desktop.engine.portrait import check_rgb, square_crop
 from avatar_desktop.engine.precision import select_backend
-from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.sampling import audio_guided, choose_sampler
 
-LATENT_PATH = "latent model"
-"""What the status and `live` call this path."""
+
+def chunk_denoiser(model: AvatarModel, cond: DenoiserInputs, guidance: float, silent: torch.Tensor | None = None):
+    """The clean estimate x, sigma -> D(x, sigma) of one chunk, with audio guidance (sampling.audio_guided) when
+    `guidance` is not 1: both halves in one batch-of-2 denoiser call, `silent` the audio tokens of silence
+    (1, T, N, D). Also what the ONNX export traces (engine/onnx_export.py)."""
+    if guidance == 1.0:
+        return lambda x, sigma: model.denoise(x, sigma, cond)
+    pair = DenoiserInputs(
+        reference=cond.reference.expand(2, -1, -1, -1),
+        motion=cond.motion.expand(2, -1, -1, -1, -1),
+        audio=torch.cat([cond.audio, silent]),
+        label=cond.label.expand(2),
+        expression=cond.expression.expand(2, -1),
+        reference_kv={index: (k.expand(2, -1, -1), v.expand(2, -1, -1)) for index, (k, v) in cond.reference_kv.items()}
+        if cond.reference_kv else None,
+        motion_expression=cond.motion_expression.expand(2, -1),
+    )
+    return audio_guided(lambda x, sigma: model.denoise(torch.cat([x, x]), sigma, pair).chunk(2), guidance)
 
 
-@dataclass
-class Chunk:
-    """frames: uint8 (T, H, W, 3) RGB; timestamps: float64 (T,) media seconds (frame f starts at f / fps);
-    start_frame: index of frames[0] in the stream; label: the state it was generated with;
-    stage_ms: wall time of each stage for this chunk (audio, denoise, decode; decode includes the head re-posing);
-    codes: the photo path's motion codes float32 (T, D) the frames were rendered from (None on the latent path)."""
-
-    frames: np.ndarray
-    timestamps: np.ndarray
-    start_frame: int
-    label: State
-    stage_ms: dict[str, float] = field(default_factory=dict)
-    codes: np.ndarray | None = None
-
-
-class StreamingGenerator:
-    """Generates one stream at a time. The model given is cast and laid out in place for the precision backend."""
-
-    path = LATENT_PATH
-    notice = None  # the photo path's note on the portrait; the latent path has none
+class StreamingGenerator(LatentStream):
+    """Generates one stream at a time on torch. The model given is cast and laid out in place for the precision
+    backend."""
 
     def __init__(self, model: AvatarModel, config: EngineConfig = EngineConfig()):
-        self.config = config
         self.device = torch.device(config.device)
         self.backend = select_backend(config.precision, self.device)
         self.model = self.backend.prepare(model, self.device).eval()
         self.dtype = self.backend.dtype
-        mc = model.config
-        self.fps = mc.fps
-        self.resolution = mc.autoencoder.image_size
-        self.audio = AudioStream(mc.audio, mc.fps)
-        self.samples_per_frame = self.audio.samples_per_frame
-        self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
-
-        sampling = mc.sampling
-        chosen = choose_sampler(sampling, config.sampler, config.steps)
+        self._init_stream(model.config, config)
+        chosen = choose_sampler(model.config.sampling, config.sampler, config.steps)
         self.sampler_name, self.steps, self._sampler = chosen.name, chosen.steps, chosen.sample
         self._sigmas = chosen.sigmas.to(self.device)
-        self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
-        self.slider_speed = sampling.slider_speed if config.slider_speed is None else config.slider_speed
-        self._warped = [EXPRESSION_COMPONENTS.index(name) for name in sampling.warped_sliders]  # slider positions
-        self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
         self._generator = torch.Generator()  # noise is drawn on the CPU: the same seed gives the same video on any device
         self._portrait: torch.Tensor | None = None  # (1, 3, H, W) in [-1, 1]
         self._reference: torch.Tensor | None = None  # (1, C, h, w)
@@ -103,12 +87,9 @@ class StreamingGenerator:
 
     def reset(self) -> None:
         """Start a new stream at frame 0 with the same portrait: audio history and motion frames are cleared."""
-        self.frame_index = 0
-        self.audio.clear()
+        self._reset_stream()
         self._motion: torch.Tensor | None = None  # (1, M, C, h, w)
         self._motion_expression = torch.zeros_like(self._expression)  # what the motion frames show (the portrait: 0)
-        self._last_label: State | None = None
-        self.planner.reset()
         self._generator.manual_seed(self.config.seed)
 
     def describe(self) -> dict:
@@ -128,51 +109,10 @@ class StreamingGenerator:
         }
 
     @property
-    def frame_size(self) -> tuple[int, int]:
-        """(width, height) of the frames step() returns."""
-        return self.resolution, self.resolution
-
-    @property
-    def samples_received(self) -> int:
-        return self.audio.received
+    def _prepared(self) -> bool:
+        return self._reference is not None
 
     # ----------------------------------------------------------------- streaming
-    def step(
-        self,
-        audio: np.ndarray | None,
-        label: State | int = State.SPEAKING,
-        expression: Mapping[str, float] | None = None,
-        *,
-        end_of_stream: bool = False,
-    ) -> Chunk | None:
-        """Append `audio` (float32 (N,) 16 kHz mono, may be empty) and generate the next chunk if its audio is there.
-
-        Returns None when more audio is needed (or, with end_of_stream, when every frame has been generated).
-        With end_of_stream the stream is taken as complete: it has round(samples / samples_per_frame) frames,
-        and the lookahead past its end is silence.
-        """
-        if self._reference is None:
-            raise RuntimeError("call prepare(portrait) before step()")
-        if audio is not None:
-            self.push_audio(audio)
-        if expression is not None:
-            self.set_expression(expression)
-        label = State(label)
-
-        planned = self.planner.length(state_changed=self._state_changed(label))
-        length = self.audio.chunk_length(planned, self.frame_index, end_of_stream=end_of_stream)
-        if length is None:
-            return None
-        self.planner.commit()
-        return self._generate(length, label)
-
-    def push_audio(self, audio: np.ndarray) -> None:
-        """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
-        self.audio.push(audio)
-
-    def _state_changed(self, label: State) -> bool:
-        return self._last_label is not None and label != self._last_label
-
     @torch.no_grad()
     def _generate(self, frames: int, label: State) -> Chunk:
         stage_ms: dict[str, float] = {}
@@ -191,25 +131,16 @@ class StreamingGenerator:
         stage_ms["denoise"] = (time.perf_counter() - clock) * 1000
 
         clock = time.perf_counter()
-        images = self.model.autoencoder.decode(latents[0].contiguous(memory_format=torch.channels_last))
-        pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        frames_rgb = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (T, H, W, 3)
-        if self._warped:
-            warped_values = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
-            warped_values[self._warped] = expression[0, self._warped].cpu().numpy()
-            frames_rgb = warp(frames_rgb, warped_values)
+        pixels = decode_pixels(self.model.autoencoder, latents[0].contiguous(memory_format=torch.channels_last))
+        frames_rgb = pixels.cpu().numpy()
+        chunk = self._finish_chunk(frames_rgb, expression[0].float().cpu().numpy(), label, stage_ms)
         stage_ms["decode"] = (time.perf_counter() - clock) * 1000
-
-        self.frame_index += frames
-        self._last_label = label
-        self.audio.trim(self.frame_index)
-        timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
-        return Chunk(frames_rgb, timestamps, start, label, stage_ms)
+        return chunk
 
     def _audio_tokens(self, start: int, frames: int) -> torch.Tensor:
         """Audio tokens (1, T, N, D) for frames start..start+T-1; audio past the received end is silence."""
         windows = self.audio.windows(start, frames)
-        return self.model.audio_encoder(windows.to(self.device)).to(self.dtype)
+        return self.model.audio_encoder(torch.from_numpy(windows).to(self.device)).to(self.dtype)
 
     def _denoise(self, reference, reference_kv, tokens, label: State, expression: torch.Tensor) -> torch.Tensor:
         """The chunk's latents (1, T, C, h, w) for audio tokens (1, T, N, D) and sliders (1, E); keeps the motion
@@ -256,24 +187,12 @@ class StreamingGenerator:
         return expression
 
     def _denoiser(self, cond: DenoiserInputs):
-        """The clean estimate x, sigma -> D(x, sigma) for this chunk, with audio guidance (sampling.audio_guided)
-        when its scale is not 1, both halves in one batch-of-2 denoiser call."""
+        """The clean estimate x, sigma -> D(x, sigma) for this chunk (chunk_denoiser)."""
         if self.audio_guidance == 1.0:
-            return lambda x, sigma: self.model.denoise(x, sigma, cond)
+            return chunk_denoiser(self.model, cond, 1.0)
         window = self.samples_per_frame + self.audio.past_samples + self.audio.lookahead_samples
         silent = self.model.audio_encoder(torch.zeros(1, cond.audio.shape[1], window, device=self.device)).to(self.dtype)
-        pair = DenoiserInputs(
-            reference=cond.reference.expand(2, -1, -1, -1),
-            motion=cond.motion.expand(2, -1, -1, -1, -1),
-            audio=torch.cat([cond.audio, silent]),
-            label=cond.label.expand(2),
-            expression=cond.expression.expand(2, -1),
-            reference_kv={index: (k.expand(2, -1, -1), v.expand(2, -1, -1)) for index, (k, v) in cond.reference_kv.items()}
-            if cond.reference_kv else None,
-            motion_expression=cond.motion_expression.expand(2, -1),
-        )
-        return audio_guided(lambda x, sigma: self.model.denoise(torch.cat([x, x]), sigma, pair).chunk(2),
-                            self.audio_guidance)
+        return chunk_denoiser(self.model, cond, self.audio_guidance, silent)
 
     def _randn(self, shape) -> torch.Tensor:
         return torch.randn(shape, generator=self._generator, dtype=torch.float32).to(self.device, self.dtype)
@@ -284,9 +203,15 @@ class StreamingGenerator:
         return reference, reference_kv
 
     def _warm_up(self) -> None:
-        plan = self.model.config.chunks
-        lengths = {self.config.fixed_chunk} if self.config.fixed_chunk else {plan.first, plan.after_state_change, plan.steady}
-        for length in sorted(lengths):
+        for length in self._warm_up_lengths():
             self.reset()
             self.audio.push(np.zeros(length * self.samples_per_frame + self.audio.lookahead_samples, np.float32))
             self._generate(length, State.SPEAKING)
+
+
+def decode_pixels(autoencoder: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """Latents (T, C, h, w) -> frames uint8 (T, H, W, 3) RGB, on the latents' device. Also what the ONNX export
+    traces."""
+    images = autoencoder.decode(latents)
+    pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return pixels.permute(0, 2, 3, 1)

@@ -138,12 +138,11 @@ class ModelSource:
     """A model through the streaming engine: audio fed one video frame at a time, with that frame's label and
     sliders, as the live app does."""
 
-    def __init__(self, model_name: str, engine: EngineConfig) -> None:
-        from avatar_desktop.engine.streaming import StreamingGenerator
-        from avatar_desktop.models.store import load_model
+    def __init__(self, model_name: str, engine: EngineConfig, backend: str | None = None) -> None:
+        from avatar_desktop.engine.model_spec import ModelSpec, latent_generator
 
         self.name = str(model_name)
-        self.generator = StreamingGenerator(load_model(model_name, device=engine.device), engine)
+        self.generator = latent_generator(ModelSpec(model_name, backend=backend), engine)
         self._prepared_for: bytes | None = None
 
     def _prepare(self, portrait: np.ndarray) -> None:
@@ -223,9 +222,10 @@ class AutoencoderSource:
         return self._round_trip(truth[None])[0]
 
 
-def frame_source(model: str, engine: EngineConfig, *, autoencoder_only: bool = False) -> FrameSource:
-    """'ground-truth', 'static', 'still-head', or a model name/folder (loaded through the engine, or only its
-    autoencoder)."""
+def frame_source(model: str, engine: EngineConfig, *, autoencoder_only: bool = False,
+                 backend: str | None = None) -> FrameSource:
+    """'ground-truth', 'static', 'still-head', or a model name/folder (loaded through the engine on `backend`, the
+    folder's by default, or only its autoencoder)."""
     if model == GroundTruthSource.name:
         return GroundTruthSource()
     if model == StillHeadSource.name:
@@ -234,7 +234,7 @@ def frame_source(model: str, engine: EngineConfig, *, autoencoder_only: bool = F
         return StaticSource()
     if autoencoder_only:
         return AutoencoderSource(model, engine.device)
-    return ModelSource(model, engine)
+    return ModelSource(model, engine, backend)
 
 
 def clip_stream(clip: Clip, frames: int | None = None) -> Stream:

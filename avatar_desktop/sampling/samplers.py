@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -61,16 +61,22 @@ def heun_step(denoiser: Denoiser, x: torch.Tensor, sigma: torch.Tensor, sigma_ne
 
 @torch.no_grad()
 def sample_consistency(
-    denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *, generator=None, sigma_min: float = 0.002
+    denoiser: Denoiser, noise: torch.Tensor, sigmas: torch.Tensor, *, generator=None, sigma_min: float = 0.002,
+    fresh_noise: Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Multistep consistency sampling; sigmas (K,) with K in 1..4, no trailing 0. K evaluations.
 
-    Each step maps to a clean estimate, then re-noises it to the next level with fresh noise from `generator`
-    (a CPU generator: the noise is drawn on the CPU and moved, so a seed means the same on every device).
+    Each step maps to a clean estimate, then re-noises it to the next level with fresh noise: `fresh_noise[k]`
+    (K - 1 tensors of noise's shape, drawn by the caller: an exported graph takes them as an input) or else drawn
+    from `generator` (a CPU generator: the noise is drawn on the CPU and moved, so a seed means the same on every
+    device).
     """
     x0 = denoiser(noise * sigmas[0], sigmas[0])
-    for sigma in sigmas[1:]:
-        fresh = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
+    for step, sigma in enumerate(sigmas[1:]):
+        if fresh_noise is None:
+            fresh = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device, x0.dtype)
+        else:
+            fresh = fresh_noise[step].to(x0.dtype)
         x0 = denoiser(x0 + fresh * (sigma**2 - sigma_min**2).sqrt(), sigma)
     return x0
 

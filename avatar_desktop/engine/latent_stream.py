@@ -1,0 +1,126 @@
+"""What the latent model's two backends share (engine/streaming.py on torch, engine/onnx_runtime.py on
+onnxruntime): the Chunk they return, and LatentStream, the streaming bookkeeping around a backend's `_generate`.
+Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from avatar_desktop.config import EXPRESSION_COMPONENTS, EngineConfig, ModelConfig, State
+from avatar_desktop.engine.audio_stream import AudioStream
+from avatar_desktop.engine.planner import ChunkPlanner
+from avatar_desktop.engine.slider_warp import warp
+
+LATENT_PATH = "latent model"
+"""What the status and `live` call this path."""
+
+
+@dataclass
+class Chunk:
+    """frames: uint8 (T, H, W, 3) RGB; timestamps: float64 (T,) media seconds (frame f starts at f / fps);
+    start_frame: index of frames[0] in the stream; label: the state it was generated with;
+    stage_ms: wall time of each stage for this chunk (audio, denoise, decode; decode includes the head re-posing);
+    codes: the photo path's motion codes float32 (T, D) the frames were rendered from (None on the latent path)."""
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    start_frame: int
+    label: State
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    codes: np.ndarray | None = None
+
+
+class LatentStream:
+    """step() / push_audio() of a latent generator: audio in, and the next chunk once its audio is there.
+    A backend calls `_init_stream` in its constructor and implements `prepare`, `reset` (calling `_reset_stream`),
+    `set_expression` and `_generate(frames, label) -> Chunk`."""
+
+    path = LATENT_PATH
+    notice = None  # the photo path's note on the portrait; the latent path has none
+
+    def _init_stream(self, mc: ModelConfig, config: EngineConfig) -> None:
+        self.config = config
+        self.fps = mc.fps
+        self.resolution = mc.autoencoder.image_size
+        self.audio = AudioStream(mc.audio, mc.fps)
+        self.samples_per_frame = self.audio.samples_per_frame
+        self.lookahead_s = self.audio.lookahead_samples / (self.samples_per_frame * self.fps)
+        sampling = mc.sampling
+        self.audio_guidance = sampling.audio_guidance if config.audio_guidance is None else config.audio_guidance
+        self.slider_speed = sampling.slider_speed if config.slider_speed is None else config.slider_speed
+        self._warped = [EXPRESSION_COMPONENTS.index(name) for name in sampling.warped_sliders]  # slider positions
+        self.planner = ChunkPlanner(mc.chunks, max_frames=mc.denoiser.max_chunk_frames, fixed=config.fixed_chunk)
+
+    def _reset_stream(self) -> None:
+        """Frame 0, no audio, no previous state, the chunk plan from its start."""
+        self.frame_index = 0
+        self.audio.clear()
+        self._last_label: State | None = None
+        self.planner.reset()
+
+    def _warm_up_lengths(self) -> list[int]:
+        """The chunk lengths prepare() warms up: each the plan uses (or the fixed one)."""
+        plan = self.planner.plan
+        fixed = self.config.fixed_chunk
+        return sorted({fixed} if fixed else {plan.first, plan.after_state_change, plan.steady})
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames step() returns."""
+        return self.resolution, self.resolution
+
+    @property
+    def samples_received(self) -> int:
+        return self.audio.received
+
+    def step(
+        self,
+        audio: np.ndarray | None,
+        label: State | int = State.SPEAKING,
+        expression: Mapping[str, float] | None = None,
+        *,
+        end_of_stream: bool = False,
+    ) -> Chunk | None:
+        """Append `audio` (float32 (N,) 16 kHz mono, may be empty) and generate the next chunk if its audio is there.
+
+        Returns None when more audio is needed (or, with end_of_stream, when every frame has been generated).
+        With end_of_stream the stream is taken as complete: it has round(samples / samples_per_frame) frames,
+        and the lookahead past its end is silence.
+        """
+        if not self._prepared:
+            raise RuntimeError("call prepare(portrait) before step()")
+        if audio is not None:
+            self.push_audio(audio)
+        if expression is not None:
+            self.set_expression(expression)
+        label = State(label)
+
+        state_changed = self._last_label is not None and label != self._last_label
+        planned = self.planner.length(state_changed=state_changed)
+        length = self.audio.chunk_length(planned, self.frame_index, end_of_stream=end_of_stream)
+        if length is None:
+            return None
+        self.planner.commit()
+        return self._generate(length, label)
+
+    def push_audio(self, audio: np.ndarray) -> None:
+        """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
+        self.audio.push(audio)
+
+    def _finish_chunk(self, frames_rgb: np.ndarray, warped_sliders: np.ndarray, label: State,
+                      stage_ms: dict[str, float]) -> Chunk:
+        """The chunk of decoded frames uint8 (T, H, W, 3), re-posed by the sliders the engine warps (float32 (E,)
+        values of all sliders; only the warped ones are read); advances the stream past it."""
+        if self._warped:
+            values = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
+            values[self._warped] = warped_sliders[self._warped]
+            frames_rgb = warp(frames_rgb, values)
+        start, frames = self.frame_index, len(frames_rgb)
+        self.frame_index += frames
+        self._last_label = label
+        self.audio.trim(self.frame_index)
+        timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
+        return Chunk(frames_rgb, timestamps, start, label, stage_ms)
