@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 
+from avatar_desktop import DESCRIPTION, __version__
 from avatar_desktop.commands import COMMANDS
 from avatar_desktop.errors import AvatarError
 
@@ -37,9 +38,10 @@ os.register_at_fork(after_in_child=_default_sigterm)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avatar-desktop",
-        description="A talking avatar of your portrait, driven by your microphone, on a virtual camera.",
+        description=DESCRIPTION,
         epilog="Without a command, the desktop window opens.",
     )
+    parser.add_argument("--version", action="version", version=f"avatar-desktop {__version__}")
     sub = parser.add_subparsers(dest="command")
     for name, (help_text, (add_arguments, _)) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
