@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
-from PySide6.QtGui import QAction, QImage, QPixmap
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,6 +32,7 @@ from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.gui.catalog import (
+    ICONS,
     PORTRAIT_SUFFIXES,
     ModelChoice,
     audio_devices,
@@ -49,6 +50,14 @@ from avatar_desktop.runtime.session import RuntimeConfig, SessionConfig
 THUMBNAIL_SIZE = 96
 
 
+def application_icon() -> QIcon:
+    """The app's icon at every size packaging/make_icons.py made (assets/icons); an empty icon without the files."""
+    icon = QIcon()
+    for path in sorted(ICONS.glob("avatar-desktop-*.png")):
+        icon.addFile(str(path))
+    return icon
+
+
 class MainWindow(QMainWindow):
     """The desktop window around one SessionController.
 
@@ -61,6 +70,7 @@ class MainWindow(QMainWindow):
                  runtime: RuntimeConfig = RuntimeConfig(), autostart: bool = True):
         super().__init__()
         self.setWindowTitle("Avatar Desktop")
+        self.setWindowIcon(application_icon())
         self.setAcceptDrops(True)
         self.store = store
         self.runtime = runtime
@@ -390,6 +400,7 @@ class MainWindow(QMainWindow):
         """Help > About: the version, what the app does, the licence and project line (window-modal, not blocking)."""
         self.about_box = QMessageBox(self)
         self.about_box.setWindowTitle("About Avatar Desktop")
+        self.about_box.setIconPixmap(self.windowIcon().pixmap(64))
         self.about_box.setText(f"<b>Avatar Desktop</b> {__version__}")
         self.about_box.setInformativeText(f"{DESCRIPTION}\n\n{PROJECT_LINE}")
         self.about_box.open()
