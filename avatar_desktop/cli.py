@@ -1,7 +1,9 @@
 """`avatar-desktop` command line: a thin argparse layer over the library; each subcommand lives in one function.
 
 Subcommands live in avatar_desktop/commands/, one module each, registered in `commands.registry.COMMANDS`.
-Library code never parses arguments: it takes typed configs. An AvatarError becomes one clear line and exit code 2.
+Library code never parses arguments: it takes typed configs. An AvatarError becomes one clear line and exit code 2,
+as does a command whose modules the installed (frozen) app leaves out (training, evaluation:
+packaging/avatar-desktop.spec).
 SIGTERM stops a command (not the window, whose event loop keeps the default) the way Ctrl-C does, exit code 143:
 every `finally` runs, so the commands' partial output is removed.
 """
@@ -60,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except AvatarError as error:
         print(f"avatar-desktop {args.command}: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if not (getattr(sys, "frozen", False) and (error.name or "").startswith("avatar_desktop.")):
+            raise
+        print(f"avatar-desktop {args.command}: not part of the installed app ({error.name} is left out of it): "
+              "run it from a source checkout (README: From source)", file=sys.stderr)
         return 2
     except Terminated:
         print(f"avatar-desktop {args.command}: stopped (SIGTERM)", file=sys.stderr)
