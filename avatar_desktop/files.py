@@ -20,7 +20,6 @@ import numpy as np
 from avatar_desktop.errors import AvatarError, OutputError
 
 
-
 def app_root() -> Path:
     """The folder holding the app's own models/ and assets/: a frozen build's bundle folder (PyInstaller's
     sys._MEIPASS, where packaging/avatar-desktop.spec puts them), else the repository."""

@@ -5,10 +5,12 @@
 #     packaging/linux/build_deb.sh [--frozen DIR] [--out DIR] [--compression xz|zstd|gzip]
 #
 # --frozen DIR: package an already frozen folder (the spec's dist/avatar-desktop) instead of freezing again.
-# --out DIR: where the .deb goes (default: build/deb). --compression: dpkg-deb's (default xz, the smallest package
-# and the slowest to build: packaging/README.md has the sizes and times; zstd needs dpkg >= 1.21.18 to install). PYTHON: the interpreter of a virtual environment holding the
-# app's runtime dependencies (default: .venv/bin/python, what `make setup` makes); PyInstaller is installed into it
-# from packaging/requirements.txt when missing. DEB_MAINTAINER: the package's Maintainer field.
+# --out DIR: where the .deb goes (default: build/deb).
+# --compression: dpkg-deb's (default xz: the smallest package and the slowest to build; zstd needs dpkg >= 1.21.18
+# to install; packaging/README.md has the sizes and times).
+# PYTHON: the interpreter of a virtual environment holding the app's runtime dependencies (default: .venv/bin/python,
+# what `make setup` makes); PyInstaller is installed into it from packaging/requirements.txt when missing.
+# DEB_MAINTAINER: the package's Maintainer field.
 #
 # The package installs the folder to /opt/avatar-desktop, links /usr/bin/avatar-desktop to its executable, and adds
 # a menu entry and the icon (hicolor theme). Depends: the system libraries the frozen executables load (found with

@@ -71,11 +71,13 @@ code=0; run_app doctor --json > "$OUTS/doctor.json" || code=$?
 [ "$(json_value "$OUTS/doctor.json" 'd["models"]["ok"] and d["photo_path"]["ok"]')" = True ] ||
     fail "doctor did not find the bundled models: $(cat "$OUTS/doctor.json")"
 run_app doctor > "$OUTS/doctor.txt" || true
-grep -q "modprobe v4l2loopback .*exclusive_caps=1" "$OUTS/doctor.txt" || fail "doctor does not say how to load v4l2loopback"
+grep -q "modprobe v4l2loopback .*exclusive_caps=1" "$OUTS/doctor.txt" ||
+    fail "doctor does not say how to load v4l2loopback"
 
 step "render: the bundled drawn portrait on the latent model"
 run_app render --portrait "$ASSETS/portrait_1.png" --audio "$ASSETS/sample_speech.wav" --model default \
-    --out "$OUTS/drawn.mp4" > "$OUTS/render_drawn.log" 2>&1 || fail "render (drawn): $(tail -5 "$OUTS/render_drawn.log")"
+    --out "$OUTS/drawn.mp4" > "$OUTS/render_drawn.log" 2>&1 ||
+    fail "render (drawn): $(tail -5 "$OUTS/render_drawn.log")"
 grep -q "latent model" "$OUTS/render_drawn.log" || fail "render (drawn) did not run the latent model"
 [ -s "$OUTS/drawn.mp4" ] || fail "render (drawn) wrote no video"
 
@@ -100,7 +102,8 @@ export PULSE_SERVER=unix:$WORK/run/pulse/native
 for _ in $(seq 50); do [ -S "$WORK/run/pulse/native" ] && break; sleep 0.2; done
 [ -S "$WORK/run/pulse/native" ] || fail "the PulseAudio rig did not start: $(cat "$WORK/pulse.log")"
 ( while kill -0 "$PULSE_PID" 2>/dev/null; do
-      env -i XDG_RUNTIME_DIR="$WORK/run" PULSE_SERVER="$PULSE_SERVER" paplay --device=vsink "$ASSETS/sample_speech.wav" || sleep 1
+      env -i XDG_RUNTIME_DIR="$WORK/run" PULSE_SERVER="$PULSE_SERVER" \
+          paplay --device=vsink "$ASSETS/sample_speech.wav" || sleep 1
   done ) >/dev/null 2>&1 &
 
 step "live: the photo, 20 s, no virtual camera (the frames go to the camera sender all the same); timed"
@@ -122,7 +125,8 @@ INSTALLED_MB=$(du -sm "$INSTALL" | cut -f1)
 {
     echo "package: $(basename "$DEB") $PACKAGE_MB MB"
     echo "installed: $INSTALLED_MB MB"
-    echo "cold start, launch of \`avatar-desktop live\` -> first frame sent: $COLD_START s (session start -> first frame: $SESSION_START s)"
+    echo "cold start, launch of \`avatar-desktop live\` -> first frame sent: $COLD_START s" \
+        "(session start -> first frame: $SESSION_START s)"
 } | tee "$OUTS/measurements.txt"
 if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp -r "$OUTS"/. "$KEEP"/; fi
 step "all steps passed"
