@@ -1,7 +1,9 @@
 """`avatar-desktop` command line: a thin argparse layer over the library; each subcommand lives in one function.
 
 Subcommands live in avatar_desktop/commands/, one module each, registered in `commands.registry.COMMANDS`.
-Library code never parses arguments: it takes typed configs. An AvatarError becomes one clear line and exit code 2.
+Library code never parses arguments: it takes typed configs. An AvatarError becomes one clear line and exit code 2,
+as does a command whose modules the installed (frozen) app leaves out (training, evaluation:
+packaging/avatar-desktop.spec).
 SIGTERM stops a command (not the window, whose event loop keeps the default) the way Ctrl-C does, exit code 143:
 every `finally` runs, so the commands' partial output is removed.
 """
@@ -13,6 +15,7 @@ import os
 import signal
 import sys
 
+from avatar_desktop import DESCRIPTION, __version__
 from avatar_desktop.commands import COMMANDS
 from avatar_desktop.errors import AvatarError
 
@@ -37,9 +40,10 @@ os.register_at_fork(after_in_child=_default_sigterm)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avatar-desktop",
-        description="A talking avatar of your portrait, driven by your microphone, on a virtual camera.",
+        description=DESCRIPTION,
         epilog="Without a command, the desktop window opens.",
     )
+    parser.add_argument("--version", action="version", version=f"avatar-desktop {__version__}")
     sub = parser.add_subparsers(dest="command")
     for name, (help_text, (add_arguments, _)) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
@@ -58,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except AvatarError as error:
         print(f"avatar-desktop {args.command}: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if not (getattr(sys, "frozen", False) and (error.name or "").startswith("avatar_desktop.")):
+            raise
+        print(f"avatar-desktop {args.command}: not part of the installed app ({error.name} is left out of it): "
+              "run it from a source checkout (README: From source)", file=sys.stderr)
         return 2
     except Terminated:
         print(f"avatar-desktop {args.command}: stopped (SIGTERM)", file=sys.stderr)

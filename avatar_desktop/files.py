@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,14 @@ import cv2
 import numpy as np
 
 from avatar_desktop.errors import AvatarError, OutputError
+
+
+def app_root() -> Path:
+    """The folder holding the app's own models/ and assets/: a frozen build's bundle folder (PyInstaller's
+    sys._MEIPASS, where packaging/avatar-desktop.spec puts them), else the repository."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    return Path(bundle) if bundle else Path(__file__).resolve().parents[1]
+
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, at import: the permissions a plain open() would give a new file

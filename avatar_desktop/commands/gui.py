@@ -16,12 +16,15 @@ def _add(p: argparse.ArgumentParser) -> None:
                         "preset (default: the last one used, else the model named 'default')")
     p.add_argument("--settings", type=Path, default=None, help="settings file (default: the user's)")
     p.add_argument("--seconds", type=float, default=None, help="close the window after this many seconds")
+    p.add_argument("--screenshot", type=Path, default=None,
+                   help="with --seconds: save a picture of the window (PNG) to this file just before it closes")
 
 
 def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.gui.app import run_window
 
-    return run_window(portrait=args.portrait, model=args.model, settings=args.settings, seconds=args.seconds)
+    return run_window(portrait=args.portrait, model=args.model, settings=args.settings, seconds=args.seconds,
+                      screenshot=args.screenshot)
 
 
 command("gui", "The desktop window: live preview, expression, state, devices and model")((_add, _run))

@@ -9,9 +9,12 @@ from pathlib import Path
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
 from avatar_desktop.engine.model_spec import ModelSpec
 from avatar_desktop.errors import AvatarError, CheckpointError
+from avatar_desktop.files import app_root
 
 PORTRAIT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
+ASSETS = app_root() / "assets"
+ICONS = ASSETS / "icons"
+"""The application icon, avatar-desktop-N.png at N x N pixels (made by packaging/make_icons.py)."""
 
 
 @dataclass(frozen=True)

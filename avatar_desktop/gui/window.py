@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
-from PySide6.QtGui import QAction, QImage, QPixmap
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QInputDialog,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -25,11 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from avatar_desktop import DESCRIPTION, PROJECT_LINE, __version__
 from avatar_desktop.audio.capture import CaptureConfig
 from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, InputFileError
 from avatar_desktop.gui.catalog import (
+    ICONS,
     PORTRAIT_SUFFIXES,
     ModelChoice,
     audio_devices,
@@ -47,6 +50,14 @@ from avatar_desktop.runtime.session import RuntimeConfig, SessionConfig
 THUMBNAIL_SIZE = 96
 
 
+def application_icon() -> QIcon:
+    """The app's icon at every size packaging/make_icons.py made (assets/icons); an empty icon without the files."""
+    icon = QIcon()
+    for path in sorted(ICONS.glob("avatar-desktop-*.png")):
+        icon.addFile(str(path))
+    return icon
+
+
 class MainWindow(QMainWindow):
     """The desktop window around one SessionController.
 
@@ -59,6 +70,7 @@ class MainWindow(QMainWindow):
                  runtime: RuntimeConfig = RuntimeConfig(), autostart: bool = True):
         super().__init__()
         self.setWindowTitle("Avatar Desktop")
+        self.setWindowIcon(application_icon())
         self.setAcceptDrops(True)
         self.store = store
         self.runtime = runtime
@@ -135,6 +147,9 @@ class MainWindow(QMainWindow):
         self.overlay_action = QAction("Show &overlay (fps, latency, state)", self, checkable=True)
         self.overlay_action.setShortcut("Ctrl+Shift+O")
         view.addAction(self.overlay_action)
+        self.about_action = QAction("&About Avatar Desktop", self)
+        self.menuBar().addMenu("&Help").addAction(self.about_action)
+        self.about_box: QMessageBox | None = None
         self.status_label = QLabel("Not started")
         self.statusBar().addWidget(self.status_label, 1)
 
@@ -193,6 +208,7 @@ class MainWindow(QMainWindow):
         self.expression_panel.save_button.clicked.connect(self._ask_preset_name)
         self.expression_panel.presets_changed.connect(self._presets_changed)
         self.overlay_action.toggled.connect(self._overlay_toggled)
+        self.about_action.triggered.connect(self.show_about)
         self.open_button.clicked.connect(self._open_dialog)
         self.recent_box.textActivated.connect(self.open_portrait)
         self.model_box.currentIndexChanged.connect(self._model_chosen)
@@ -379,6 +395,15 @@ class MainWindow(QMainWindow):
     def _overlay_toggled(self, visible: bool) -> None:
         self.settings.overlay_visible = visible
         self.preview.set_overlay_visible(visible)
+
+    def show_about(self) -> None:
+        """Help > About: the version, what the app does, the licence and project line (window-modal, not blocking)."""
+        self.about_box = QMessageBox(self)
+        self.about_box.setWindowTitle("About Avatar Desktop")
+        self.about_box.setIconPixmap(self.windowIcon().pixmap(64))
+        self.about_box.setText(f"<b>Avatar Desktop</b> {__version__}")
+        self.about_box.setInformativeText(f"{DESCRIPTION}\n\n{PROJECT_LINE}")
+        self.about_box.open()
 
     # ------------------------------------------------------------------ problems and status
     def show_problem(self, problem: Problem) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from avatar_desktop.config import ModelConfig, MotionModelConfig
 from avatar_desktop.errors import CheckpointError
+from avatar_desktop.files import app_root
 
 FORMAT = "avatar-desktop-model"
 FORMAT_VERSION = 1
@@ -22,11 +23,12 @@ MODELS_ENV = "AVATAR_DESKTOP_MODELS"
 
 
 def model_search_path() -> list[Path]:
-    """Folders where model names are looked up, in order: $AVATAR_DESKTOP_MODELS, the user's folder, the repo's models/."""
+    """Folders where model names are looked up, in order: $AVATAR_DESKTOP_MODELS, the user's folder, the models/ of
+    the repository or of the installed bundle (files.app_root)."""
     paths = [Path(p) for p in os.environ.get(MODELS_ENV, "").split(os.pathsep) if p]
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     paths.append(data_home / "avatar-desktop" / "models")
-    paths.append(Path(__file__).resolve().parents[2] / "models")
+    paths.append(app_root() / "models")
     return paths
 
 

@@ -52,6 +52,7 @@ class SessionStats:
         self.fresh = 0
         self.repeated_after_first = 0
         self._first_frame_at: float | None = None
+        self._first_frame_unix: float | None = None  # wall clock (s since the epoch): compared with a process start
         self._last_tick: float | None = None
         self.tick_interval_ms = Histogram(2000)
         self.generation_latency_ms = Histogram()
@@ -78,6 +79,7 @@ class SessionStats:
                 self.fresh += 1
                 if self._first_frame_at is None:
                     self._first_frame_at = sent_at
+                    self._first_frame_unix = time.time()
             elif self._first_frame_at is not None:
                 self.repeated_after_first += 1
 
@@ -109,6 +111,7 @@ class SessionStats:
             since_first = None if self._first_frame_at is None else time.monotonic() - self._first_frame_at
             shown_since_first = self.fresh + self.repeated_after_first
             mic = np.array(self.mic_to_camera_ms) if self.mic_to_camera_ms else None
+            first_frame_s = None if self._first_frame_at is None else round(self._first_frame_at - self.started, 3)
             return {
                 "seconds": round(elapsed, 3),
                 "delivered_fps": (
@@ -116,6 +119,8 @@ class SessionStats:
                 ),
                 "frames_sent": self.ticks,
                 "new_frames": self.fresh,
+                "first_frame_s": first_frame_s,  # session start -> first generated frame sent
+                "first_frame_unix": None if self._first_frame_unix is None else round(self._first_frame_unix, 3),
                 "new_frames_fps": round(self.fresh / since_first, 3) if since_first else None,
                 "repeated_frames": self.repeated_after_first,
                 "repeated_ratio": round(self.repeated_after_first / shown_since_first, 4) if shown_since_first else None,

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import sys
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from avatar_desktop.errors import CheckpointError
 from avatar_desktop.models.presets import build_model, tiny_test_config
-from avatar_desktop.models.store import MODELS_ENV, list_models, load_model, save_model
+from avatar_desktop.models.store import MODELS_ENV, list_models, load_model, model_search_path, save_model
 
 
 def test_round_trip_is_bit_exact(tiny_model, tmp_path):
@@ -42,6 +43,17 @@ def test_names_resolve_on_the_search_path(tiny_model, tmp_path, monkeypatch):
     assert load_model("mine").config == tiny_model.config
     with pytest.raises(CheckpointError, match=r"no model named 'nope' \(available: .*mine"):
         load_model("nope")
+
+
+def test_a_frozen_build_finds_the_models_in_its_bundle(tiny_model, tmp_path, monkeypatch):
+    """PyInstaller's bootloader sets sys._MEIPASS to the bundle folder, which holds models/ (the spec puts it there)."""
+    save_model(tiny_model, tmp_path / "bundle" / "models" / "default")
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "bundle"), raising=False)
+    assert model_search_path()[-1] == tmp_path / "bundle" / "models"
+    assert list_models() == {"default": tmp_path / "bundle" / "models" / "default"}
+    assert load_model("default").config == tiny_model.config
 
 
 def test_pickle_file_is_refused_without_unpickling(tmp_path):

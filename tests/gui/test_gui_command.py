@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PySide6.QtGui import QImage
 
 from avatar_desktop.gui.settings import SettingsStore
 
@@ -38,3 +39,26 @@ def test_without_a_display_it_says_what_to_do(tmp_path):
                           timeout=60)
     assert done.returncode == 2
     assert "no display to open the window on" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_gui_saves_a_screenshot_of_the_window_before_it_closes(pulse, model_dirs, portrait_files, tmp_path):
+    shot = tmp_path / "shots" / "window.png"
+    done = subprocess.run(
+        [AVATAR_DESKTOP, "gui", "--portrait", str(portrait_files[0]), "--model", "tiny",
+         "--settings", str(tmp_path / "settings.ini"), "--seconds", "4", "--screenshot", str(shot)],
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    picture = QImage(str(shot))
+    assert (picture.width(), picture.height()) == (1180, 760)  # the window's first size
+    assert len({picture.pixel(x, 380) for x in range(0, 1180, 20)}) > 3  # drawn widgets, not one flat colour
+
+
+def test_a_screenshot_needs_seconds(tmp_path):
+    done = subprocess.run([AVATAR_DESKTOP, "gui", "--screenshot", str(tmp_path / "window.png")],
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "--screenshot needs --seconds" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "window.png").exists()

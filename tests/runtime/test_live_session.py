@@ -75,6 +75,19 @@ def test_speech_drives_states_and_the_camera_runs_at_30_fps(pulse, speech, recor
     assert camera.closed
 
 
+def test_the_first_generated_frame_is_timed_from_the_session_start_and_on_the_wall_clock():
+    stats = SessionStats()
+    assert stats.snapshot()["first_frame_s"] is None and stats.snapshot()["first_frame_unix"] is None
+    stats.tick(stats.started + 0.5, fresh=False)  # the portrait placeholder: not a generated frame
+    before = time.time()
+    stats.tick(stats.started + 1.25, fresh=True)
+    after = time.time()
+    stats.tick(stats.started + 1.3, fresh=True)
+    snapshot = stats.snapshot()
+    assert snapshot["first_frame_s"] == 1.25
+    assert round(before, 3) <= snapshot["first_frame_unix"] <= round(after, 3)
+
+
 def test_speech_onsets_from_before_the_first_frame_are_not_timed():
     """A sound while the session still starts (no frame yet) would time the startup, not the mic-to-camera path."""
     audio = AudioRing.create(None, seconds=2.0, block_samples=320)
