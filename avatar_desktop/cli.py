@@ -24,6 +24,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that the command unwinds as it does for Ctrl-C."""
 
 
+LEFT_OUT_OF_THE_INSTALLED_APP = ("avatar_desktop.", "torch", "diffusers", "safetensors")
+"""Module names the installed app's spec excludes (packaging/avatar-desktop.spec): training, evaluation, export."""
+
+
 def _raise_terminated(signum, frame) -> None:
     raise Terminated
 
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"avatar-desktop {args.command}: {error}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as error:
-        if not (getattr(sys, "frozen", False) and (error.name or "").startswith("avatar_desktop.")):
+        if not (getattr(sys, "frozen", False) and (error.name or "").startswith(LEFT_OUT_OF_THE_INSTALLED_APP)):
             raise
         print(f"avatar-desktop {args.command}: not part of the installed app ({error.name} is left out of it): "
               "run it from a source checkout (README: From source)", file=sys.stderr)

@@ -1,20 +1,42 @@
 """Voice activity: silero-vad speech probabilities with hysteresis, and the speaking / listening / idle decision.
 
-silero-vad scores 512-sample windows (32 ms at 16 kHz). A stream becomes active after `onset_ms` of windows above
+silero-vad scores 512-sample windows (32 ms at 16 kHz). Its ONNX model, shipped inside the silero-vad package, runs
+on onnxruntime (no torch): each call reads the window after the previous window's last 64 samples, and carries a
+recurrent state (2, 1, 128) from call to call. A stream becomes active after `onset_ms` of windows above
 `threshold` and inactive after `hangover_ms` of windows below `threshold - 0.15` (two thresholds and two times, so a
 pause between words does not flicker the state).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from avatar_desktop.config import SAMPLE_RATE, State
+from avatar_desktop.errors import AvatarError
+from avatar_desktop.files import app_root
 
 WINDOW = 512
 """Samples per silero-vad window at 16 kHz."""
+CONTEXT = 64
+"""Samples of the previous window that the model reads before each window."""
+
+
+def silero_model_file() -> Path:
+    """The silero-vad ONNX model: inside the installed silero-vad package, found without importing it (its Python
+    side imports torch), or in the installed app's bundle (packaging/avatar-desktop.spec puts it at the same place
+    under files.app_root()). AvatarError saying what to install when it is missing."""
+    spec = importlib.util.find_spec("silero_vad")
+    folders = [Path(folder) for folder in (spec.submodule_search_locations or [])] if spec is not None else []
+    for folder in folders + [app_root() / "silero_vad"]:
+        model_file = folder / "data" / "silero_vad.onnx"
+        if model_file.is_file():
+            return model_file
+    raise AvatarError("voice activity needs silero-vad's model (silero_vad/data/silero_vad.onnx), which is missing: "
+                      "`pip install --no-deps silero-vad`")
 
 
 @dataclass(frozen=True)
@@ -59,14 +81,21 @@ class VoiceActivity:
     """Streaming silero-vad on one 16 kHz stream: `feed(samples)` -> whether voice is active after them."""
 
     def __init__(self, config: VadConfig = VadConfig()):
-        import torch
-        from silero_vad import load_silero_vad
-
-        self._torch = torch
-        self._model = load_silero_vad()
+        try:
+            import onnxruntime
+        except ImportError:
+            raise AvatarError("voice activity needs the onnxruntime package, which is not installed: "
+                              "`pip install onnxruntime`") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # 32 ms windows: one thread is plenty
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(str(silero_model_file()), options,
+                                                     providers=["CPUExecutionProvider"])
+        self._sample_rate = np.array(SAMPLE_RATE, np.int64)
         self._pending = np.zeros(0, np.float32)
         self.hysteresis = Hysteresis(config)
         self.probability = 0.0
+        self._reset_model()
 
     @property
     def active(self) -> bool:
@@ -76,18 +105,73 @@ class VoiceActivity:
         """samples: float32 (N,) in [-1, 1] continuing the stream; scores every complete 512-sample window."""
         pending = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
         n_windows = pending.shape[0] // WINDOW
-        with self._torch.inference_mode():
-            for k in range(n_windows):
-                window = self._torch.from_numpy(pending[k * WINDOW : (k + 1) * WINDOW].copy())
-                self.probability = float(self._model(window, SAMPLE_RATE))
-                self.hysteresis.update(self.probability)
+        for k in range(n_windows):
+            window = pending[k * WINDOW : (k + 1) * WINDOW]
+            model_input = np.concatenate([self._context, window])[None]  # (1, CONTEXT + WINDOW)
+            probability, self._state = self._session.run(
+                None, {"input": model_input, "state": self._state, "sr": self._sample_rate})
+            self._context = window[-CONTEXT:].copy()
+            self.probability = float(probability[0, 0])
+            self.hysteresis.update(self.probability)
         self._pending = pending[n_windows * WINDOW :]
         return self.active
 
     def reset(self) -> None:
-        self._model.reset_states()
+        self._reset_model()
         self._pending = np.zeros(0, np.float32)
         self.hysteresis = Hysteresis(self.hysteresis.config)
+
+    def _reset_model(self) -> None:
+        self._state = np.zeros((2, 1, 128), np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+
+
+def speech_probabilities(audio: np.ndarray) -> np.ndarray:
+    """silero-vad's speech probability (K,) float32 of each whole 512-sample window of 16 kHz `audio` (N,)."""
+    activity = VoiceActivity()
+    probabilities = np.zeros(len(audio) // WINDOW, np.float32)
+    for k in range(len(probabilities)):
+        activity.feed(audio[k * WINDOW : (k + 1) * WINDOW])
+        probabilities[k] = activity.probability
+    return probabilities
+
+
+def speech_mask(audio: np.ndarray, *, threshold: float = 0.5, min_silence_s: float = 0.1,
+                min_speech_s: float = 0.25, pad_s: float = 0.03) -> np.ndarray:
+    """Which samples of a whole 16 kHz recording (N,) are speech, bool (N,), decided offline: a span starts at a
+    window scoring `threshold` or more and ends where `min_silence_s` of windows score below `threshold - 0.15`;
+    spans shorter than `min_speech_s` are dropped, the rest widened by `pad_s` on each side."""
+    probabilities = speech_probabilities(audio)
+    silence_windows = max(1, round(min_silence_s * SAMPLE_RATE / WINDOW))
+    spans, start, quiet = [], None, 0
+    for k, probability in enumerate(probabilities):
+        if start is None:
+            if probability >= threshold:
+                start, quiet = k, 0
+            continue
+        quiet = quiet + 1 if probability < threshold - 0.15 else 0
+        if quiet == silence_windows:
+            spans.append((start, k + 1 - quiet))
+            start = None
+    if start is not None:
+        spans.append((start, len(probabilities)))
+    mask = np.zeros(len(audio), bool)
+    pad = int(pad_s * SAMPLE_RATE)
+    for first, end in spans:
+        if (end - first) * WINDOW >= min_speech_s * SAMPLE_RATE:
+            mask[max(0, first * WINDOW - pad) : end * WINDOW + pad] = True
+    return mask
+
+
+def speech_states(audio: np.ndarray, frames: int, fps: float) -> np.ndarray:
+    """Per-frame State (frames,) int8 of a whole 16 kHz recording (N,) at `fps` frames a second: SPEAKING where
+    speech_mask covers at least half the frame, else IDLE (a single recording cannot tell listening from idle)."""
+    bounds = np.round(np.arange(frames + 1) * SAMPLE_RATE / fps).astype(np.int64)  # frame k: [bounds[k], bounds[k+1])
+    speech = np.zeros(bounds[-1], bool)
+    found = speech_mask(audio)[: len(speech)]
+    speech[: len(found)] = found
+    covered = np.add.reduceat(speech, bounds[:-1]) / np.diff(bounds) if frames else np.zeros(0)
+    return np.where(covered >= 0.5, int(State.SPEAKING), int(State.IDLE)).astype(np.int8)
 
 
 def decide_state(*, mic_active: bool, far_end_active: bool, override: State | None) -> State:

@@ -32,15 +32,24 @@ def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object (with --onnx: a list)")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _cuda_available() -> bool:
+    """Whether torch is installed and sees a CUDA device."""
+    from avatar_desktop.engine.model_spec import torch_installed
+
+    if not torch_installed():
+        return False
     import torch
 
+    return torch.cuda.is_available()
+
+
+def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.engine.bench import benchmark_portrait, naive_config, run_benchmark
     from avatar_desktop.engine.model_spec import ModelSpec, open_generator
     from avatar_desktop.engine.portrait import load_portrait
     from avatar_desktop.output.camera import CameraConfig
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not _cuda_available():
         raise AvatarError("--device cuda: no CUDA device is available here (run on a machine with an NVIDIA GPU, or use --device cpu)")
     if not args.seconds >= 1:  # also refuses nan
         raise AvatarError(f"--seconds must be at least 1, got {args.seconds}")

@@ -51,8 +51,11 @@ def camera_report() -> dict:
 
 
 def gpu_report() -> dict:
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # the installed app: ONNX models on the CPU
+        return {"ok": True, "cuda": False, "note": "this install runs its models on the CPU with onnxruntime (no torch); "
+                                                   "the GPU presets need a source install (`pip install .[train]`)"}
     if not torch.cuda.is_available():
         return {"ok": True, "cuda": False, "note": "no CUDA GPU: the CPU model (tiny-cpu) runs on the CPU"}
     gpus = []
@@ -63,7 +66,7 @@ def gpu_report() -> dict:
 
 
 def model_report() -> dict:
-    from avatar_desktop.models.store import list_models, model_search_path
+    from avatar_desktop.models.folders import list_models, model_search_path
 
     models = {name: str(path) for name, path in list_models().items()}
     fix = None
@@ -77,7 +80,7 @@ def photo_report() -> dict:
     """The photo path: the face models (LiteRT) and the default motion model."""
     from avatar_desktop.errors import AvatarError
     from avatar_desktop.face.tflite import model_dir
-    from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, read_motion_model_config, resolve_model
+    from avatar_desktop.models.folders import DEFAULT_MOTION_MODEL, read_motion_model_config, resolve_model
 
     try:
         faces = str(model_dir())

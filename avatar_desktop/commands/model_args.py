@@ -45,16 +45,24 @@ def torch_device(text: str) -> str:
 
 def model_spec_from_args(args: argparse.Namespace) -> ModelSpec:
     """The ModelSpec the arguments name, which checks the model itself when made (engine/model_spec.py); sets
-    torch's and OpenCV's threads when --threads is given.
+    OpenCV's threads, and torch's for a torch model, when --threads is given (onnxruntime's are set per session
+    from the EngineConfig).
     AvatarError with what to do when the flags do not go together or name no usable model."""
+    if args.threads is not None and args.threads < 1:
+        raise AvatarError(f"--threads must be at least 1, got {args.threads}")
+    spec = _spec_from_args(args)
     if args.threads is not None:
-        if args.threads < 1:
-            raise AvatarError(f"--threads must be at least 1, got {args.threads}")
         import cv2
-        import torch
 
-        torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
+        if spec.backend == "torch":
+            import torch
+
+            torch.set_num_threads(args.threads)
+    return spec
+
+
+def _spec_from_args(args: argparse.Namespace) -> ModelSpec:
     if not (args.preset or args.random_weights):
         return ModelSpec(args.model, backend=args.backend)
     if args.model:

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
 from avatar_desktop.commands.registry import command
+from avatar_desktop.audio.vad import speech_states
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, parse_expression
-from avatar_desktop.data.videos import speech_states
 from avatar_desktop.engine.model_spec import open_generator
 from avatar_desktop.engine.portrait import load_portrait
 from avatar_desktop.errors import AvatarError, InputFileError
@@ -54,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
             f"({1000 / generator.fps:.0f} ms)"
         )
     if fixed_state is None:  # silero-vad: speaking where there is speech, idle elsewhere
-        labels = speech_states(audio, total_frames)
+        labels = speech_states(audio, total_frames, generator.fps)
     else:
         labels = np.full(total_frames, fixed_state)
     with Mp4Writer(args.out, size=generator.frame_size, fps=generator.fps, audio_path=args.audio) as writer, tqdm(

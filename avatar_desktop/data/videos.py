@@ -22,6 +22,7 @@ import imageio_ffmpeg
 import numpy as np
 from tqdm import tqdm
 
+from avatar_desktop.audio.vad import speech_states
 from avatar_desktop.config import EXPRESSION_COMPONENTS, SAMPLE_RATE, State
 from avatar_desktop.data.synthetic import ROLL_RANGE_DEG
 from avatar_desktop.data.clips import (FORMAT_VERSION, DatasetError, FrameWriter, open_output, publish_clip, write_json,
@@ -186,24 +187,6 @@ def crop_face(frame: np.ndarray, centre_x: float, centre_y: float, side: float, 
     return cv2.warpAffine(frame, matrix, (size, size), flags=interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
-def speech_states(audio: np.ndarray, frames: int) -> np.ndarray:
-    """Per-frame State (T,) int8 from silero-vad: SPEAKING where speech covers at least half the frame, else IDLE
-    (a single video cannot tell listening from idle)."""
-    import torch
-    from silero_vad import get_speech_timestamps, load_silero_vad
-
-    per_frame = SAMPLE_RATE // FPS
-    speech = np.zeros(frames * per_frame, bool)
-    if len(audio):
-        with torch.no_grad():
-            spans = get_speech_timestamps(torch.from_numpy(np.ascontiguousarray(audio)), load_silero_vad(),
-                                          sampling_rate=SAMPLE_RATE)
-        for span in spans:
-            speech[span["start"]: span["end"]] = True
-    covered = speech.reshape(frames, per_frame).mean(axis=1)
-    return np.where(covered >= 0.5, int(State.SPEAKING), int(State.IDLE)).astype(np.int8)
-
-
 def _unknown_record(frames: int) -> dict[str, np.ndarray]:
     nan = np.float32("nan")
     return {
@@ -245,7 +228,7 @@ def process_video(path: Path, out: Path, config: VideoConfig) -> list[dict[str, 
     audio = read_audio(path)
     total = len(found)
     audio = np.pad(audio, (0, max(0, total * SAMPLE_RATE // FPS - len(audio))))[: total * SAMPLE_RATE // FPS]
-    states = speech_states(audio, total)
+    states = speech_states(audio, total, FPS)
 
     longest = int(config.seconds * FPS)
     spans = [(start, min(end, start + longest)) for begin, end in _stretches(found)

@@ -3,6 +3,7 @@ peak memory and a per-stage breakdown, for one model under one engine configurat
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import replace
@@ -10,7 +11,6 @@ from typing import Mapping
 
 import cv2
 import numpy as np
-import torch
 
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State
 from avatar_desktop.output.camera import CameraConfig, Canvas
@@ -44,9 +44,11 @@ def benchmark_audio(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.2 * voiced * envelope + 0.005 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-def _peak_memory_mb(device: torch.device) -> float | None:
+def _peak_memory_mb(device: str) -> float | None:
     """Peak GPU memory allocated by torch, or the process's peak resident set on the CPU (None where unknown)."""
-    if device.type == "cuda":
+    if device.startswith("cuda"):
+        import torch
+
         return torch.cuda.max_memory_allocated(device) / 2**20
     try:
         import resource
@@ -54,6 +56,19 @@ def _peak_memory_mb(device: torch.device) -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
+
+
+def _cuda_synchronize() -> None:
+    import torch
+
+    torch.cuda.synchronize()
+
+
+def _default_threads() -> int:
+    """The threads a generator given no thread count runs on: torch's when torch runs it (then it is loaded), else
+    onnxruntime's (all cores)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else os.cpu_count() or 1
 
 
 def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, float] | None = None,
@@ -67,8 +82,8 @@ def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, 
     p50/p99_frame_ms: per frame, its chunk's generation time divided by the chunk's frames.
     camera: also compose every frame onto the camera canvas (stage "camera"), as the live session's sender does.
     """
-    device = torch.device(generator.config.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    device = generator.config.device
+    sync = (lambda: None) if device == "cpu" else _cuda_synchronize
     canvas = Canvas(camera) if camera is not None else None
     generator.set_expression(expression or {})
     generator.reset()
@@ -111,10 +126,10 @@ def run_benchmark(generator, *, seconds: float = 10.0, expression: Mapping[str, 
     return {
         "path": generator.path,
         **generator.describe(),
-        "device": str(device),
+        "device": device,
         "frame_size": f"{width}x{height}",
         "camera": None if camera is None else f"{camera.width}x{camera.height}",
-        "threads": generator.config.threads or torch.get_num_threads(),
+        "threads": generator.config.threads or _default_threads(),
         "seconds": seconds,
         "expression": dict(expression or {}),
         "frames": first_frames + frames,
@@ -132,6 +147,8 @@ def compare_backends(torch_spec, onnx_spec, portrait: np.ndarray, config: Engine
     """run_benchmark of one model on torch fp32, onnx fp32 and (when exported) onnx int8, on each of
     `thread_counts` CPU threads, in this one process; `options`: open_generator's frame_limit and fps,
     run_benchmark's seconds, expression and camera. One result per run, with its backend and precision."""
+    import torch
+
     from avatar_desktop.engine.model_spec import open_generator
 
     frame_limit, fps = options.pop("frame_limit", None), options.pop("fps", None)

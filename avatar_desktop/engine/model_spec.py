@@ -12,6 +12,7 @@ worker and `open_generator` take its kind, folder and config as they are.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,14 +28,14 @@ class ModelSpec:
 
     name: a model folder or a name under models/; its model.json says its kind (a motion model runs the photo
     renderer, a latent model draws the frames). None: automatic, the photo renderer with the default motion model
-    (the portrait must show a face). With `random_weights`, `name` is a latent preset built with seeded random
-    weights (benchmarks: speed does not depend on the values).
+    (models/default/motion, the portrait must show a face; torch weights in a checkout, an ONNX export in the
+    installed app). With `random_weights`, `name` is a latent preset built with seeded random weights
+    (benchmarks: speed does not depend on the values).
     `backend`: 'torch' or 'onnx' (an export, engine/onnx_runtime.py); None: the folder's ("backend" in
-    model.json; torch for presets and the default motion model), and once made, the backend that runs.
+    model.json; torch for presets), and once made, the backend that runs.
     Raises CheckpointError (no such model, a damaged or foreign model.json, a backend the folder has no weights
-    for) or AvatarError (no such preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'),
-    `folder` (None for the default motion model and for presets) and `config` (the folder's or the preset's; None
-    for the default motion model).
+    for, a torch model where torch is not installed) or AvatarError (no such preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'),
+    `folder` (None for presets) and `config` (the folder's or the preset's).
     """
 
     name: str | None = None
@@ -45,24 +46,29 @@ class ModelSpec:
     config: ModelConfig | MotionModelConfig | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        kind, folder, config, backend = "motion", None, None, "torch"
         if self.random_weights:
             from avatar_desktop.models.presets import PRESETS
 
             if self.name not in PRESETS:
                 raise AvatarError(f"unknown preset {self.name!r}: available presets are {', '.join(PRESETS)}")
-            kind, config = "latent", PRESETS[self.name]
-        elif self.name is not None:
-            from avatar_desktop.models.folders import model_backend, read_any_model_config, resolve_model
+            kind, folder, config, backend = "latent", None, PRESETS[self.name], "torch"
+        else:
+            from avatar_desktop.models.folders import (DEFAULT_MOTION_MODEL, model_backend, read_any_model_config,
+                                                       resolve_model)
 
-            folder = resolve_model(self.name)
+            folder = resolve_model(self.name or DEFAULT_MOTION_MODEL)
             kind, config = read_any_model_config(folder)
             backend = model_backend(folder)
         if self.backend not in (None, backend):
-            what = folder or ("the default motion model" if self.name is None else f"preset {self.name}")
+            what = folder or f"preset {self.name}"
             hint = ("export it first (`avatar-desktop export --model MODEL --out FOLDER`) and pass that folder"
                     if self.backend == "onnx" else "pass the torch model folder it was exported from")
             raise CheckpointError(f"{what} runs on --backend {backend}, not {self.backend}: {hint}")
+        if backend == "torch" and not torch_installed():
+            what = folder or f"preset {self.name}"
+            raise CheckpointError(f"{what} runs on torch, which this install does not have (it runs ONNX exports on "
+                                  f"onnxruntime): pass an exported model folder (`avatar-desktop export` in a source "
+                                  f"checkout with torch, `pip install .[train]`)")
         for attribute, value in (("kind", kind), ("folder", folder), ("config", config), ("backend", backend)):
             object.__setattr__(self, attribute, value)  # frozen: set once, here
 
@@ -72,6 +78,14 @@ class ModelSpec:
         if self.name is None:
             return "automatic"
         return f"{self.name} (random weights)" if self.random_weights else self.name
+
+
+def torch_installed() -> bool:
+    """Whether torch can be imported (a source install with `.[train]`), without importing it."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # an import hook that refuses it
+        return False
 
 
 def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig = EngineConfig(), *,
@@ -119,9 +133,9 @@ def load_spec_model(spec: ModelSpec, config: EngineConfig = EngineConfig()):
         return ExportedModel(spec.folder, read_model_meta(spec.folder), precision=config.precision,
                              threads=config.threads)
     if spec.kind == "motion":
-        from avatar_desktop.models.store import DEFAULT_MOTION_MODEL, load_motion_model
+        from avatar_desktop.models.store import load_motion_model
 
-        return load_motion_model(spec.folder or DEFAULT_MOTION_MODEL, config=spec.config)
+        return load_motion_model(spec.folder, config=spec.config)
     if spec.random_weights:
         from avatar_desktop.models.presets import build_model
 

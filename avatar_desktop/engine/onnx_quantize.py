@@ -20,6 +20,7 @@ What is quantized, and what stays float (and why):
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,6 +37,11 @@ FLOAT_LAYERS = ("/denoiser/conv_in/", "/denoiser/conv_out/", "_embedding/",  # l
                 "/denoiser/context_in/", "/denoiser/chunk_in/", "/denoiser/audio_in/", "/denoiser/slider_in/",
                 "/denoiser/noise_mlp/", "/denoiser/out/")  # motion denoiser
 """Parts of the exported node names (module paths) of the layers kept float."""
+INT8_WINS = 0.8
+"""int8 becomes the folder's default precision when its graphs take at most this share of float's time (measured
+at export, on the exporting machine: on CPUs without fast int8 dot products it is slower than float). It costs a
+little quality (docs/PERFORMANCE.md), so a gain within timing noise is not enough."""
+TIMED_RUNS = 5
 
 
 class RecordingModel(ExportedModel):
@@ -115,8 +121,9 @@ def float_nodes(path: Path) -> list[str]:
 
 
 def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
-    """Write the int8 graphs of the exported float model in `folder` (model.json updated: "int8" files, and int8
-    the default precision), calibrated on `chunks` chunks of speech from data set `data`."""
+    """Write the int8 graphs of the exported float model in `folder`, calibrated on `chunks` chunks of speech from
+    data set `data`; model.json gets the "int8" files, both precisions' chunk times ("chunk_ms") and, as its
+    default precision, the faster one (INT8_WINS)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     feeds = calibration_feeds(folder, Path(data), chunks)
@@ -133,6 +140,26 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=float_nodes(source),
                         calibrate_method=CalibrationMethod.MinMax)
         graph["files"]["int8"] = target.name
-    meta["default_precision"] = "int8"
+    timings = {precision: _chunk_ms(folder, meta, feeds, precision) for precision in ("fp32", "int8")}
+    meta["default_precision"] = "int8" if timings["int8"] < INT8_WINS * timings["fp32"] else "fp32"
     meta["export"]["calibration"] = {"data": Path(data).name, "chunks": len(feeds["sampler"])}
+    meta["export"]["chunk_ms"] = {precision: round(ms, 2) for precision, ms in timings.items()}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _chunk_ms(folder: Path, meta: dict, feeds: dict[str, list[dict[str, np.ndarray]]], precision: str) -> float:
+    """Median ms of the quantized graphs (at `precision`) on their longest recorded calibration chunk (a steady
+    chunk), summed: the time of the graphs int8 changes, on this machine, on one thread (the steadiest to time, and
+    the live worker's count on a 2-core machine)."""
+    model = ExportedModel(folder, meta, precision=precision, threads=1)
+    total = 0.0
+    for graph, recorded in feeds.items():
+        steady = max(recorded, key=lambda feed: sum(array.size for array in feed.values()))
+        model.run(graph, steady)  # warm-up: the first run allocates
+        times = []
+        for _ in range(TIMED_RUNS):
+            start = time.perf_counter()
+            model.run(graph, steady)
+            times.append((time.perf_counter() - start) * 1000)
+        total += float(np.median(times))
+    return total

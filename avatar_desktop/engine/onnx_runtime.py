@@ -81,6 +81,9 @@ class ExportedModel:
         options.log_severity_level = 3  # errors only: a user sees our message, not the runtime's warnings
         if self.threads:
             options.intra_op_num_threads = self.threads
+        # Idle intra-op threads sleep instead of spinning: a live session shares the cores with its audio, camera
+        # and window threads, and spinning threads took their time (docs/PERFORMANCE.md, the multi-thread rows).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = self._ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own Fail / InvalidProtobuf / RuntimeException

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar_desktop.config import EXPRESSION_COMPONENTS, ModelConfig
-from avatar_desktop.engine.model_spec import ModelSpec
+from avatar_desktop.engine.model_spec import ModelSpec, torch_installed
 from avatar_desktop.errors import AvatarError, CheckpointError
 from avatar_desktop.files import app_root
 
@@ -35,29 +35,30 @@ class ModelChoice:
         return EXPRESSION_COMPONENTS[:dim]
 
 
-AUTOMATIC = ModelChoice("auto", "Automatic: the photo renderer (any portrait with a face)", ModelSpec(None), True)
+AUTOMATIC = "Automatic: the photo renderer (any portrait with a face)"
 
 
 def model_choices() -> list[ModelChoice]:
     """Automatic (the photo path), trained models found on the search path (models/, the user folder), then every
-    latent preset, untrained."""
+    latent preset, untrained (only where torch is installed: random weights are drawn by torch)."""
+    from avatar_desktop.models.folders import list_models
     from avatar_desktop.models.presets import PRESETS
-    from avatar_desktop.models.store import list_models
 
-    choices = [AUTOMATIC]
+    choices = [_trained_choice("auto", AUTOMATIC, None)]
     choices += [_trained_choice(f"model:{name}", name, name) for name in list_models()]
-    for name in PRESETS:
+    for name in PRESETS if torch_installed() else ():
         choices.append(ModelChoice(f"preset:{name}", f"{name}: untrained, random weights (for testing only)",
                                    ModelSpec(name, random_weights=True), False))
     return choices
 
 
-def _trained_choice(key: str, shown_name: str, name_or_folder: str) -> ModelChoice:
-    """The choice of a model folder; a damaged one is listed too, with why it cannot be used."""
+def _trained_choice(key: str, shown_name: str, name_or_folder: str | None) -> ModelChoice:
+    """The choice of a model folder (None: the default motion model); a damaged or unusable one is listed too,
+    with why it cannot be used."""
     try:
         spec = ModelSpec(name_or_folder)
     except AvatarError as error:
-        return ModelChoice(key, f"{shown_name}  (model.json unreadable)", None, True, str(error))
+        return ModelChoice(key, f"{shown_name}  (cannot be used)", None, True, str(error))
     preset = spec.config.preset if isinstance(spec.config, ModelConfig) else "photo path"
     return ModelChoice(key, f"{shown_name}  (trained, {preset})", spec, True)
 

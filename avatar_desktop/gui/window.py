@@ -43,7 +43,7 @@ from avatar_desktop.gui.catalog import (
 from avatar_desktop.gui.controller import Problem, SessionController
 from avatar_desktop.gui.settings import RESOLUTIONS, SettingsStore
 from avatar_desktop.gui.widgets import Banner, ExpressionPanel, PreviewWidget, StatePanel
-from avatar_desktop.models.store import model_search_path
+from avatar_desktop.models.folders import model_search_path
 from avatar_desktop.output.camera import CameraConfig, driver_advice
 from avatar_desktop.runtime.session import RuntimeConfig, SessionConfig
 

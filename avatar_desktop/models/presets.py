@@ -1,11 +1,12 @@
 """Named model presets: the shipped CPU model's architecture and the SD1.5-class LLIA presets.
 
-Every preset instantiates with random weights (`build_model`); trained weights come from `models.store`.
+Every preset instantiates with random weights (`build_model`, which needs torch); trained weights come from
+`models.store`. The presets themselves are plain configs (the window lists them without torch).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from avatar_desktop.config import (
     AudioConfig,
@@ -15,7 +16,9 @@ from avatar_desktop.config import (
     ModelConfig,
     SamplingConfig,
 )
-from avatar_desktop.models.avatar import AvatarModel
+
+if TYPE_CHECKING:
+    from avatar_desktop.models.avatar import AvatarModel
 
 # SD-VAE layout (AutoencoderKL), f=8, 4 latent channels: the large presets' autoencoder.
 _SD_VAE = {
@@ -95,6 +98,10 @@ def preset_config(name: str) -> ModelConfig:
 
 def build_model(preset: str | ModelConfig = "tiny-cpu", *, seed: int = 0) -> AvatarModel:
     """A model of `preset` (a name or a ModelConfig) with random weights drawn from `seed`, in eval mode."""
+    import torch
+
+    from avatar_desktop.models.avatar import AvatarModel
+
     config = preset_config(preset) if isinstance(preset, str) else preset
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

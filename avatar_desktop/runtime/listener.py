@@ -75,9 +75,6 @@ class Listener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        import torch
-
-        torch.set_num_threads(1)
         mic_reader = AudioReader(self._mic)
         far_reader = AudioReader(self._far_end) if self._far_end is not None else None
         mic_vad = VoiceActivity(self._vad)

@@ -48,7 +48,7 @@ from avatar_desktop.runtime.worker import WorkerHandle, WorkerSpec, default_thre
 class RuntimeConfig:
     """How the session runs. frame_slots: FrameRing capacity in frames (each as large as the camera canvas, or
     512 x 512 when that is larger: the latent models' frames);
-    worker_threads: torch threads in the worker (None: all cores but one); standby_worker: keep a second worker
+    worker_threads: the model's threads in the worker (None: all cores but one); standby_worker: keep a second worker
     loaded and waiting, promoted at once when the active one dies (a fresh one needs seconds to import torch);
     mic_stall_s: a microphone silent (no callbacks) this long is reported gone and reopened every `mic_retry_s`."""
 

@@ -12,8 +12,9 @@ Reports (worker -> main, dicts with a "kind"):
 
 A standby worker (`active=False`) loads the model and prepares the portrait, then waits: promoted with `activate`
 when the active worker dies, it serves within a frame or two instead of the seconds a fresh process needs to
-import torch. The stream's frame 0 is the mic sample where the worker started reading, so a frame's media time is
-`(start sample) / 16000 + chunk timestamp`, on the same mic clock for every worker the session ever runs.
+import its libraries and load the model (only a torch model imports torch). The stream's frame 0 is the mic sample
+where the worker started reading, so a frame's media time is `(start sample) / 16000 + chunk timestamp`, on the same
+mic clock for every worker the session ever runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 
 import numpy as np
@@ -35,7 +36,8 @@ from avatar_desktop.runtime.events import EventKind
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker starts from. threads: torch intra-op threads; max_backlog_s: audio the worker may fall
+    """Everything a worker starts from. threads: the model's intra-op threads (torch's or onnxruntime's) unless
+    `engine.threads` sets them; max_backlog_s: audio the worker may fall
     behind before it skips ahead (a new stream at the newest audio) rather than showing ever older frames.
     The ModelSpec was checked when the main process made it (engine/model_spec.py): the worker loads it as it is."""
 
@@ -55,7 +57,7 @@ class WorkerSpec:
 
 
 def default_threads() -> int:
-    """Torch threads for the worker: all cores but one, which the audio and camera threads need."""
+    """The model's threads in the worker: all cores but one, which the audio and camera threads need."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 
@@ -63,11 +65,8 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     """Entry point of the spawned process."""
     import signal
 
-    import torch
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the session stops us
 
-    torch.set_num_threads(spec.threads)
     from avatar_desktop.runtime.clock import MicClock
     from avatar_desktop.runtime.rings import AudioReader, AudioRing, FrameRing
 
@@ -115,9 +114,15 @@ class _Worker:
         from avatar_desktop.engine.model_spec import open_generator
 
         started = time.monotonic()
+        threads = self.spec.engine.threads or self.spec.threads
+        if model_spec.backend == "torch":
+            import torch
+
+            torch.set_num_threads(threads)
         try:
-            generator = open_generator(model_spec, self.portrait, self.spec.engine, frame_limit=self.spec.frame_limit,
-                                       fps=self.spec.frame_rate, expression=self.expression)
+            generator = open_generator(model_spec, self.portrait, replace(self.spec.engine, threads=threads),
+                                       frame_limit=self.spec.frame_limit, fps=self.spec.frame_rate,
+                                       expression=self.expression)
         except Exception as error:  # any failure to load must leave the session up and say why
             self.report("event", event=EventKind.MODEL_FAILED,
                         message=f"model {model_spec.label!r} failed to load: {error}")

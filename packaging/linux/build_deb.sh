@@ -9,7 +9,8 @@
 # --compression: dpkg-deb's (default xz: the smallest package and the slowest to build; zstd needs dpkg >= 1.21.18
 # to install; packaging/README.md has the sizes and times).
 # PYTHON: the interpreter of a virtual environment holding the app's runtime dependencies (default: .venv/bin/python,
-# what `make setup` makes); PyInstaller is installed into it from packaging/requirements.txt when missing.
+# what `make setup` makes); PyInstaller is installed into it from packaging/requirements.txt when missing. It also
+# exports the shipped models (packaging/export_models.sh, which needs torch) unless build/models holds them.
 # DEB_MAINTAINER: the package's Maintainer field.
 #
 # The package installs the folder to /opt/avatar-desktop, links /usr/bin/avatar-desktop to its executable, and adds
@@ -31,13 +32,16 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# Libraries the app needs from the system that ldd cannot see or that this build machine may lack: PortAudio
-# (sounddevice opens it at run time), and what Qt's xcb platform plugin (X11 desktops) and its EGL/GL need.
-SYSTEM_LIBRARIES=(libportaudio2 libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
+# What the app needs from the system that ldd cannot see or that this build machine may lack: ffmpeg (video files and
+# audio decoding: the spec leaves imageio-ffmpeg's own copy out on Linux), PortAudio (sounddevice opens it at run
+# time), and what Qt's xcb platform plugin (X11 desktops) and its EGL/GL need.
+SYSTEM_LIBRARIES=(ffmpeg libportaudio2 libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
     libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xkb1
     libxcb-randr0 libxcb-xfixes0 libxcb-sync1 libxcb-shm0 libx11-xcb1)
 
 if [ -z "$FROZEN" ]; then
+    # The app bundles the shipped models exported to ONNX (it runs without torch): made here when missing.
+    [ -f build/models/default/motion/model.json ] || PYTHON=$PYTHON packaging/export_models.sh build/models
     "$PYTHON" -m PyInstaller --version >/dev/null 2>&1 || "$PYTHON" -m pip install --quiet -r packaging/requirements.txt
     "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath build/pyinstaller/dist \
         --workpath build/pyinstaller/work packaging/avatar-desktop.spec

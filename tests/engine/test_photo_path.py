@@ -20,6 +20,7 @@ from avatar_desktop.engine.photo import PHOTO_PATH, PhotoStreamingGenerator
 from avatar_desktop.engine.streaming import LATENT_PATH, StreamingGenerator
 from avatar_desktop.errors import AvatarError, CheckpointError
 from avatar_desktop.face import NoFaceError
+from avatar_desktop.models.folders import DEFAULT_MOTION_MODEL, resolve_model
 from avatar_desktop.models.motion import build_motion_model
 from avatar_desktop.models.store import save_motion_model
 from tests.conftest import write_wav
@@ -125,7 +126,8 @@ def test_a_model_spec_is_checked_once_when_made(tmp_path, tiny_model_dir, motion
     latent, motion = ModelSpec(str(tiny_model_dir)), ModelSpec(str(motion_model_dir))
     assert (latent.kind, latent.folder, latent.config.preset) == ("latent", tiny_model_dir, "tiny-test")
     assert (motion.kind, motion.folder) == ("motion", motion_model_dir)
-    assert (ModelSpec(None).kind, ModelSpec(None).folder) == ("motion", None)  # the default motion model
+    automatic = ModelSpec(None)  # the default motion model, found on the model search path
+    assert (automatic.kind, automatic.folder) == ("motion", resolve_model(DEFAULT_MOTION_MODEL))
     preset = ModelSpec("tiny-cpu", random_weights=True)
     assert (preset.kind, preset.folder, preset.config.preset) == ("latent", None, "tiny-cpu")
     with pytest.raises(AvatarError, match="unknown preset 'huge': available presets are tiny-cpu"):
