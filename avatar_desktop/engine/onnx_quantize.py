@@ -38,10 +38,12 @@ FLOAT_LAYERS = ("/denoiser/conv_in/", "/denoiser/conv_out/", "_embedding/",  # l
                 "/denoiser/noise_mlp/", "/denoiser/out/")  # motion denoiser
 """Parts of the exported node names (module paths) of the layers kept float."""
 INT8_WINS = 0.8
-"""int8 becomes the folder's default precision when its graphs take at most this share of float's time (measured
-at export, on the exporting machine: on CPUs without fast int8 dot products it is slower than float). It costs a
-little quality (docs/PERFORMANCE.md), so a gain within timing noise is not enough."""
-TIMED_RUNS = 5
+INT8_MIN_SAVING_MS = 1.0
+"""int8 becomes the folder's default precision when its graphs take at most INT8_WINS of float's time and save at
+least INT8_MIN_SAVING_MS a chunk (measured at export, on the exporting machine: on CPUs without fast int8 dot
+products it is slower than float). It costs a little quality (docs/PERFORMANCE.md), so a gain within timing noise,
+or on a graph that takes well under a millisecond anyway (the motion model's), is not enough."""
+TIMED_RUNS = 7
 
 
 class RecordingModel(ExportedModel):
@@ -140,26 +142,33 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=float_nodes(source),
                         calibrate_method=CalibrationMethod.MinMax)
         graph["files"]["int8"] = target.name
-    timings = {precision: _chunk_ms(folder, meta, feeds, precision) for precision in ("fp32", "int8")}
-    meta["default_precision"] = "int8" if timings["int8"] < INT8_WINS * timings["fp32"] else "fp32"
+    timings = _chunk_ms(folder, meta, feeds)
+    meta["default_precision"] = "int8" if int8_pays(timings["fp32"], timings["int8"]) else "fp32"
     meta["export"]["calibration"] = {"data": Path(data).name, "chunks": len(feeds["sampler"])}
     meta["export"]["chunk_ms"] = {precision: round(ms, 2) for precision, ms in timings.items()}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _chunk_ms(folder: Path, meta: dict, feeds: dict[str, list[dict[str, np.ndarray]]], precision: str) -> float:
-    """Median ms of the quantized graphs (at `precision`) on their longest recorded calibration chunk (a steady
-    chunk), summed: the time of the graphs int8 changes, on this machine, on one thread (the steadiest to time, and
-    the live worker's count on a 2-core machine)."""
-    model = ExportedModel(folder, meta, precision=precision, threads=1)
-    total = 0.0
+def int8_pays(fp32_ms: float, int8_ms: float) -> bool:
+    """Whether int8 graphs timed at `int8_ms` a chunk should run by default instead of float ones at `fp32_ms`."""
+    return int8_ms <= INT8_WINS * fp32_ms and fp32_ms - int8_ms >= INT8_MIN_SAVING_MS
+
+
+def _chunk_ms(folder: Path, meta: dict, feeds: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:
+    """Precision -> ms of the quantized graphs on their longest recorded calibration chunk (a steady chunk), summed:
+    the time of the graphs int8 changes, on this machine, on one thread (the steadiest to time, and the live
+    worker's count on a 2-core machine). The precisions take turns, TIMED_RUNS times, and each keeps its fastest
+    run: other work on the machine slows runs down, never speeds them up."""
+    models = {precision: ExportedModel(folder, meta, precision=precision, threads=1) for precision in ("fp32", "int8")}
+    best = dict.fromkeys(models, 0.0)
     for graph, recorded in feeds.items():
         steady = max(recorded, key=lambda feed: sum(array.size for array in feed.values()))
-        model.run(graph, steady)  # warm-up: the first run allocates
-        times = []
-        for _ in range(TIMED_RUNS):
-            start = time.perf_counter()
-            model.run(graph, steady)
-            times.append((time.perf_counter() - start) * 1000)
-        total += float(np.median(times))
-    return total
+        fastest = dict.fromkeys(models, float("inf"))
+        for _ in range(TIMED_RUNS + 1):  # the first round warms up (the first run of a session allocates)
+            for precision, model in models.items():
+                start = time.perf_counter()
+                model.run(graph, steady)
+                fastest[precision] = min(fastest[precision], (time.perf_counter() - start) * 1000)
+        for precision in models:
+            best[precision] += fastest[precision]
+    return best

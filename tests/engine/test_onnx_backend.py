@@ -23,7 +23,7 @@ from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.model_spec import ModelSpec, open_generator
 from avatar_desktop.engine.onnx_export import export_model
-from avatar_desktop.engine.onnx_quantize import INT8_WINS
+from avatar_desktop.engine.onnx_quantize import int8_pays
 from avatar_desktop.engine.torch_motion import TorchNoise
 from avatar_desktop.errors import CheckpointError
 from avatar_desktop.models.motion import build_motion_model
@@ -147,7 +147,8 @@ def test_int8_export_quantizes_the_sampler_and_decoder_only(exported_int8):
     assert latent["export"]["calibration"]["chunks"] >= 16
     timed = latent["export"]["chunk_ms"]  # the default is the precision timed faster here, by a clear margin
     assert timed["fp32"] > 0 and timed["int8"] > 0
-    assert latent["default_precision"] == ("int8" if timed["int8"] < INT8_WINS * timed["fp32"] else "fp32")
+    assert latent["default_precision"] == ("int8" if int8_pays(timed["fp32"], timed["int8"]) else "fp32")
+    assert int8_pays(40.0, 30.0) and not int8_pays(40.0, 35.0) and not int8_pays(0.33, 0.25)
     files = {name: graph["files"] for name, graph in latent["graphs"].items()}
     assert files["sampler"]["int8"] == "sampler.int8.onnx" and files["decoder"]["int8"] == "decoder.int8.onnx"
     assert files["audio_encoder"]["int8"] == files["audio_encoder"]["fp32"]  # kept float (engine/onnx_quantize.py)
