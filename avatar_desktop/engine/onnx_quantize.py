@@ -125,7 +125,7 @@ def float_nodes(path: Path) -> list[str]:
 def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
     """Write the int8 graphs of the exported float model in `folder`, calibrated on `chunks` chunks of speech from
     data set `data`; model.json gets the "int8" files, both precisions' chunk times ("chunk_ms") and, as its
-    default precision, the faster one (INT8_WINS)."""
+    default precision, the faster one when int8 pays (int8_pays)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     feeds = calibration_feeds(folder, Path(data), chunks)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from avatar_desktop.audio.resample import StreamingResampler
-from avatar_desktop.audio.vad import WINDOW, Hysteresis, OnsetDetector, VadConfig, VoiceActivity, decide_state
+from avatar_desktop.audio.vad import (WINDOW, Hysteresis, OnsetDetector, VadConfig, VoiceActivity, decide_state,
+                                      speech_states)
 from avatar_desktop.config import State
 
 from pulse_rig import espeak_wav
@@ -38,6 +39,20 @@ def test_silero_hysteresis_follows_the_speech(speech_16k):
     assert not vad.active  # 2 s of silence after the speech
     vad.reset()
     assert not vad.active
+
+
+@pytest.mark.parametrize("fps", [25, 30])  # 16000 / 30 samples a frame is not a whole number
+def test_a_whole_recording_is_speaking_where_the_speech_is_and_idle_around_it(speech_16k, fps):
+    audio, start, end = speech_16k
+    states = speech_states(audio, round(len(audio) / 16000 * fps), fps)
+    seconds = np.arange(len(states)) / fps  # each frame's start
+    speaking = seconds[states == int(State.SPEAKING)]
+    assert set(np.unique(states)) == {int(State.SPEAKING), int(State.IDLE)}
+    assert start - 0.1 < speaking[0] < start + 0.15 and end - 0.15 < speaking[-1] < end + 0.15
+    assert (states[seconds < start - 0.1] == int(State.IDLE)).all()
+    assert (states[seconds > end + 0.2] == int(State.IDLE)).all()
+    inside = states[(seconds > start + 0.2) & (seconds < end - 0.2)]
+    assert (inside == int(State.SPEAKING)).mean() > 0.8  # pauses between words may be idle
 
 
 def test_hysteresis_needs_onset_and_hangover_time():
