@@ -231,6 +231,9 @@ class EngineConfig:
     audio_guidance: override the checkpoint's audio guidance scale (SamplingConfig.audio_guidance).
     slider_speed: override the checkpoint's slider easing (SamplingConfig.slider_speed; slider units per second).
     threads: CPU threads of the ONNX backend's sessions (None: all cores; torch's are set process-wide by --threads).
+    compile: torch.compile the denoiser and decoder for each planned chunk length in prepare() (torch backend);
+    compile_backend: torch.compile's backend ('eager' only traces: it checks graphs and guards quickly, for tests).
+    overlap_decode: decode a chunk while the next one is denoised (a second CUDA stream; in order on the CPU).
     """
 
     device: str = "cpu"
@@ -243,6 +246,9 @@ class EngineConfig:
     slider_speed: float | None = None
     threads: int | None = None
     seed: int = 0
+    compile: bool = False
+    compile_backend: str = "inductor"
+    overlap_decode: bool = False
 
 
 T = TypeVar("T")

@@ -7,7 +7,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import (
+    add_engine_arguments,
+    add_model_arguments,
+    fast_path_options,
+    model_spec_from_args,
+)
 from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, parse_expression
 from avatar_desktop.errors import AvatarError
@@ -61,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
         spec = ModelSpec("default")  # the drawn stand-in portrait is a character of the latent model
     portrait = load_portrait(args.portrait) if args.portrait else benchmark_portrait()
     frame_limit, fps = ((camera.width, camera.height), camera.fps) if camera else (None, None)
-    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps, threads=args.threads)
+    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps, threads=args.threads,
+                          **fast_path_options(args))
     if args.onnx is not None:
         return _side_by_side(args, spec, portrait, config, frame_limit=frame_limit, fps=fps, seconds=args.seconds,
                              expression=expression, camera=camera)
