@@ -16,20 +16,12 @@ from avatar_desktop.eval.metrics import psnr
 from avatar_desktop.models.autoencoder import build_autoencoder
 from avatar_desktop.models.denoiser import SpatialTransformer, TemporalAttention
 from avatar_desktop.models.presets import build_model, tiny_test_config
+from tests.conftest import stream_chunks
 
 # tiny-test plans chunks of 1 (first), 2 (after a state change) and 4 (steady) frames. These labels, one per step
 # over 24 frames of audio, give chunks of 1, 4, 2, 4, 2, 4, 4 and a last one of 3, a length the plan never uses.
 LABELS = [State.SPEAKING, State.SPEAKING, State.LISTENING, State.LISTENING, State.SPEAKING]
 LENGTHS = [1, 4, 2, 4, 2, 4, 4, 3]
-
-
-def _stream(generator: StreamingGenerator, seconds: float, labels=(State.SPEAKING,)) -> list:
-    """Every chunk of `seconds` of speech handed over at once, the i-th step with labels[i] (then the last one)."""
-    generator.push_audio(benchmark_audio(seconds))
-    chunks = []
-    while (chunk := generator.step(None, labels[min(len(chunks), len(labels) - 1)], end_of_stream=True)) is not None:
-        chunks.append(chunk)
-    return chunks
 
 
 def _prepared(portrait, model_config=None, **engine) -> StreamingGenerator:
@@ -44,12 +36,12 @@ def _frames(chunks) -> np.ndarray:
 
 
 def test_compiled_stages_are_built_in_prepare_and_never_while_streaming(portrait):
-    eager = _stream(_prepared(portrait), 24 / 25, LABELS)
+    eager = stream_chunks(_prepared(portrait), 24 / 25, LABELS)
     # the 'eager' backend traces with dynamo (graphs, guards, recompilations) without generating code: quick
     generator = _prepared(portrait, compile=True, compile_backend="eager")  # compiling is prepare()'s warm-up anyway
     graphs = compiled_graph_count()
     with torch.compiler.set_stance("fail_on_recompile"):  # raises if any chunk would recompile
-        compiled = _stream(generator, 24 / 25, LABELS)
+        compiled = stream_chunks(generator, 24 / 25, LABELS)
     assert [len(chunk.frames) for chunk in compiled] == LENGTHS
     assert compiled_graph_count() == graphs
     described = generator.describe()
@@ -64,10 +56,10 @@ def test_inductor_compiled_tiny_cpu_matches_eager(portrait):
     from avatar_desktop.models.presets import preset_config
 
     tiny_cpu = preset_config("tiny-cpu")
-    eager = _stream(_prepared(portrait, tiny_cpu), 1.0, [State.SPEAKING, State.SPEAKING, State.IDLE])
+    eager = stream_chunks(_prepared(portrait, tiny_cpu), 1.0, [State.SPEAKING, State.SPEAKING, State.IDLE])
     generator = _prepared(portrait, tiny_cpu, compile=True)
     with torch.compiler.set_stance("fail_on_recompile"):
-        compiled = _stream(generator, 1.0, [State.SPEAKING, State.SPEAKING, State.IDLE])
+        compiled = stream_chunks(generator, 1.0, [State.SPEAKING, State.SPEAKING, State.IDLE])
     assert generator.describe()["compiled_lengths"] == [1, 2, 4]
     assert generator.describe()["graphs_compiled_while_streaming"] == 0
     assert [len(chunk.frames) for chunk in compiled] == [len(chunk.frames) for chunk in eager]
@@ -75,8 +67,8 @@ def test_inductor_compiled_tiny_cpu_matches_eager(portrait):
 
 
 def test_overlapped_decode_gives_the_same_chunks_in_order(portrait):
-    plain = _stream(_prepared(portrait), 0.6)
-    overlapped = _stream(_prepared(portrait, overlap_decode=True), 0.6)
+    plain = stream_chunks(_prepared(portrait), 0.6)
+    overlapped = stream_chunks(_prepared(portrait, overlap_decode=True), 0.6)
     assert [(c.start_frame, len(c.frames)) for c in overlapped] == [(c.start_frame, len(c.frames)) for c in plain]
     assert [c.start_frame for c in overlapped] == np.cumsum([0] + [len(c.frames) for c in overlapped])[:-1].tolist()
     np.testing.assert_array_equal(_frames(overlapped), _frames(plain))
