@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU presets' speed table (issue 28) on any NVIDIA machine with torch and CUDA, in about 6 minutes:
 # llia-384 and llia-512 in bf16 and fp16, each eager, compiled (--compile) and compiled with decode overlap
-# (--compile --overlap-decode), and tiny-cpu, with random weights (speed does not depend on them).
+# (--compile --overlap-decode), in bf16 also with the tiny TAESD-layout decoder (--decoder tiny) instead of the
+# SD-VAE one, and tiny-cpu, with random weights (speed does not depend on them).
 #
 #   scripts/gpu_bench.sh OUT.md [--wheels DIR] [--seconds S] [--run-timeout S] [--budget S] [--profile] [--device cpu]
 #
@@ -109,6 +110,7 @@ else
         for precision in bf16 fp16; do
             bench "$preset $precision eager" --preset "$preset" --precision "$precision"
         done
+        bench "$preset bf16 eager, tiny decoder" --preset "$preset" --precision bf16 --decoder tiny
     done
     bench "tiny-cpu fp16 eager" --preset tiny-cpu --precision fp16
     for precision in bf16 fp16; do
@@ -116,6 +118,12 @@ else
             bench "$preset $precision compile+overlap" --preset "$preset" --precision "$precision" --compile --overlap-decode
             bench "$preset $precision compile" --preset "$preset" --precision "$precision" --compile
         done
+        if [ "$precision" = bf16 ]; then
+            for preset in llia-384 llia-512; do
+                bench "$preset bf16 compile+overlap, tiny decoder" --preset "$preset" --precision bf16 --compile \
+                    --overlap-decode --decoder tiny
+            done
+        fi
     done
     bench "tiny-cpu fp16 compile+overlap" --preset tiny-cpu --precision fp16 --compile --overlap-decode
 fi

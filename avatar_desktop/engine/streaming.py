@@ -25,6 +25,7 @@ from avatar_desktop.engine.fast_path import ChunkDecoder, CompiledStages, Queued
 from avatar_desktop.engine.latent_stream import LATENT_PATH, Chunk, LatentStream  # noqa: F401  (imported from here)
 from avatar_desktop.engine.portrait import check_rgb, square_crop
 from avatar_desktop.engine.precision import select_backend
+from avatar_desktop.errors import CheckpointError
 from avatar_desktop.models.avatar import AvatarModel
 from avatar_desktop.models.denoiser import DenoiserInputs
 from avatar_desktop.sampling import audio_guided, choose_sampler
@@ -85,11 +86,14 @@ class StreamingGenerator(LatentStream):
         self._kept_sliders = torch.ones(1, sliders)  # 1 for the sliders the denoiser sees, 0 for those the engine warps
         self._kept_sliders[:, self._warped] = 0
         self._labels = {state: torch.full((1,), int(state), device=self.device) for state in State}  # made once
-        self._compiled = None
-        if config.compile:
-            autoencoder = self.model.autoencoder
-            self._compiled = CompiledStages(self.model.denoise, lambda latents: decode_pixels(autoencoder, latents),
-                                            config.compile_backend)
+        autoencoder, tiny = self.model.autoencoder, config.decoder == "tiny"
+        if config.decoder not in ("full", "tiny"):
+            raise ValueError(f"unknown decoder {config.decoder!r}: expected full or tiny")
+        if tiny and autoencoder.tiny_decoder is None:
+            raise CheckpointError(f"the {model.config.preset} model has no tiny decoder: use --decoder full, or train "
+                                  "one (the autoencoder stage with decoder = \"tiny\", on a preset that has one)")
+        self._eager_stages = (self.model.denoise, lambda latents: decode_pixels(autoencoder, latents, tiny=tiny))
+        self._compiled = CompiledStages(*self._eager_stages, config.compile_backend) if config.compile else None
         self._graphs_after_prepare = 0
         self._decoder = ChunkDecoder(self.device, overlap=config.overlap_decode)
         self._queued: _QueuedChunk | None = None  # with overlap_decode: the chunk being decoded
@@ -144,6 +148,7 @@ class StreamingGenerator(LatentStream):
             "cached_reference": self.config.cache_reference,
             "compile": self.config.compile,
             "overlap_decode": self.config.overlap_decode,
+            "decoder": self.config.decoder,
             **({"compiled_lengths": sorted(self._compiled.lengths),
                 "graphs_compiled_while_streaming": compiled_graph_count() - self._graphs_after_prepare}
                if self._compiled is not None else {}),
@@ -182,7 +187,7 @@ class StreamingGenerator(LatentStream):
         advance the stream past it; on CUDA nothing here waits for the device."""
         start = self.frame_index
         clock = StageClock(self.device)
-        denoise, decode = self._compiled.for_length(frames) if self._compiled else (self.model.denoise, None)
+        denoise, decode = self._compiled.for_length(frames) if self._compiled else self._eager_stages
         with clock.stage("audio"):
             reference, reference_kv = (self._reference, self._reference_kv)
             if not self.config.cache_reference:
@@ -192,7 +197,7 @@ class StreamingGenerator(LatentStream):
         with clock.stage("denoise"):
             latents = self._denoise(reference, reference_kv, tokens, label, expression, denoise)  # (1, T, C, h, w)
         latents = latents[0].contiguous(memory_format=torch.channels_last)
-        queued = self._decoder.queue(latents, decode or (lambda x: decode_pixels(self.model.autoencoder, x)), clock)
+        queued = self._decoder.queue(latents, decode, clock)
         self._advance_stream(frames, label)
         return _QueuedChunk(start, label, expression[0].numpy(), queued, clock)
 
@@ -288,9 +293,9 @@ class StreamingGenerator(LatentStream):
             self._generate(length, State.SPEAKING)
 
 
-def decode_pixels(autoencoder: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
-    """Latents (T, C, h, w) -> frames uint8 (T, H, W, 3) RGB, on the latents' device. Also what the ONNX export
-    traces."""
-    images = autoencoder.decode(latents)
+def decode_pixels(autoencoder: torch.nn.Module, latents: torch.Tensor, *, tiny: bool = False) -> torch.Tensor:
+    """Latents (T, C, h, w) -> frames uint8 (T, H, W, 3) RGB, on the latents' device, by the autoencoder's decoder
+    or, with `tiny`, its tiny decoder. Also what the ONNX export traces."""
+    images = autoencoder.tiny_decoder(latents) if tiny else autoencoder.decode(latents)
     pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return pixels.permute(0, 2, 3, 1)
