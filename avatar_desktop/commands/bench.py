@@ -109,6 +109,8 @@ def _write_profile(path: Path, generator, result: dict) -> None:
     chunks = 3
     intervals, frames = profile_steady_chunks(generator, chunks=chunks)
     mode = "+".join(name for name in ("compile", "overlap_decode") if result[name]) or "eager"
+    if result["decoder"] == "tiny":
+        mode += ", tiny decoder"
     title = f"{result['preset']} {result['dtype']} {mode} on {result['device']}"
     path.write_text(profile_table(intervals, title=title, chunks=chunks, frames=frames))
 
