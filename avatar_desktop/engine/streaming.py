@@ -92,8 +92,8 @@ class StreamingGenerator(LatentStream):
         if tiny and autoencoder.tiny_decoder is None:
             raise CheckpointError(f"the {model.config.preset} model has no tiny decoder: use --decoder full, or train "
                                   "one (the autoencoder stage with decoder = \"tiny\", on a preset that has one)")
-        self._eager_stages = (self.model.denoise, lambda latents: decode_pixels(autoencoder, latents, tiny=tiny))
-        self._compiled = CompiledStages(*self._eager_stages, config.compile_backend) if config.compile else None
+        self._decode = lambda latents: decode_pixels(autoencoder, latents, tiny=tiny)  # (T, C, h, w) -> uint8 frames
+        self._compiled = CompiledStages(self.model.denoise, self._decode, config.compile_backend) if config.compile else None
         self._graphs_after_prepare = 0
         self._decoder = ChunkDecoder(self.device, overlap=config.overlap_decode)
         self._queued: _QueuedChunk | None = None  # with overlap_decode: the chunk being decoded
@@ -187,7 +187,7 @@ class StreamingGenerator(LatentStream):
         advance the stream past it; on CUDA nothing here waits for the device."""
         start = self.frame_index
         clock = StageClock(self.device)
-        denoise, decode = self._compiled.for_length(frames) if self._compiled else self._eager_stages
+        denoise, decode = self._compiled.for_length(frames) if self._compiled else (self.model.denoise, self._decode)
         with clock.stage("audio"):
             reference, reference_kv = (self._reference, self._reference_kv)
             if not self.config.cache_reference:
