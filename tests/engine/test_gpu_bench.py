@@ -12,7 +12,7 @@ import pytest
 from avatar_desktop.cli import main
 from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.bench import run_benchmark
-from avatar_desktop.engine.profiling import Interval, idle_gaps
+from avatar_desktop.engine.profiling import Interval, idle_gaps, profile_steady_chunks, profile_table
 from avatar_desktop.engine.streaming import StreamingGenerator
 from avatar_desktop.models.presets import build_model, tiny_test_config
 
@@ -60,6 +60,21 @@ def test_the_table_has_a_row_per_run_under_the_machine_line(portrait, tmp_path):
     assert len(lines) == 6
 
 
+def test_a_profile_of_steady_chunks_lists_the_top_kernels_and_idle_gaps(portrait):
+    generator = StreamingGenerator(build_model(tiny_test_config(), seed=0), EngineConfig(precision="fp32"))
+    generator.prepare(portrait, warmup=False)
+    intervals, frames = profile_steady_chunks(generator, chunks=1)
+    assert frames == 4 and intervals == sorted(intervals, key=lambda interval: interval.start)
+    text = profile_table(intervals, title="tiny-test", chunks=1, frames=frames, top=3)
+    lines = text.splitlines()
+    assert lines[0] == "### tiny-test" and lines[2].startswith("1 steady chunks, 4 frames: span ")
+    assert lines[4:6] == ["| kernel | calls | total ms | ms per frame | share of busy |", "| --- | --- | --- | --- | --- |"]
+    assert len([line for line in lines if line.startswith("| `aten::")]) == 3
+    assert "| idle gap ms | after | before |" in lines
+    assert generator.frame_index == 0  # the stream is reset afterwards
+
+
+@pytest.mark.slow
 def test_bench_profile_writes_the_top_kernels_and_idle_gaps(tmp_path, capsys):
     out = tmp_path / "profiles" / "tiny.md"
     assert main(["bench", "--preset", "tiny-test", "--random-weights", "--seconds", "1", "--precision", "fp32",
