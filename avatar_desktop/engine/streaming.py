@@ -274,10 +274,11 @@ class StreamingGenerator(LatentStream):
         return self._to_device(torch.randn(shape, generator=self._generator, dtype=torch.float32), self.dtype)
 
     def _to_device(self, tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """A CPU tensor on the generator's device (as `dtype`); on CUDA copied from pinned memory, without waiting."""
+        """A CPU tensor on the generator's device (as `dtype`); on CUDA copied from pinned memory without waiting,
+        then converted there (a copy that converts would stage through pageable memory, which waits)."""
         if self.device.type == "cuda":
-            tensor = tensor.pin_memory()
-        return tensor.to(self.device, dtype or tensor.dtype, non_blocking=True)
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(dtype or tensor.dtype)
 
     def _encode_reference(self):
         reference = self.model.autoencoder.encode(self._portrait)
