@@ -84,7 +84,11 @@ def expression_vector(values: Mapping[str, float] | None) -> list[float]:
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """Image <-> latent. kind: 'tiny' (ours), 'kl' (diffusers AutoencoderKL) or 'taesd' (diffusers AutoencoderTiny)."""
+    """Image <-> latent. kind: 'tiny' (ours), 'kl' (diffusers AutoencoderKL) or 'taesd' (diffusers AutoencoderTiny).
+    tiny_decoder: None, or a second, cheaper decoder of the same latents in diffusers' AutoencoderTiny decoder layout
+    (TAESD), with these overrides of its defaults (block_out_channels, num_blocks, act_fn, upsample_fn):
+    models/autoencoder.py build_tiny_decoder; trained by the autoencoder stage with decoder = "tiny", chosen by
+    EngineConfig.decoder."""
 
     kind: str = "tiny"
     image_size: int = 256
@@ -94,6 +98,7 @@ class AutoencoderConfig:
     decoder_channels: tuple[int, ...] = (64, 32, 16)
     scaling_factor: float = 1.0
     diffusers_config: dict[str, Any] = field(default_factory=dict)
+    tiny_decoder: dict[str, Any] | None = None
 
     @property
     def latent_size(self) -> int:
@@ -231,6 +236,10 @@ class EngineConfig:
     audio_guidance: override the checkpoint's audio guidance scale (SamplingConfig.audio_guidance).
     slider_speed: override the checkpoint's slider easing (SamplingConfig.slider_speed; slider units per second).
     threads: CPU threads of the ONNX backend's sessions (None: all cores; torch's are set process-wide by --threads).
+    compile: torch.compile the denoiser and decoder for each planned chunk length in prepare() (torch backend);
+    compile_backend: torch.compile's backend ('eager' only traces: it checks graphs and guards quickly, for tests).
+    overlap_decode: decode a chunk while the next one is denoised (a second CUDA stream; in order on the CPU).
+    decoder: 'full' (the autoencoder's decoder) or 'tiny' (the model's tiny decoder, AutoencoderConfig.tiny_decoder).
     """
 
     device: str = "cpu"
@@ -243,6 +252,10 @@ class EngineConfig:
     slider_speed: float | None = None
     threads: int | None = None
     seed: int = 0
+    compile: bool = False
+    compile_backend: str = "inductor"
+    overlap_decode: bool = False
+    decoder: str = "full"
 
 
 T = TypeVar("T")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from avatar_desktop.config import State
 from avatar_desktop.engine.bench import benchmark_audio, benchmark_portrait
 from avatar_desktop.models.presets import build_model, tiny_test_config
 from avatar_desktop.models.store import save_model
@@ -71,3 +72,13 @@ def read_losses(run: Path) -> list[float]:
     """The `loss` column of a training run's loss.csv."""
     with (run / "loss.csv").open() as handle:
         return [float(row["loss"]) for row in csv.DictReader(handle)]
+
+
+def stream_chunks(generator, seconds: float, labels=(State.SPEAKING,)) -> list:
+    """Every chunk of `seconds` of speech handed to a prepared latent generator at once, the i-th step() with
+    labels[i] (past the end, the last label), until the end of the stream."""
+    generator.push_audio(benchmark_audio(seconds))
+    chunks = []
+    while (chunk := generator.step(None, labels[min(len(chunks), len(labels) - 1)], end_of_stream=True)) is not None:
+        chunks.append(chunk)
+    return chunks

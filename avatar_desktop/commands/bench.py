@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
-from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import (
+    add_engine_arguments,
+    add_model_arguments,
+    fast_path_options,
+    model_spec_from_args,
+)
 from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, parse_expression
 from avatar_desktop.errors import AvatarError
+from avatar_desktop.files import prepare_output_folder
 
 
 def _add(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +37,9 @@ def _add(parser: argparse.ArgumentParser) -> None:
                              "and onnx int8 (when exported) in this one run, on each of --thread-counts")
     parser.add_argument("--thread-counts", default="1,2,4", help="with --onnx: CPU thread counts (default 1,2,4)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (with --onnx: a list)")
+    parser.add_argument("--profile", type=Path,
+                        help="markdown file: after the run, torch.profiler over a few steady chunks, the top kernels "
+                             "and the idle gaps between them (the latent model on torch)")
 
 
 def _cuda_available() -> bool:
@@ -47,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.engine.bench import benchmark_portrait, naive_config, run_benchmark
     from avatar_desktop.engine.model_spec import ModelSpec, open_generator
     from avatar_desktop.engine.portrait import load_portrait
+    from avatar_desktop.engine.streaming import StreamingGenerator
     from avatar_desktop.output.camera import CameraConfig
 
     if args.device.startswith("cuda") and not _cuda_available():
@@ -70,22 +81,47 @@ def _run(args: argparse.Namespace) -> int:
         spec = ModelSpec("default")  # the drawn stand-in portrait is a character of the latent model
     portrait = load_portrait(args.portrait) if args.portrait else benchmark_portrait()
     frame_limit, fps = ((camera.width, camera.height), camera.fps) if camera else (None, None)
-    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps, threads=args.threads)
+    config = EngineConfig(device=args.device, precision=args.precision, steps=args.steps, threads=args.threads,
+                          **fast_path_options(args))
     if args.onnx is not None:
         return _side_by_side(args, spec, portrait, config, frame_limit=frame_limit, fps=fps, seconds=args.seconds,
                              expression=expression, camera=camera)
+    if args.profile is not None:
+        prepare_output_folder(args.profile.parent, "--profile")
+    clock = time.perf_counter()
     generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps,
                                source=str(args.portrait or "portrait"))
     if args.naive:
         config = naive_config(config, generator.planner.plan.steady)
+        clock = time.perf_counter()
         generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps)
+    prepare_s = time.perf_counter() - clock
+    if args.profile is not None and not isinstance(generator, StreamingGenerator):
+        raise AvatarError(f"--profile profiles the latent model on torch, not the {generator.path} of "
+                          f"{spec.label}: leave --profile out, or give a latent torch model")
     result = run_benchmark(generator, seconds=args.seconds, expression=expression, camera=camera)
+    result["prepare_s"] = round(prepare_s, 2)  # loading, prepare() and its warm-up (with --compile: compiling)
+    if args.profile is not None:
+        _write_profile(args.profile, generator, result)
     if args.json:
         print(json.dumps(result))
     else:
         for key, value in result.items():
             print(f"{key:>32}: {value}")
     return 0
+
+
+def _write_profile(path: Path, generator, result: dict) -> None:
+    """--profile: the steady chunks' kernels and idle gaps (engine/profiling.py) as markdown in `path`."""
+    from avatar_desktop.engine.profiling import profile_steady_chunks, profile_table
+
+    chunks = 3
+    intervals, frames = profile_steady_chunks(generator, chunks=chunks)
+    mode = "+".join(name for name in ("compile", "overlap_decode") if result[name]) or "eager"
+    if result["decoder"] == "tiny":
+        mode += ", tiny decoder"
+    title = f"{result['preset']} {result['dtype']} {mode} on {result['device']}"
+    path.write_text(profile_table(intervals, title=title, chunks=chunks, frames=frames))
 
 
 def _side_by_side(args: argparse.Namespace, spec, portrait, config, **options) -> int:

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from avatar_desktop.commands.model_args import add_backend_argument, add_engine_arguments
+from avatar_desktop.commands.model_args import add_backend_argument, add_engine_arguments, fast_path_options
 from avatar_desktop.commands.registry import command
 from avatar_desktop.errors import AvatarError
 from avatar_desktop.files import prepare_output_folder
@@ -121,7 +121,7 @@ def _engine_config(args: argparse.Namespace, **extra):
         if value is not None and value < 1:
             raise EvaluationError(f"{option} must be at least 1, got {value}")
     return EngineConfig(device=args.device, precision=args.precision, seed=args.seed, steps=args.steps,
-                        fixed_chunk=args.chunk, **extra)
+                        fixed_chunk=args.chunk, **fast_path_options(args), **extra)
 
 
 def _run_photos(args: argparse.Namespace) -> int:

@@ -8,7 +8,12 @@ import sys
 import threading
 from pathlib import Path
 
-from avatar_desktop.commands.model_args import add_engine_arguments, add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import (
+    add_engine_arguments,
+    add_model_arguments,
+    fast_path_options,
+    model_spec_from_args,
+)
 from avatar_desktop.commands.registry import command
 from avatar_desktop.config import EngineConfig, State, parse_expression
 from avatar_desktop.errors import AvatarError
@@ -78,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
         find_face(portrait, source=str(args.portrait))
     config = SessionConfig(
         model=model,
-        engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk, threads=args.threads),
+        engine=EngineConfig(device=args.device, precision=args.precision, fixed_chunk=args.chunk, threads=args.threads,
+                            **fast_path_options(args)),
         mic=CaptureConfig(device=args.mic),
         far_end=CaptureConfig(device=args.far_end) if args.far_end is not None else None,
         camera=camera,

@@ -34,6 +34,26 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = 
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto (per device; an ONNX export's default), fp32, bf16 or fp16 (CUDA only) on torch; "
                              "fp32 or int8 on onnx")
+    add_fast_path_arguments(parser)
+
+
+def add_fast_path_arguments(parser) -> None:
+    """--compile, --overlap-decode and --decoder: the torch latent generator's fast path (EngineConfig.compile,
+    overlap_decode, decoder)."""
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the denoiser and decoder for each planned chunk length before the first "
+                             "chunk (the latent model on torch; takes minutes on a CPU)")
+    parser.add_argument("--overlap-decode", action="store_true",
+                        help="decode a chunk while the next one is denoised (the latent model on torch; a second "
+                             "CUDA stream)")
+    parser.add_argument("--decoder", default="full", choices=("full", "tiny"),
+                        help="full (the autoencoder's decoder, default) or tiny (the model's TAESD-layout tiny decoder, "
+                             "cheaper; a model whose preset has one)")
+
+
+def fast_path_options(args: argparse.Namespace) -> dict:
+    """The EngineConfig fields that add_fast_path_arguments' flags set."""
+    return {"compile": args.compile, "overlap_decode": args.overlap_decode, "decoder": args.decoder}
 
 
 def torch_device(text: str) -> str:

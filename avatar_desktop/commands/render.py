@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avatar_desktop.commands.model_args import add_model_arguments, model_spec_from_args
+from avatar_desktop.commands.model_args import (
+    add_fast_path_arguments,
+    add_model_arguments,
+    fast_path_options,
+    model_spec_from_args,
+)
 from avatar_desktop.commands.registry import command
 from avatar_desktop.audio.vad import speech_states
 from avatar_desktop.config import SAMPLE_RATE, EngineConfig, State, parse_expression
@@ -28,6 +33,7 @@ def _add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", default="auto", help="auto (from the audio), speaking, listening or idle")
     parser.add_argument("--expression", default="", help="e.g. smile=0.5,brow=-0.2 (components in [-1, 1])")
     parser.add_argument("--seed", type=int, default=0)
+    add_fast_path_arguments(parser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -42,8 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     if len(audio) == 0:
         raise InputFileError(f"audio file {args.audio} holds no samples: give a file with speech in it")
     spec = model_spec_from_args(args)
-    generator = open_generator(spec, portrait, EngineConfig(seed=args.seed, threads=args.threads), expression=expression,
-                               source=str(args.portrait))
+    generator = open_generator(spec, portrait, EngineConfig(seed=args.seed, threads=args.threads, **fast_path_options(args)),
+                               expression=expression, source=str(args.portrait))
     print(f"render: {generator.path}, {generator.resolution} px", file=sys.stderr)
     if generator.notice:
         print(f"render: {generator.notice}", file=sys.stderr)

@@ -96,15 +96,21 @@ class LatentStream:
             self.push_audio(audio)
         if expression is not None:
             self.set_expression(expression)
-        label = State(label)
+        return self._next_chunk(State(label), end_of_stream)
 
+    def _next_chunk(self, label: State, end_of_stream: bool) -> Chunk | None:
+        """The next chunk, generated with `label`, or None while its audio has not all arrived."""
+        length = self._plan_next(label, end_of_stream)
+        return None if length is None else self._generate(length, label)
+
+    def _plan_next(self, label: State, end_of_stream: bool) -> int | None:
+        """Frames in the next chunk (committed to the chunk plan), or None while its audio has not all arrived."""
         state_changed = self._last_label is not None and label != self._last_label
         planned = self.planner.length(state_changed=state_changed)
         length = self.audio.chunk_length(planned, self.frame_index, end_of_stream=end_of_stream)
-        if length is None:
-            return None
-        self.planner.commit()
-        return self._generate(length, label)
+        if length is not None:
+            self.planner.commit()
+        return length
 
     def push_audio(self, audio: np.ndarray) -> None:
         """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
@@ -114,13 +120,23 @@ class LatentStream:
                       stage_ms: dict[str, float]) -> Chunk:
         """The chunk of decoded frames uint8 (T, H, W, 3), re-posed by the sliders the engine warps (float32 (E,)
         values of all sliders; only the warped ones are read); advances the stream past it."""
+        start = self.frame_index
+        self._advance_stream(len(frames_rgb), label)
+        return self._chunk_at(start, frames_rgb, warped_sliders, label, stage_ms)
+
+    def _advance_stream(self, frames: int, label: State) -> None:
+        """The next chunk starts `frames` frames later and follows one of `label`; audio no window needs is dropped."""
+        self.frame_index += frames
+        self._last_label = label
+        self.audio.trim(self.frame_index)
+
+    def _chunk_at(self, start: int, frames_rgb: np.ndarray, warped_sliders: np.ndarray, label: State,
+                  stage_ms: dict[str, float]) -> Chunk:
+        """The Chunk of decoded frames uint8 (T, H, W, 3) from frame `start` on, re-posed by the warped sliders (as
+        in _finish_chunk)."""
         if self._warped:
             values = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
             values[self._warped] = warped_sliders[self._warped]
             frames_rgb = warp(frames_rgb, values)
-        start, frames = self.frame_index, len(frames_rgb)
-        self.frame_index += frames
-        self._last_label = label
-        self.audio.trim(self.frame_index)
-        timestamps = np.arange(start, start + frames, dtype=np.float64) / self.fps
+        timestamps = np.arange(start, start + len(frames_rgb), dtype=np.float64) / self.fps
         return Chunk(frames_rgb, timestamps, start, label, stage_ms)

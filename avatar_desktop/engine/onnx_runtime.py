@@ -123,6 +123,9 @@ class ExportedModel:
                                   f"the torch model folder with --backend torch")
         if not config.cache_reference:
             raise CheckpointError("the naive baseline (no reference caches) runs on the torch backend only")
+        if config.compile or config.overlap_decode or config.decoder != "full":
+            raise CheckpointError("--compile, --overlap-decode and --decoder tiny run on the torch backend only: leave "
+                                  f"them out for {self.folder}, or use the torch model folder with --backend torch")
 
     def motion_network(self, config: EngineConfig) -> OnnxMotionNetwork:
         return OnnxMotionNetwork(self, config)

@@ -3,7 +3,8 @@
 Images are (B, 3, H, W) float in [-1, 1]; latents are (B, C, H/f, W/f), already multiplied by the scaling
 factor so that the diffusion model sees roughly unit variance. Variants are registered in AUTOENCODERS:
 'tiny' (ours, built for a fast CPU decoder), 'kl' (diffusers AutoencoderKL, the SD-VAE layout) and
-'taesd' (diffusers AutoencoderTiny).
+'taesd' (diffusers AutoencoderTiny). Any of them may carry a second decoder, `tiny_decoder` (TAESD layout), that
+decodes the same latents more cheaply (AutoencoderConfig.tiny_decoder).
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class _PixelShuffleUp(nn.Module):
 class TinyAutoencoder(nn.Module):
     """Strided-conv encoder, pixel-shuffle decoder. The decoder runs on every frame: most of its work is at low resolution."""
 
-    decoder_prefixes = ("decoder.",)
+    decoder_prefixes = ("decoder.", "tiny_decoder.")
 
     def __init__(self, cfg: AutoencoderConfig):
         super().__init__()
+        self.tiny_decoder: nn.Module | None = None  # build_autoencoder adds the configured one
         levels = len(cfg.encoder_channels)
         if 2**levels != cfg.downscale or len(cfg.decoder_channels) != levels:
             raise ValueError(
@@ -85,12 +87,13 @@ class TinyAutoencoder(nn.Module):
 class DiffusersAutoencoder(nn.Module):
     """Adapter giving diffusers' AutoencoderKL / AutoencoderTiny the same encode/decode as TinyAutoencoder."""
 
-    decoder_prefixes = ("vae.decoder.", "vae.post_quant_conv.")
+    decoder_prefixes = ("vae.decoder.", "vae.post_quant_conv.", "tiny_decoder.")
 
     def __init__(self, cfg: AutoencoderConfig, vae: nn.Module):
         super().__init__()
         self.cfg = cfg
         self.vae = vae
+        self.tiny_decoder: nn.Module | None = None  # build_autoencoder adds the configured one
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         encoded = self.vae.encode(images)
@@ -132,13 +135,39 @@ AUTOENCODERS: dict[str, Callable[[AutoencoderConfig], nn.Module]] = {
 }
 
 
+TINY_DECODER_LAYOUT = {"block_out_channels": (64, 64, 64, 64), "num_blocks": (3, 3, 3, 1), "act_fn": "relu",
+                       "upsample_fn": "nearest"}
+"""TAESD's decoder (diffusers AutoencoderTiny's defaults): 3 2x upsamplings, so for 8x downscaling."""
+
+
+def build_tiny_decoder(cfg: AutoencoderConfig) -> nn.Module:
+    """diffusers' DecoderTiny (the TAESD layout, TINY_DECODER_LAYOUT with cfg.tiny_decoder's overrides) for cfg's
+    latents: (B, C, h, w) scaled latents -> (B, 3, h*f, w*f) in [-1, 1]. Its num_blocks has one entry per
+    resolution: log2(downscale) + 1."""
+    from diffusers.models.autoencoders.vae import DecoderTiny
+
+    unknown = set(cfg.tiny_decoder) - set(TINY_DECODER_LAYOUT)
+    if unknown:
+        raise ValueError(f"tiny_decoder: unknown key(s) {sorted(unknown)}; known: {sorted(TINY_DECODER_LAYOUT)}")
+    layout = {**TINY_DECODER_LAYOUT, **cfg.tiny_decoder}
+    if 2 ** (len(layout["num_blocks"]) - 1) != cfg.downscale or len(layout["block_out_channels"]) != len(layout["num_blocks"]):
+        raise ValueError(f"tiny_decoder: downscale {cfg.downscale} needs log2(downscale) + 1 entries in both num_blocks "
+                         f"and block_out_channels, got {list(layout['num_blocks'])} and {list(layout['block_out_channels'])}")
+    return DecoderTiny(in_channels=cfg.latent_channels, out_channels=3, num_blocks=tuple(layout["num_blocks"]),
+                       block_out_channels=tuple(layout["block_out_channels"]), upsampling_scaling_factor=2,
+                       act_fn=layout["act_fn"], upsample_fn=layout["upsample_fn"])
+
+
 def build_autoencoder(cfg: AutoencoderConfig) -> nn.Module:
-    """Instantiate the registered variant `cfg.kind` with random weights."""
+    """Instantiate the registered variant `cfg.kind` (with its tiny decoder, when configured) with random weights."""
     try:
         factory = AUTOENCODERS[cfg.kind]
     except KeyError:
         raise ValueError(f"unknown autoencoder kind {cfg.kind!r}: expected one of {sorted(AUTOENCODERS)}") from None
-    return factory(cfg)
+    autoencoder = factory(cfg)
+    if cfg.tiny_decoder is not None:
+        autoencoder.tiny_decoder = build_tiny_decoder(cfg)
+    return autoencoder
 
 
 def load_diffusers_autoencoder(folder: str | Path, *, image_size: int) -> tuple[AutoencoderConfig, nn.Module]:

@@ -6,6 +6,7 @@ Every preset instantiates with random weights (`build_model`, which needs torch)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from avatar_desktop.config import (
@@ -40,6 +41,7 @@ def _llia(image_size: int) -> ModelConfig:
         autoencoder=AutoencoderConfig(
             kind="kl", image_size=image_size, latent_channels=4, downscale=8,
             encoder_channels=(), decoder_channels=(), scaling_factor=0.18215, diffusers_config=_SD_VAE,
+            tiny_decoder={},  # TAESD's layout, the real-time choice (EngineConfig.decoder); the SD-VAE one for quality
         ),
         audio=AudioConfig(n_mels=80, channels=384, token_dim=768, tokens_per_frame=8),
         denoiser=DenoiserConfig(
@@ -81,11 +83,19 @@ def tiny_test_config() -> ModelConfig:
     )
 
 
+def _with_tiny_decoder(config: ModelConfig, preset: str) -> ModelConfig:
+    """`config` named `preset`, its autoencoder with a small tiny decoder (TAESD layout, 16 channels, 1 block per
+    resolution): for tests of the tiny decoder's training and use."""
+    tiny_decoder = {"block_out_channels": (16,) * 4, "num_blocks": (1,) * 4}
+    return replace(config, preset=preset, autoencoder=replace(config.autoencoder, tiny_decoder=tiny_decoder))
+
+
 PRESETS: dict[str, ModelConfig] = {
     "tiny-cpu": ModelConfig(denoiser=DenoiserConfig(audio_embedding=True)),
     "llia-384": _llia(384),
     "llia-512": _llia(512),
     "tiny-test": tiny_test_config(),
+    "tiny-test-taesd": _with_tiny_decoder(tiny_test_config(), "tiny-test-taesd"),
 }
 
 

@@ -95,7 +95,9 @@ class AutoencoderRecipe:
     alone: every latent stays the same, so a finished model's denoiser and latent cache stay valid.
     latent_blur > 0 blurs each training latent by a Gaussian of a random width in [0, latent_blur] latent cells
     while the target stays sharp: the decoder learns to draw crisp edges from the softer latents a few-step
-    generator produces, not only from the encoder's."""
+    generator produces, not only from the encoder's.
+    decoder = "tiny" trains the preset's tiny decoder (AutoencoderConfig.tiny_decoder, TAESD layout) alone, to decode
+    init's latents (needs init and train_encoder = false); every other weight stays init's."""
 
     preset: str = "tiny-cpu"
     run: RunConfig = RunConfig()
@@ -106,10 +108,15 @@ class AutoencoderRecipe:
     init: str = ""
     train_encoder: bool = True
     latent_blur: float = 0.0
+    decoder: str = "full"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.latent_blur <= 1.0:  # the blur kernel spans 5 cells: wider Gaussians would be cut off
             raise ValueError(f"latent_blur = {self.latent_blur}: choose a width from 0 (off) to 1 latent cell")
+        if self.decoder not in ("full", "tiny"):
+            raise ValueError(f"decoder = {self.decoder!r}: choose \"full\" or \"tiny\"")
+        if self.decoder == "tiny" and self.train_encoder:
+            raise ValueError('decoder = "tiny" trains the tiny decoder alone: add train_encoder = false')
 
 
 @dataclass(frozen=True)

@@ -70,3 +70,25 @@ def test_non_diffusers_folder_is_refused(tmp_path):
     (tmp_path / "config.json").write_text('{"_class_name": "UNet2DModel"}')
     with pytest.raises(ValueError, match="UNet2DModel"):
         load_diffusers_autoencoder(tmp_path, image_size=32)
+
+
+def test_a_tiny_decoder_decodes_the_same_latents_and_is_stored_with_the_decoders(tmp_path):
+    """AutoencoderConfig.tiny_decoder: a TAESD-layout decoder of the autoencoder's latents, saved in the model
+    folder, outside encoder_state (so a latent cache stays valid when it trains)."""
+    from avatar_desktop.models.autoencoder import encoder_state
+    from avatar_desktop.models.presets import preset_config
+
+    config = preset_config("tiny-test-taesd")
+    model = build_model(config, seed=0)
+    latents = torch.randn(2, 4, 8, 8)
+    assert model.autoencoder.tiny_decoder(latents).shape == model.autoencoder.decode(latents).shape == (2, 3, 64, 64)
+    assert not any(name.startswith("tiny_decoder.") for name in encoder_state(model.autoencoder))
+    loaded = load_model(save_model(model, tmp_path / "taesd"))
+    torch.testing.assert_close(loaded.autoencoder.tiny_decoder(latents), model.autoencoder.tiny_decoder(latents))
+    assert build_model("tiny-test").autoencoder.tiny_decoder is None
+
+    uneven = dataclasses.replace(config.autoencoder, tiny_decoder={"num_blocks": [1, 1, 1]})
+    with pytest.raises(ValueError, match=r"downscale 8 needs log2\(downscale\) \+ 1 entries in both num_blocks"):
+        build_autoencoder(uneven)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['channels'\]"):
+        build_autoencoder(dataclasses.replace(config.autoencoder, tiny_decoder={"channels": 4}))

@@ -268,6 +268,7 @@ def test_backend_and_precision_the_folder_lacks_are_refused(exported, tiny_model
     for model, extra, expected in (
             (exported["latent"], ["--backend", "torch"], "runs on --backend onnx, not torch"),
             (tiny_model_dir, ["--backend", "onnx"], "export it first (`avatar-desktop export"),
+            (exported["latent"], ["--compile"], "--compile, --overlap-decode and --decoder tiny run on the torch backend only"),
     ):
         args, _ = _render(tmp_path, portrait, speech_wav, model, *extra)
         assert main(args) == 2

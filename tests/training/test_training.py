@@ -31,7 +31,7 @@ from avatar_desktop.training.loop import learning_rate
 from avatar_desktop.training.stages.autoencoder import blur_latents
 from avatar_desktop.training.stages.expression import ExpressionObjective, expression_student
 from avatar_desktop.training.stages.teacher import warm_start
-from tests.conftest import read_losses, write_recipe
+from tests.conftest import read_losses, stream_chunks, write_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -589,3 +589,40 @@ def test_resuming_a_checkpoint_of_another_preset_is_refused(autoencoder_run, dat
     other = write_recipe(tmp_path, "ae2", 'preset = "tiny-cpu"\npool_clips = 1\n[run]\nsteps = 2\nbatch_size = 1\n')
     assert _train("autoencoder", other, dataset, tmp_path / "run", "--resume") == 2
     assert "belongs to another preset" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_tiny_decoder_learns_init_latents_alone_and_the_engine_decodes_with_it(dataset, tmp_path, portrait, capsys):
+    """decoder = "tiny": only the TAESD-layout decoder of tiny-test-taesd trains (its loss falls); every other
+    weight stays init's; EngineConfig.decoder picks it; bad combinations are named."""
+    init = save_model(build_model("tiny-test-taesd", seed=0), tmp_path / "init")
+    recipe = write_recipe(tmp_path, "tiny", f'preset = "tiny-test-taesd"\ninit = "{init}"\ntrain_encoder = false\n'
+                          'decoder = "tiny"\npool_clips = 2\n[run]\nsteps = 30\nbatch_size = 4\nlr = 3e-3\n'
+                          "warmup_steps = 1\nsave_every = 30\n")
+    assert _train("autoencoder", recipe, dataset, tmp_path / "run") == 0
+    losses = read_losses(tmp_path / "run")
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    before, after = load_model(init), load_model(tmp_path / "run" / "model")
+    for network in ("autoencoder", "audio_encoder", "denoiser"):
+        for key, value in getattr(before, network).state_dict().items():
+            if not key.startswith("tiny_decoder."):
+                torch.testing.assert_close(getattr(after, network).state_dict()[key], value, rtol=0, atol=0)
+    assert any(not torch.equal(value, before.autoencoder.state_dict()[key])
+               for key, value in after.autoencoder.state_dict().items() if key.startswith("tiny_decoder."))
+
+    frames = {}
+    for decoder in ("full", "tiny"):
+        generator = StreamingGenerator(load_model(tmp_path / "run" / "model"), EngineConfig(decoder=decoder))
+        generator.prepare(portrait, warmup=False)
+        frames[decoder] = np.concatenate([chunk.frames for chunk in stream_chunks(generator, 0.2)])
+    assert frames["tiny"].shape == frames["full"].shape == (5, 64, 64, 3)
+    assert not np.array_equal(frames["tiny"], frames["full"])
+
+    for name, text, expected in (
+            ("encoder", f'preset = "tiny-test-taesd"\ninit = "{init}"\ndecoder = "tiny"\n', "add train_encoder = false"),
+            ("none", f'preset = "tiny-test"\ninit = "{tmp_path / "plain"}"\ntrain_encoder = false\ndecoder = "tiny"\n',
+             "preset 'tiny-test' has no tiny decoder"),
+    ):
+        save_model(build_model("tiny-test", seed=0), tmp_path / "plain")
+        assert _train("autoencoder", write_recipe(tmp_path, name, text), dataset, tmp_path / name) == 2
+        assert expected in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""The autoencoder stage: L1 + multi-scale gradient loss on frames (the decoder alone, and from blurred latents, on
-request). Its recipe is training.config.AutoencoderRecipe."""
+"""The autoencoder stage: L1 + multi-scale gradient loss on frames (the decoder alone, from blurred latents, or the
+tiny decoder alone, on request). Its recipe is training.config.AutoencoderRecipe."""
 
 from __future__ import annotations
 
@@ -53,14 +53,17 @@ def blur_latents(latents: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 class AutoencoderObjective(nn.Module):
     """Reconstruction loss of a batch of images (B, 3, H, W) in [-1, 1] whose mouth masks (B, 1, H, W) weigh
     1 + mouth_weight; a frozen encoder runs without gradients. A batch with `latent_blur` (B,) has its latents
-    blurred by that many latent cells before decoding, while the target stays the sharp image."""
+    blurred by that many latent cells before decoding, while the target stays the sharp image. With `tiny`, the
+    autoencoder's tiny decoder decodes."""
 
-    def __init__(self, model: AvatarModel, gradient_weight: float, mouth_weight: float = 0.0, train_encoder: bool = True):
+    def __init__(self, model: AvatarModel, gradient_weight: float, mouth_weight: float = 0.0, train_encoder: bool = True,
+                 tiny: bool = False):
         super().__init__()
         self.model = model
         self.gradient_weight = gradient_weight
         self.mouth_weight = mouth_weight
         self.train_encoder = train_encoder
+        self.tiny = tiny
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         images = batch["images"]
@@ -70,7 +73,7 @@ class AutoencoderObjective(nn.Module):
             latents = ae.encode(images)
         if "latent_blur" in batch:
             latents = blur_latents(latents, batch["latent_blur"])
-        reconstruction = ae.decode(latents)
+        reconstruction = ae.tiny_decoder(latents) if self.tiny else ae.decode(latents)
         l1 = (weight * (reconstruction - images).abs()).mean()
         return l1 + self.gradient_weight * image_gradient_loss(reconstruction, images, weight)
 
@@ -95,13 +98,20 @@ def train_autoencoder(loaded: LoadedRecipe, data: Path, out: Path, resume: bool)
     for network in (model.audio_encoder, model.denoiser):
         freeze(network)
     model.autoencoder.train()
-    trained = list(model.autoencoder.parameters()) if recipe.train_encoder else decoder_parameters(model.autoencoder)
+    if recipe.decoder == "tiny":
+        if model.autoencoder.tiny_decoder is None:
+            raise AvatarError(f"{loaded.source}: decoder = \"tiny\", but preset {recipe.preset!r} has no tiny decoder "
+                              f"(AutoencoderConfig.tiny_decoder): choose a preset that has one, e.g. llia-384")
+        trained = list(model.autoencoder.tiny_decoder.parameters())
+    else:  # a tiny decoder's parameters get no gradient here: the optimiser leaves them as they are
+        trained = list(model.autoencoder.parameters()) if recipe.train_encoder else decoder_parameters(model.autoencoder)
     trained_ids = {id(parameter) for parameter in trained}
     for parameter in model.autoencoder.parameters():
         parameter.requires_grad_(id(parameter) in trained_ids)
     pool_generator = torch.Generator().manual_seed(recipe.run.seed + 1)
     pool = FramePool(training_clips(data), recipe.pool_clips, recipe.refresh_every, pool_generator)
-    objective = AutoencoderObjective(model, recipe.gradient_weight, recipe.mouth_weight, recipe.train_encoder)
+    objective = AutoencoderObjective(model, recipe.gradient_weight, recipe.mouth_weight, recipe.train_encoder,
+                                     tiny=recipe.decoder == "tiny")
 
     def batch(step: int, generator: torch.Generator) -> dict[str, Any]:
         images, mouth = pool.sample(recipe.run.batch_size, generator)
