@@ -57,7 +57,6 @@ def _run(args: argparse.Namespace) -> int:
     from avatar_desktop.engine.bench import benchmark_portrait, naive_config, run_benchmark
     from avatar_desktop.engine.model_spec import ModelSpec, open_generator
     from avatar_desktop.engine.portrait import load_portrait
-    from avatar_desktop.engine.streaming import StreamingGenerator
     from avatar_desktop.output.camera import CameraConfig
 
     if args.device.startswith("cuda") and not _cuda_available():
@@ -96,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         clock = time.perf_counter()
         generator = open_generator(spec, portrait, config, frame_limit=frame_limit, fps=fps)
     prepare_s = time.perf_counter() - clock
-    if args.profile is not None and not isinstance(generator, StreamingGenerator):
+    if args.profile is not None and (spec.kind, spec.backend) != ("latent", "torch"):
         raise AvatarError(f"--profile profiles the latent model on torch, not the {generator.path} of "
                           f"{spec.label}: leave --profile out, or give a latent torch model")
     result = run_benchmark(generator, seconds=args.seconds, expression=expression, camera=camera)

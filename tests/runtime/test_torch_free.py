@@ -97,3 +97,12 @@ def test_a_torch_model_folder_in_an_install_without_torch_says_what_to_do(withou
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "runs on torch, which this install does not have" in result.stderr
     assert "avatar-desktop export" in result.stderr and not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.slow
+def test_bench_of_an_exported_model_runs_without_torch(without_torch, exported_motion_model, astronaut_png):
+    result = run_app(without_torch, "bench", "--model", str(exported_motion_model), "--portrait", str(astronaut_png),
+                     "--seconds", "1", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["path"] == "photo renderer" and report["frames"] > 0 and report["fps"] > 0
