@@ -74,7 +74,6 @@ def test_a_profile_of_steady_chunks_lists_the_top_kernels_and_idle_gaps(portrait
     assert generator.frame_index == 0  # the stream is reset afterwards
 
 
-@pytest.mark.slow
 def test_bench_profile_writes_the_top_kernels_and_idle_gaps(tmp_path, capsys):
     out = tmp_path / "profiles" / "tiny.md"
     assert main(["bench", "--preset", "tiny-test", "--random-weights", "--seconds", "1", "--precision", "fp32",

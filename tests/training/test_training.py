@@ -591,7 +591,6 @@ def test_resuming_a_checkpoint_of_another_preset_is_refused(autoencoder_run, dat
     assert "belongs to another preset" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_the_tiny_decoder_learns_init_latents_alone_and_the_engine_decodes_with_it(dataset, tmp_path, portrait, capsys):
     """decoder = "tiny": only the TAESD-layout decoder of tiny-test-taesd trains (its loss falls); every other
     weight stays init's; EngineConfig.decoder picks it; bad combinations are named."""
