@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from avatar_desktop.errors import AvatarError
+
 
 @dataclass(frozen=True)
 class PrecisionBackend:
@@ -21,7 +23,9 @@ class PrecisionBackend:
     def prepare(self, model: nn.Module, device: torch.device) -> nn.Module:
         """Cast `model` in place to this backend's dtype on `device`, convolutions in channels-last layout."""
         if device.type not in self.devices:
-            raise ValueError(f"precision {self.name!r} runs on {', '.join(self.devices)}, not on {device.type}")
+            usable = ", ".join(name for name, backend in BACKENDS.items() if device.type in backend.devices)
+            raise AvatarError(f"--precision {self.name} runs on {', '.join(self.devices)}, not on {device.type}: "
+                              f"use --precision {usable} or auto there")
         return model.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
 
 

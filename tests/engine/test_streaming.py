@@ -11,6 +11,7 @@ from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.slider_warp import warp
 from avatar_desktop.engine.streaming import StreamingGenerator
+from avatar_desktop.errors import AvatarError
 from avatar_desktop.models.avatar import AvatarModel
 
 SAMPLES_PER_FRAME = 640
@@ -287,3 +288,5 @@ def test_bad_inputs_are_refused(tiny_model, portrait):
         generator.push_audio(np.zeros((100, 2), np.float32))
     with pytest.raises(ValueError, match="unknown precision"):
         StreamingGenerator(tiny_model, EngineConfig(precision="fp8"))
+    with pytest.raises(AvatarError, match="--precision fp16 runs on cuda, not on cpu: use --precision fp32, bf16 or auto"):
+        StreamingGenerator(tiny_model, EngineConfig(precision="fp16", device="cpu"))
