@@ -59,13 +59,12 @@ class ModelSpec:
             folder = resolve_model(self.name or DEFAULT_MOTION_MODEL)
             kind, config = read_any_model_config(folder)
             backend = model_backend(folder)
+        what = folder or f"preset {self.name}"
         if self.backend not in (None, backend):
-            what = folder or f"preset {self.name}"
             hint = ("export it first (`avatar-desktop export --model MODEL --out FOLDER`) and pass that folder"
                     if self.backend == "onnx" else "pass the torch model folder it was exported from")
             raise CheckpointError(f"{what} runs on --backend {backend}, not {self.backend}: {hint}")
         if backend == "torch" and not torch_installed():
-            what = folder or f"preset {self.name}"
             raise CheckpointError(f"{what} runs on torch, which this install does not have (it runs ONNX exports on "
                                   f"onnxruntime): pass an exported model folder (`avatar-desktop export` in a source "
                                   f"checkout with torch, `pip install .[train]`)")
