@@ -57,6 +57,11 @@ PKG=$STAGE/root
 mkdir -p "$PKG/DEBIAN" "$PKG/opt" "$PKG/usr/bin" "$PKG/usr/share/applications" \
     "$PKG/usr/share/icons/hicolor/scalable/apps"
 cp -a "$FROZEN" "$PKG/opt/avatar-desktop"
+# Symbol tables are for debuggers: strip them from the libraries that ship with theirs (Python's own: 23 MB -> 6 MB;
+# LiteRT's; ICU's), but not from the auditwheel-repaired ones in *.libs/ folders, whose segments patchelf moved:
+# strip makes those unloadable ("ELF load command address/offset not page-aligned").
+find "$PKG/opt/avatar-desktop" -type f \( -name '*.so' -o -name '*.so.*' \) -not -path '*.libs/*' -print0 |
+    xargs -0 file --no-pad | awk -F: '/ELF.*not stripped/ {print $1}' | xargs -r -d '\n' strip --strip-unneeded
 ln -s /opt/avatar-desktop/avatar-desktop "$PKG/usr/bin/avatar-desktop"
 install -m 644 packaging/linux/avatar-desktop.desktop "$PKG/usr/share/applications/"
 install -m 644 packaging/icon/avatar-desktop.svg "$PKG/usr/share/icons/hicolor/scalable/apps/"
