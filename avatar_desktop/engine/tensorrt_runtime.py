@@ -92,8 +92,8 @@ class Gpu:
 
 
 def cuda_gpu(device: str) -> Gpu:
-    """The Gpu of torch device `device` ('cuda' or 'cuda:N'); CheckpointError saying what is missing when torch or
-    a CUDA device is not there."""
+    """The Gpu of torch device `device` ('cuda' or 'cuda:N'), made the current device; CheckpointError saying what
+    is missing when torch or a CUDA device is not there."""
     try:
         import torch
     except ImportError:
@@ -105,6 +105,7 @@ def cuda_gpu(device: str) -> Gpu:
     if index >= torch.cuda.device_count():
         raise CheckpointError(f"there is no CUDA device {device} here ({torch.cuda.device_count()} found): pick one "
                               "with --device cuda:N")
+    torch.cuda.set_device(index)  # TensorRT builds and runs on the thread's current device
     major, minor = torch.cuda.get_device_capability(index)
     return Gpu(torch.cuda.get_device_name(index), f"{major}.{minor}")
 
