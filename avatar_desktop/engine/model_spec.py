@@ -35,8 +35,9 @@ class ModelSpec:
     engine/tensorrt_runtime.py; never chosen unless asked for); None: the folder's ("backend" in model.json; torch
     for presets), and once made, the backend that runs.
     Raises CheckpointError (no such model, a damaged or foreign model.json, a backend the folder has no weights
-    for, a torch model where torch is not installed, tensorrt without its packages) or AvatarError (no such preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'),
-    `folder` (None for presets) and `config` (the folder's or the preset's).
+    for, a torch model where torch is not installed, tensorrt without its packages) or AvatarError (no such
+    preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'), `folder` (None for presets) and
+    `config` (the folder's or the preset's).
     """
 
     name: str | None = None
