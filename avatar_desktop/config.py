@@ -221,8 +221,9 @@ class ModelConfig:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 """Precision names (engine/precision.py's for torch, fp32 and int8 for ONNX, and 'auto'), listed here so that the
 CLI can offer them without importing torch."""
-BACKENDS = ("torch", "onnx")
-"""Inference backends: torch (a model folder's safetensors) or onnxruntime (a folder written by `export`)."""
+BACKENDS = ("torch", "onnx", "tensorrt")
+"""Inference backends: torch (a model folder's safetensors), onnxruntime (a folder written by `export`, on the CPU) or
+TensorRT (the same folder on an NVIDIA GPU; chosen by --backend tensorrt only)."""
 
 
 @dataclass(frozen=True)

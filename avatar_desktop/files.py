@@ -27,6 +27,12 @@ def app_root() -> Path:
     return Path(bundle) if bundle else Path(__file__).resolve().parents[1]
 
 
+def user_cache_folder() -> Path:
+    """The app's folder for files it can make again (TensorRT engines): $XDG_CACHE_HOME/avatar-desktop, by default
+    ~/.cache/avatar-desktop (as models/folders.py finds the user's models under $XDG_DATA_HOME). Not created here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avatar-desktop"
+
+
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once, at import: the permissions a plain open() would give a new file
 

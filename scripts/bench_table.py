@@ -1,5 +1,5 @@
 """The markdown table of scripts/gpu_bench.sh: one row per `avatar-desktop bench --json` run, under a line naming
-the GPU, its driver and the torch and CUDA versions of this machine.
+the GPU, its driver and the torch, CUDA and TensorRT versions of this machine.
 
     python scripts/bench_table.py RESULTS.jsonl OUT.md
 
@@ -19,7 +19,7 @@ COLUMNS = ("run", "fps", "first frame ms", "p50 frame ms", "p99 frame ms", "p99 
 
 
 def environment() -> str:
-    """GPU name, driver, torch and CUDA versions of this machine, as one line."""
+    """GPU name, driver, torch, CUDA and TensorRT versions of this machine, as one line."""
     import torch
 
     if torch.cuda.is_available():
@@ -31,7 +31,14 @@ def environment() -> str:
             driver = "unknown (nvidia-smi did not answer)"
     else:
         gpu, driver = "none (CPU run)", "none"
-    return f"GPU: {gpu}; driver {driver}; torch {torch.__version__}; CUDA {torch.version.cuda or 'none'}"
+    try:
+        import tensorrt
+
+        tensorrt_version = tensorrt.__version__
+    except ImportError:
+        tensorrt_version = "none"
+    return (f"GPU: {gpu}; driver {driver}; torch {torch.__version__}; CUDA {torch.version.cuda or 'none'}; "
+            f"TensorRT {tensorrt_version}")
 
 
 def row(entry: dict) -> str:

@@ -23,8 +23,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_backend_argument(parser) -> None:
     """--backend: which runtime runs the model; its folder says by default (an `export` folder runs on onnx)."""
     parser.add_argument("--backend", choices=BACKENDS,
-                        help="torch or onnx (onnxruntime: a folder written by `avatar-desktop export`); default: the "
-                             "model folder's")
+                        help="torch, onnx (onnxruntime: a folder written by `avatar-desktop export`) or tensorrt (that "
+                             "folder on an NVIDIA GPU: the first, or --device cuda:N); default: the model folder's")
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = "torch device: cpu, cuda or cuda:N "
@@ -33,7 +33,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = 
     parser.add_argument("--device", default="cpu", type=torch_device, help=device_help)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto (per device; an ONNX export's default), fp32, bf16 or fp16 (CUDA only) on torch; "
-                             "fp32 or int8 on onnx")
+                             "fp32 or int8 on onnx; fp32, fp16 (auto) or int8 on tensorrt")
     add_fast_path_arguments(parser)
 
 

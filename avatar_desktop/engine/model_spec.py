@@ -31,11 +31,13 @@ class ModelSpec:
     (models/default/motion, the portrait must show a face; torch weights in a checkout, an ONNX export in the
     installed app). With `random_weights`, `name` is a latent preset built with seeded random weights
     (benchmarks: speed does not depend on the values).
-    `backend`: 'torch' or 'onnx' (an export, engine/onnx_runtime.py); None: the folder's ("backend" in
-    model.json; torch for presets), and once made, the backend that runs.
+    `backend`: 'torch', 'onnx' (an export, engine/onnx_runtime.py) or 'tensorrt' (an export on an NVIDIA GPU,
+    engine/tensorrt_runtime.py; never chosen unless asked for); None: the folder's ("backend" in model.json; torch
+    for presets), and once made, the backend that runs.
     Raises CheckpointError (no such model, a damaged or foreign model.json, a backend the folder has no weights
-    for, a torch model where torch is not installed) or AvatarError (no such preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'),
-    `folder` (None for presets) and `config` (the folder's or the preset's).
+    for, a torch model where torch is not installed, tensorrt without its packages) or AvatarError (no such
+    preset), each saying what to do. Made, it holds `kind` ('motion' or 'latent'), `folder` (None for presets) and
+    `config` (the folder's or the preset's).
     """
 
     name: str | None = None
@@ -60,10 +62,17 @@ class ModelSpec:
             kind, config = read_any_model_config(folder)
             backend = model_backend(folder)
         what = folder or f"preset {self.name}"
+        if self.backend == "tensorrt" and backend == "onnx":
+            backend = "tensorrt"  # the export's graphs, built into TensorRT engines
         if self.backend not in (None, backend):
             hint = ("export it first (`avatar-desktop export --model MODEL --out FOLDER`) and pass that folder"
-                    if self.backend == "onnx" else "pass the torch model folder it was exported from")
+                    if self.backend in ("onnx", "tensorrt") else "pass the torch model folder it was exported from")
             raise CheckpointError(f"{what} runs on --backend {backend}, not {self.backend}: {hint}")
+        if backend == "tensorrt":
+            from avatar_desktop.engine.tensorrt_runtime import missing_package
+
+            if (missing := missing_package()) is not None:
+                raise CheckpointError(missing)
         if backend == "torch" and not torch_installed():
             raise CheckpointError(f"{what} runs on torch, which this install does not have (it runs ONNX exports on "
                                   f"onnxruntime): pass an exported model folder (`avatar-desktop export` in a source "
@@ -112,8 +121,8 @@ def open_generator(spec: ModelSpec, portrait: np.ndarray, config: EngineConfig =
 
 def latent_generator(spec: ModelSpec, config: EngineConfig = EngineConfig()):
     """The generator of a latent model spec on its backend, not yet prepared: a StreamingGenerator (torch) or an
-    OnnxStreamingGenerator."""
-    if spec.backend == "onnx":
+    OnnxStreamingGenerator (onnx, tensorrt)."""
+    if spec.backend in ("onnx", "tensorrt"):
         from avatar_desktop.engine.onnx_runtime import OnnxStreamingGenerator
 
         return OnnxStreamingGenerator(load_spec_model(spec, config), config)
@@ -124,13 +133,20 @@ def latent_generator(spec: ModelSpec, config: EngineConfig = EngineConfig()):
 
 def load_spec_model(spec: ModelSpec, config: EngineConfig = EngineConfig()):
     """The model `spec` names: an ExportedModel opened at config.precision with config.threads
-    (engine/onnx_runtime.py) on the ONNX backend; on torch the module (a preset's with seeded random weights)."""
+    (engine/onnx_runtime.py) on the ONNX backend, a TensorRTModel at config.precision on config.device
+    (engine/tensorrt_runtime.py) on TensorRT; on torch the module (a preset's with seeded random weights)."""
     if spec.backend == "onnx":
         from avatar_desktop.engine.onnx_runtime import ExportedModel
         from avatar_desktop.models.folders import read_model_meta
 
         return ExportedModel(spec.folder, read_model_meta(spec.folder), precision=config.precision,
                              threads=config.threads)
+    if spec.backend == "tensorrt":
+        from avatar_desktop.engine.tensorrt_runtime import TensorRTModel
+        from avatar_desktop.models.folders import read_model_meta
+
+        return TensorRTModel(spec.folder, read_model_meta(spec.folder), precision=config.precision,
+                             device=config.device)
     if spec.kind == "motion":
         from avatar_desktop.models.store import load_motion_model
 

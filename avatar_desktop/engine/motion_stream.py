@@ -60,11 +60,11 @@ def _sliders(expression: Mapping[str, float]) -> np.ndarray:
 
 
 def motion_network(model, config: EngineConfig):
-    """The backend that runs `model`: an exported model (engine/onnx_runtime.py ExportedModel) on onnxruntime, a
-    torch MotionModel on torch (imported only then, so that the ONNX path never imports torch)."""
-    from avatar_desktop.engine.onnx_runtime import ExportedModel
+    """The backend that runs `model`: an exported model (engine/onnx_runtime.py ExportedFolder) on onnxruntime or
+    TensorRT, a torch MotionModel on torch (imported only then, so that the ONNX path never imports torch)."""
+    from avatar_desktop.engine.onnx_runtime import ExportedFolder
 
-    if isinstance(model, ExportedModel):
+    if isinstance(model, ExportedFolder):
         return model.motion_network(config)
     from avatar_desktop.engine.torch_motion import TorchMotionNetwork
 

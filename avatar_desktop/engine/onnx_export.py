@@ -47,7 +47,7 @@ from torch.nn import functional as F
 from avatar_desktop.audio.features import LogMel
 from avatar_desktop.audio.windows import window_geometry
 from avatar_desktop.config import EXPRESSION_COMPONENTS
-from avatar_desktop.engine.onnx_runtime import ExportedModel
+from avatar_desktop.engine.onnx_runtime import FRAMES, ExportedModel
 from avatar_desktop.engine.streaming import chunk_denoiser, decode_pixels
 from avatar_desktop.engine.torch_motion import fresh_draws, sample_motion
 from avatar_desktop.models.audio_encoder import AudioEncoder
@@ -60,8 +60,6 @@ from avatar_desktop.motion_code import MOTION_DIM
 from avatar_desktop.sampling import choose_sampler
 
 OPSET = 17
-FRAMES = "frames"
-"""The name of the dynamic chunk-length axis in every graph and in model.json."""
 
 
 class DftLogMel(nn.Module):

@@ -5,6 +5,9 @@ An exported folder holds model.json ("backend": "onnx", the model's own "config"
 per precision and its input and output names, dtypes and shapes, "frames" marking the chunk length) and one .onnx
 file per graph and precision. The graphs and their tensors are listed in engine/onnx_export.py. Every random number
 is drawn here, in numpy (engine/noise.py), and handed to the graphs as an input.
+
+The generators here run any ExportedFolder: ExportedModel (onnxruntime, CPU) or engine/tensorrt_runtime.py's
+TensorRTModel (TensorRT engines built from the same files, NVIDIA GPU).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from avatar_desktop.engine.noise import NumpyNoise
 from avatar_desktop.engine.portrait import check_rgb, square_crop
 from avatar_desktop.errors import CheckpointError
 
+FRAMES = "frames"
+"""The name of the dynamic chunk-length axis in every graph and in model.json."""
 PRECISIONS = ("fp32", "int8")
 """What an exported folder may hold; `auto` runs its "default_precision"."""
 ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(uint8)": "uint8"}
@@ -37,15 +42,20 @@ def import_onnxruntime():
     return onnxruntime
 
 
-class ExportedModel:
-    """An exported model folder, opened for one precision: its kind, config and checked onnxruntime sessions.
+class ExportedFolder:
+    """An exported model folder, opened for one precision on one backend: its kind, config and graphs. The
+    backends (ExportedModel here, engine/tensorrt_runtime.py's TensorRTModel) add `run(graph, feeds)`: numpy in,
+    numpy out, outputs in model.json's order.
 
-    folder: the folder; meta: its model.json; precision: 'auto', 'fp32' or 'int8'; threads: onnxruntime's
-    intra-op threads (None: all cores). Raises CheckpointError (naming the file and what to do) for a precision the
-    folder lacks, a missing onnxruntime, and, when a graph is opened, a missing, damaged or mismatched .onnx file.
+    folder: the folder; meta: its model.json; precision: 'auto' (the backend's default) or one of
+    `available_precisions()`. Raises CheckpointError (naming the file and what to do) for a model.json that was not
+    written by `export` and a precision the folder or backend lacks.
     """
 
-    def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto", threads: int | None = None):
+    backend = ""
+    """The name --backend gives it."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto"):
         self.folder = Path(folder)
         self.meta = meta
         missing = [key for key in ("config", "export", "graphs") if not isinstance(meta.get(key), dict)]
@@ -57,11 +67,84 @@ class ExportedModel:
         config_class = MotionModelConfig if self.kind == "motion" else ModelConfig
         self.config = config_class.from_dict(meta["config"])
         self.export = meta["export"]
-        available = [name for name in PRECISIONS if all(name in graph["files"] for graph in meta["graphs"].values())]
-        self.precision = meta.get("default_precision", "fp32") if precision == "auto" else precision
+        available = self.available_precisions()
+        self.precision = self.default_precision() if precision == "auto" else precision
         if self.precision not in available:
-            raise CheckpointError(f"{self.folder} holds the precisions {', '.join(available)}, not {self.precision!r}: "
-                                  f"pick one of them with --precision, or export with --int8 for int8")
+            raise CheckpointError(f"{self.folder} holds the precisions {', '.join(available)}, not {self.precision!r} "
+                                  f"(on --backend {self.backend}): pick one of them with --precision, or export with "
+                                  f"--int8 for int8")
+
+    def exported_precisions(self) -> list[str]:
+        """The precisions whose files every graph of the folder has (PRECISIONS)."""
+        return [name for name in PRECISIONS if all(name in graph["files"] for graph in self.meta["graphs"].values())]
+
+    def available_precisions(self) -> list[str]:
+        return self.exported_precisions()
+
+    def default_precision(self) -> str:
+        """What --precision auto runs."""
+        return self.meta.get("default_precision", "fp32")
+
+    def graph_file(self, graph: str, precision: str) -> Path:
+        """The .onnx file of `graph` at `precision` (one of PRECISIONS); CheckpointError when it is missing."""
+        file = self.folder / self.meta["graphs"][graph]["files"][precision]
+        if not file.is_file():
+            raise CheckpointError(f"{self.folder} is missing {file.name}: the exported model is incomplete; {EXPORT_AGAIN}")
+        return file
+
+    def check_tensors(self, file: Path, side: str, declared: list[dict], found: list[dict]) -> None:
+        """CheckpointError naming `file` when the tensors `found` in it ({"name", "dtype", "shape"} each, FRAMES for
+        the chunk axis) are not those model.json declares for its `side` ('input' or 'output')."""
+        if found != declared:
+            differences = [f"{_describe(t)} in the file" for t in found if t not in declared]
+            differences += [f"{_describe(t)} in model.json" for t in declared if t not in found]
+            raise CheckpointError(f"{file} does not match {self.folder / 'model.json'} ({side}s: "
+                                  f"{'; '.join(differences or ['another order'])}): the files come from different "
+                                  f"exports; {EXPORT_AGAIN}")
+
+    def check_engine_config(self, config: EngineConfig) -> None:
+        """CheckpointError when `config` asks for what the export fixed (sampler, steps, audio guidance), a device
+        this backend does not run on, or what only the torch backend does (the naive baseline, the fast path)."""
+        fixed = {"sampler": self.export["sampler"], "steps": self.export["steps"]}
+        if self.kind == "latent":
+            fixed["audio_guidance"] = self.export["audio_guidance"]
+        for name, value in fixed.items():
+            asked = getattr(config, name)
+            if asked is not None and asked != value:
+                raise CheckpointError(f"{self.folder} was exported with {name} {value}; {name} {asked} needs a new "
+                                      f"export (`avatar-desktop export --model MODEL --out FOLDER`), or the torch "
+                                      f"model folder")
+        self.check_device(config.device)
+        if not config.cache_reference:
+            raise CheckpointError("the naive baseline (no reference caches) runs on the torch backend only")
+        if config.compile or config.overlap_decode or config.decoder != "full":
+            raise CheckpointError("--compile, --overlap-decode and --decoder tiny run on the torch backend only: leave "
+                                  f"them out for {self.folder}, or use the torch model folder with --backend torch")
+
+    def check_device(self, device: str) -> None:
+        """CheckpointError when this backend does not run on `device`."""
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What the backend adds to a benchmark report (OnnxStreamingGenerator.describe)."""
+        return {}
+
+    def motion_network(self, config: EngineConfig) -> OnnxMotionNetwork:
+        return OnnxMotionNetwork(self, config)
+
+
+class ExportedModel(ExportedFolder):
+    """An exported model folder on onnxruntime, on the CPU: its checked sessions.
+
+    threads: onnxruntime's intra-op threads (None: all cores). Raises CheckpointError (naming the file and what to
+    do) as ExportedFolder does, for a missing onnxruntime, and, when a graph is opened, a missing, damaged or
+    mismatched .onnx file.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto", threads: int | None = None):
+        super().__init__(folder, meta, precision=precision)
         self._ort = import_onnxruntime()
         self.threads = threads
         self._sessions: dict[str, Any] = {}
@@ -74,9 +157,7 @@ class ExportedModel:
 
     def _open(self, graph: str):
         spec = self.meta["graphs"][graph]
-        file = self.folder / spec["files"][self.precision]
-        if not file.is_file():
-            raise CheckpointError(f"{self.folder} is missing {file.name}: the exported model is incomplete; {EXPORT_AGAIN}")
+        file = self.graph_file(graph, self.precision)
         options = self._ort.SessionOptions()
         options.log_severity_level = 3  # errors only: a user sees our message, not the runtime's warnings
         if self.threads:
@@ -93,12 +174,7 @@ class ExportedModel:
         for side, declared, found in (("input", spec["inputs"], session.get_inputs()),
                                       ("output", spec["outputs"], session.get_outputs())):
             found = [{"name": t.name, "dtype": ORT_TYPES.get(t.type, t.type), "shape": list(t.shape)} for t in found]
-            if found != declared:
-                differences = [f"{_describe(t)} in the file" for t in found if t not in declared]
-                differences += [f"{_describe(t)} in model.json" for t in declared if t not in found]
-                raise CheckpointError(f"{file} does not match {self.folder / 'model.json'} ({side}s: "
-                                      f"{'; '.join(differences or ['another order'])}): the files come from different "
-                                      f"exports; {EXPORT_AGAIN}")
+            self.check_tensors(file, side, declared, found)
         return session
 
     def run(self, graph: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -106,29 +182,10 @@ class ExportedModel:
         taken = {tensor["name"] for tensor in self.meta["graphs"][graph]["inputs"]}
         return self.session(graph).run(None, {name: array for name, array in feeds.items() if name in taken})
 
-    def check_engine_config(self, config: EngineConfig) -> None:
-        """CheckpointError when `config` asks for what the export fixed (sampler, steps, audio guidance, a device
-        other than the CPU, the naive baseline)."""
-        fixed = {"sampler": self.export["sampler"], "steps": self.export["steps"]}
-        if self.kind == "latent":
-            fixed["audio_guidance"] = self.export["audio_guidance"]
-        for name, value in fixed.items():
-            asked = getattr(config, name)
-            if asked is not None and asked != value:
-                raise CheckpointError(f"{self.folder} was exported with {name} {value}; {name} {asked} needs a new "
-                                      f"export (`avatar-desktop export --model MODEL --out FOLDER`), or the torch "
-                                      f"model folder")
-        if config.device != "cpu":
-            raise CheckpointError(f"the ONNX backend runs on the CPU, not on {config.device}: use --device cpu, or "
-                                  f"the torch model folder with --backend torch")
-        if not config.cache_reference:
-            raise CheckpointError("the naive baseline (no reference caches) runs on the torch backend only")
-        if config.compile or config.overlap_decode or config.decoder != "full":
-            raise CheckpointError("--compile, --overlap-decode and --decoder tiny run on the torch backend only: leave "
-                                  f"them out for {self.folder}, or use the torch model folder with --backend torch")
-
-    def motion_network(self, config: EngineConfig) -> OnnxMotionNetwork:
-        return OnnxMotionNetwork(self, config)
+    def check_device(self, device: str) -> None:
+        if device != "cpu":
+            raise CheckpointError(f"the ONNX backend runs on the CPU, not on {device}: use --device cpu, "
+                                  f"--backend tensorrt on an NVIDIA GPU, or the torch model folder with --backend torch")
 
 
 def _describe(tensor: dict[str, Any]) -> str:
@@ -138,13 +195,12 @@ def _describe(tensor: dict[str, Any]) -> str:
 
 class OnnxMotionNetwork:
     """An exported motion model as engine/motion_stream.py's MotionStreamer runs it (engine/torch_motion.py's
-    TorchMotionNetwork is the torch one): numpy in, numpy out."""
+    TorchMotionNetwork is the torch one): numpy in, numpy out, on the model's backend (onnx or tensorrt)."""
 
-    backend = "onnx"
-
-    def __init__(self, model: ExportedModel, config: EngineConfig):
+    def __init__(self, model: ExportedFolder, config: EngineConfig):
         model.check_engine_config(config)
         self.model = model
+        self.backend = model.backend
         self.config = model.config
         self.sampler_name, self.steps = model.export["sampler"], model.export["steps"]
         self.fresh_draws = model.export["fresh_draws"]
@@ -164,10 +220,10 @@ class OnnxMotionNetwork:
 
 
 class OnnxStreamingGenerator(LatentStream):
-    """engine/streaming.py's StreamingGenerator on onnxruntime: the same prepare()/step() contract and chunks.
+    """engine/streaming.py's StreamingGenerator on an exported folder (onnxruntime, or TensorRT): the same prepare()/step() contract and chunks.
     `noise`: where random numbers come from (default numpy's, seeded by config.seed at every reset)."""
 
-    def __init__(self, model: ExportedModel, config: EngineConfig = EngineConfig()):
+    def __init__(self, model: ExportedFolder, config: EngineConfig = EngineConfig()):
         model.check_engine_config(config)
         self.model = model
         self._init_stream(model.config, config)
@@ -212,7 +268,7 @@ class OnnxStreamingGenerator(LatentStream):
         mc = self.model.config
         return {
             "preset": mc.preset,
-            "backend": "onnx",
+            "backend": self.model.backend,
             "dtype": self.model.precision,
             "resolution": self.resolution,
             "sampler": self.sampler_name,
@@ -220,6 +276,7 @@ class OnnxStreamingGenerator(LatentStream):
             "chunk_plan": {"first": mc.chunks.first, "after_state_change": mc.chunks.after_state_change,
                            "steady": self.config.fixed_chunk or mc.chunks.steady},
             "threads": self.model.threads,
+            **self.model.describe(),
         }
 
     @property

@@ -50,7 +50,7 @@ def test_the_table_has_a_row_per_run_under_the_machine_line(portrait, tmp_path):
     out = tmp_path / "table.md"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_table.py"), str(results), str(out)], check=True)
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("GPU: none (CPU run); driver none; torch ")
+    assert lines[0].startswith("GPU: none (CPU run); driver none; torch ") and lines[0].endswith("; TensorRT none")
     assert lines[2].startswith("| run | fps | first frame ms | p50 frame ms | p99 frame ms |")
     cells = [cell.strip() for cell in lines[4].strip("|").split("|")]
     assert cells[:5] == ["tiny-test fp32 eager", str(result["fps"]), str(result["first_frame_ms"]),
@@ -99,6 +99,7 @@ def test_the_script_runs_on_the_cpu_and_writes_its_table(tmp_path):
     done = _script(str(out), "--device", "cpu", "--seconds", "1")
     assert done.returncode == 0, done.stderr
     rows = [line for line in out.read_text().splitlines() if line.startswith("| tiny-cpu")]
-    assert [row.split("|")[1].strip() for row in rows] == ["tiny-cpu fp32 eager", "tiny-cpu fp32 overlap"]
+    assert [row.split("|")[1].strip() for row in rows] == ["tiny-cpu fp32 eager", "tiny-cpu fp32 overlap",
+                                                           "tiny-cpu onnx fp32"]  # its export, on onnxruntime
     assert all(float(row.split("|")[2]) > 0 for row in rows)
     assert (tmp_path / "bench" / "table.md.log").stat().st_size > 0
