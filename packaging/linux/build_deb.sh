@@ -2,9 +2,12 @@
 # Build the Linux package: freeze the app with PyInstaller (packaging/avatar-desktop.spec), then wrap the frozen
 # folder in a .deb with plain dpkg-deb.
 #
-#     packaging/linux/build_deb.sh [--frozen DIR] [--out DIR] [--compression xz|zstd|gzip]
+#     packaging/linux/build_deb.sh [--frozen DIR] [--opencv-wheel WHEEL] [--out DIR] [--compression xz|zstd|gzip]
 #
 # --frozen DIR: package an already frozen folder (the spec's dist/avatar-desktop) instead of freezing again.
+# --opencv-wheel WHEEL: freeze this OpenCV (packaging/build_opencv.sh: what the app calls, without video I/O and
+# LAPACK; 135 MB less installed) instead of the environment's stock one. Releases do; CI, which has no time to compile
+# OpenCV, packages the stock one.
 # --out DIR: where the .deb goes (default: build/deb).
 # --compression: dpkg-deb's (default xz: the smallest package and the slowest to build; zstd needs dpkg >= 1.21.18
 # to install; packaging/README.md has the sizes and times).
@@ -21,14 +24,17 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 FROZEN=""
+OPENCV_WHEEL=""
 OUT=$ROOT/build/deb
 COMPRESSION=xz
 while [ $# -gt 0 ]; do
     case "$1" in
         --frozen) FROZEN=$2; shift 2 ;;
+        --opencv-wheel) OPENCV_WHEEL=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --compression) COMPRESSION=$2; shift 2 ;;
-        *) echo "build_deb.sh: unknown argument $1 (use --frozen DIR, --out DIR, --compression TYPE)" >&2; exit 2 ;;
+        *) echo "build_deb.sh: unknown argument $1 (use --frozen DIR, --opencv-wheel WHEEL, --out DIR,"\
+            "--compression TYPE)" >&2; exit 2 ;;
     esac
 done
 
@@ -43,7 +49,14 @@ if [ -z "$FROZEN" ]; then
     # The app bundles the shipped models exported to ONNX (it runs without torch): made here when missing.
     [ -f build/models/default/motion/model.json ] || PYTHON=$PYTHON packaging/export_models.sh build/models
     "$PYTHON" -m PyInstaller --version >/dev/null 2>&1 || "$PYTHON" -m pip install --quiet -r packaging/requirements.txt
-    "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath build/pyinstaller/dist \
+    FREEZE_PATH=""
+    if [ -n "$OPENCV_WHEEL" ]; then
+        # Installed into a folder of its own that the freeze sees before the environment's site-packages.
+        FREEZE_PATH=build/opencv-site
+        rm -rf "$FREEZE_PATH"
+        "$PYTHON" -m pip install --quiet --no-deps --target "$FREEZE_PATH" "$OPENCV_WHEEL"
+    fi
+    PYTHONPATH=$FREEZE_PATH "$PYTHON" -m PyInstaller --noconfirm --log-level WARN --distpath build/pyinstaller/dist \
         --workpath build/pyinstaller/work packaging/avatar-desktop.spec
     FROZEN=build/pyinstaller/dist/avatar-desktop
 fi
