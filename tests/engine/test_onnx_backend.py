@@ -164,7 +164,8 @@ def test_int8_activations_are_unsigned_and_weights_signed(exported_int8):
     for graph in ("sampler", "decoder"):
         model = onnx.load(str(exported_int8["latent"] / f"{graph}.int8.onnx")).graph
         initializers = {tensor.name: tensor.data_type for tensor in model.initializer}
-        activation_zero_points = {initializers[node.input[2]] for node in model.node if node.op_type == "QuantizeLinear"}
+        activation_zero_points = {initializers[node.input[2]] for node in model.node
+                                  if node.op_type == "QuantizeLinear"}
         dequantized_weights = {initializers[node.input[0]] for node in model.node
                                if node.op_type == "DequantizeLinear" and node.input[0] in initializers}
         assert activation_zero_points == {onnx.TensorProto.UINT8}
