@@ -259,8 +259,14 @@ def _median_lag(lags: list[int | None]) -> int | None:
     return int(np.median(found)) if found else None
 
 
+PER_CLIP_KEYS = ("pearson", "closure_rate", "listening_closed", "idle_closed")
+"""The lip-sync and state metrics the report also gives clip by clip ("per_clip"): their spread over clips says how
+far apart two models' means must be to differ (two exports compared on the same clips: their paired differences)."""
+
+
 def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) -> dict[str, Any]:
-    """Every per-clip metric, averaged over clips; also returns the mouth traces of the first clip for the plot.
+    """Every per-clip metric, averaged over clips (the lip-sync and state ones also clip by clip, PER_CLIP_KEYS);
+    also returns the mouth traces of the first clip for the plot.
 
     Lip sync compares the opening measured on the generated frames with the opening measured, by the same
     calibrated measurer, on the ground-truth frames: the measurer's own error (reported as measurer.ground_truth_r,
@@ -309,7 +315,7 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
         "appearance_still_head": ({k: summary[f"still_head_{k}"] for k in appearance_keys}
                                   if "still_head_psnr_outside" in summary else None),
         "temporal": {k: summary[k] for k in ("flicker", "chunk_boundary_ratio")},
-        "lip_sync": None, "states": None, "measurer": None,
+        "lip_sync": None, "states": None, "measurer": None, "per_clip": None,
     }
     if calibration is not None:
         report["lip_sync"] = {"pearson": summary["pearson"],
@@ -320,6 +326,8 @@ def evaluate_clips(clips: list[Clip], source: FrameSource, *, max_lag: int = 8) 
                             "idle_mouth_closed": summary["idle_closed"]}
         report["measurer"] = {"slope": calibration.slope, "intercept": calibration.intercept,
                               "ground_truth_r": calibration.fit_r}
+        report["per_clip"] = {str(clip.meta.get("id", index)): {key: _mean([row[key]]) for key in PER_CLIP_KEYS}
+                              for index, (clip, row) in enumerate(zip(clips, rows))}  # None: no such frames
     return {"report": report, "trace": trace}
 
 

@@ -157,6 +157,21 @@ def test_int8_export_quantizes_the_sampler_and_decoder_only(exported_int8):
     assert b"DequantizeLinear" in quantized
 
 
+def test_int8_activations_are_unsigned_and_weights_signed(exported_int8):
+    """u8 activations by s8 weights: the int8 kernels x86 CPUs run fastest (engine/onnx_quantize.py)."""
+    import onnx
+
+    for graph in ("sampler", "decoder"):
+        model = onnx.load(str(exported_int8["latent"] / f"{graph}.int8.onnx")).graph
+        initializers = {tensor.name: tensor.data_type for tensor in model.initializer}
+        activation_zero_points = {initializers[node.input[2]] for node in model.node
+                                  if node.op_type == "QuantizeLinear"}
+        dequantized_weights = {initializers[node.input[0]] for node in model.node
+                               if node.op_type == "DequantizeLinear" and node.input[0] in initializers}
+        assert activation_zero_points == {onnx.TensorProto.UINT8}
+        assert onnx.TensorProto.INT8 in dequantized_weights and onnx.TensorProto.UINT8 not in dequantized_weights
+
+
 @pytest.mark.parametrize("kind", ["latent", "motion"])
 def test_int8_frames_stay_within_35_db_of_float(exported_int8, kind, portrait, astronaut):
     audio = benchmark_audio(1.6)

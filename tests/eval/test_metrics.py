@@ -75,6 +75,9 @@ def test_ground_truth_against_itself_is_perfect(truth_report):
     assert report["long_run"]["window_seconds"] == pytest.approx(6.0)
     assert report["measurer"]["ground_truth_r"] > 0.95
     assert report["model"] == "ground-truth" and report["seed"] == 0 and len(report["clips"]) == 3
+    assert list(report["per_clip"]) == report["clips"]
+    assert all(clip["pearson"] == pytest.approx(1.0) and clip["closure_rate"] == 1.0
+               for clip in report["per_clip"].values())
     # against the truth without its random head motion and blinks: what they cost the still-head baseline
     assert 15 < report["appearance_still_head"]["psnr_outside"] < 40
 
@@ -85,6 +88,9 @@ def test_static_portrait_scores_only_chance(eval_data, truth_report):
     assert abs(report["lip_sync"]["pearson"]) < 0.2
     assert report["lip_sync"]["pearson_at_best_lag"] < 0.3
     assert abs(report["lip_sync"]["closure_rate"] - report["lip_sync"]["closure_chance"]) < 0.15
+    per_clip = report["per_clip"].values()  # the report's means are the means of its clips' values
+    assert report["lip_sync"]["pearson"] == pytest.approx(np.mean([clip["pearson"] for clip in per_clip]))
+    assert report["lip_sync"]["closure_rate"] == pytest.approx(np.mean([clip["closure_rate"] for clip in per_clip]))
     assert report["appearance"]["psnr_mouth"] < 40 and report["appearance"]["ssim_mouth"] < 0.95
     assert all(value == 0.0 for value in report["expression_response"].values())
     assert all(value == 0.0 for value in report["expression_gain"].values())
