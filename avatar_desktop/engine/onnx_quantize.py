@@ -1,21 +1,23 @@
 """Int8 graphs of an exported model: static QDQ quantization (onnxruntime.quantization), per-channel int8 weights,
-uint8 activations whose ranges (MinMax) are calibrated on chunks of real speech from a data set (`dataset synth`
-clips, each streamed through the float model with its own portrait and states, as `render` would).
+symmetric int8 activations whose ranges (MinMax) are calibrated on chunks of real speech from a data set (`dataset
+synth` clips, each streamed through the float model with its own portrait and states, as `render` would).
 
 What is quantized, and what stays float (and why); numbers: the shipped latent model on 16 held-out clips, int8 minus
 float on the same noise, docs/PERFORMANCE.md "int8 quality on 16 clips":
 - Quantized: the weights and inputs of the convolutions and of the matrix products with a weight (linear layers)
   in the sampler (the denoiser, every step) and the decoder: nearly all of the compute of a chunk.
-- Unsigned activations by signed weights (u8 x s8): the products x86 CPUs have int8 instructions for; signed
-  activations (s8 x s8) measured the same quality and took 1.3x as long a chunk on an AVX-512 VNNI CPU. (On AVX2
-  CPUs without VNNI onnxruntime's u8 x s8 kernel can saturate its 16-bit sums: not measured here.)
+- Signed, symmetric activations (zero point 0) by signed weights, biases float: the int8 graph TensorRT's ONNX
+  parser reads as it is (engine/tensorrt_runtime.py), and the type pair onnxruntime recommends first. Unsigned
+  activations (u8 x s8) measured the same quality and made a chunk's quantized graphs 1.3x as fast on this AVX-512
+  VNNI CPU, but TensorRT cannot read them (non-zero zero points), and on AVX2 CPUs without VNNI onnxruntime's u8 x
+  s8 kernel can saturate its 16-bit sums (its quantization docs): no such CPU here to measure what that costs.
 - Float: the denoiser's first and last layers and its conditioning embeddings (noise level, state, sliders, audio;
   `FLOAT_LAYERS`): little compute (the same chunk time within 1%); with them int8 too, lip-sync r fell by 0.008
   (95% interval 0.001 to 0.015), with them float by 0.001 (-0.004 to +0.002). The decoder's int8 costs nothing
   measurable (a decoder kept float measured the same, on 4 clips) and stays.
-- Calibration: MinMax over the default 64 chunks of 2 clips. Percentile and Entropy ranges, symmetric activations
-  and float audio keys/values of the cross-attention (each tried with s8 activations) measured the same within
-  the noise at the same speed; 256 chunks of 17 clips cost r 0.007 (more chunks can only widen MinMax's ranges).
+- Calibration: MinMax over the default 64 chunks of 2 clips. Percentile and Entropy ranges, asymmetric activations
+  and float audio keys/values of the cross-attention measured the same within the noise at the same speed; 256
+  chunks of 17 clips cost r 0.007 (more chunks can only widen MinMax's ranges).
 - Float: every other operation of those graphs: normalisations, softmax, the residual additions and the sampler's
   own arithmetic (the noise at sigma_max is hundreds of times larger than the clean latent, so one int8 scale for
   both would erase the latent), and the attention products of two activations (queries by keys, weights by
@@ -145,9 +147,10 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
             continue
         target = source.with_suffix(".int8.onnx")
         quantize_static(str(source), str(target), _Reader(feeds[name]), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=float_nodes(source),
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"ActivationSymmetric": True, "QuantizeBias": False})
         graph["files"]["int8"] = target.name
     timings = _chunk_ms(folder, meta, feeds)
     meta["default_precision"] = "int8" if int8_pays(timings["fp32"], timings["int8"]) else "fp32"
