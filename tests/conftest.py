@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import wave
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """The app's user cache (files.user_cache_folder(): int8 timing answers, TensorRT engines) in a folder of the
+    test session's, spawned workers included, instead of the user's."""
+    folder = tmp_path_factory.mktemp("cache-home")
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder / "avatar-desktop"
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ float on the same noise, docs/PERFORMANCE.md "int8 quality on 16 clips":
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.data.clips import load_clip, load_manifest
+from avatar_desktop.engine.int8_choice import int8_pays, time_precisions
 from avatar_desktop.engine.onnx_runtime import ExportedModel
 from avatar_desktop.errors import InputFileError
 
@@ -46,13 +46,7 @@ FLOAT_LAYERS = ("/denoiser/conv_in/", "/denoiser/conv_out/", "_embedding/",  # l
                 "/denoiser/context_in/", "/denoiser/chunk_in/", "/denoiser/audio_in/", "/denoiser/slider_in/",
                 "/denoiser/noise_mlp/", "/denoiser/out/")  # motion denoiser
 """Parts of the exported node names (module paths) of the layers kept float."""
-INT8_WINS = 0.8
-INT8_MIN_SAVING_MS = 1.0
-"""int8 becomes the folder's default precision when its graphs take at most INT8_WINS of float's time and save at
-least INT8_MIN_SAVING_MS a chunk (measured at export, on the exporting machine: on CPUs without fast int8 dot
-products it is slower than float). It costs a little quality (docs/PERFORMANCE.md), so a gain within timing noise,
-or on a graph that takes well under a millisecond anyway (the motion model's), is not enough."""
-TIMED_RUNS = 7
+
 
 
 class RecordingModel(ExportedModel):
@@ -134,7 +128,8 @@ def float_nodes(path: Path) -> list[str]:
 def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
     """Write the int8 graphs of the exported float model in `folder`, calibrated on `chunks` chunks of speech from
     data set `data`; model.json gets the "int8" files, both precisions' chunk times ("chunk_ms") and, as its
-    default precision, the faster one when int8 pays (int8_pays)."""
+    default precision, the faster one when int8 pays on the exporting machine (engine/int8_choice.py; the app
+    times them again where it runs)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     feeds = calibration_feeds(folder, Path(data), chunks)
@@ -152,33 +147,12 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": True, "QuantizeBias": False})
         graph["files"]["int8"] = target.name
-    timings = _chunk_ms(folder, meta, feeds)
+    # The longest recorded chunk of each graph (a steady one), on one thread: the steadiest to time.
+    steady = {graph: max(recorded, key=lambda feed: sum(array.size for array in feed.values()))
+              for graph, recorded in feeds.items()}
+    timings = time_precisions({precision: ExportedModel(folder, meta, precision=precision, threads=1).run
+                               for precision in ("fp32", "int8")}, steady)
     meta["default_precision"] = "int8" if int8_pays(timings["fp32"], timings["int8"]) else "fp32"
     meta["export"]["calibration"] = {"data": Path(data).name, "chunks": len(feeds["sampler"])}
     meta["export"]["chunk_ms"] = {precision: round(ms, 2) for precision, ms in timings.items()}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
-
-
-def int8_pays(fp32_ms: float, int8_ms: float) -> bool:
-    """Whether int8 graphs timed at `int8_ms` a chunk should run by default instead of float ones at `fp32_ms`."""
-    return int8_ms <= INT8_WINS * fp32_ms and fp32_ms - int8_ms >= INT8_MIN_SAVING_MS
-
-
-def _chunk_ms(folder: Path, meta: dict, feeds: dict[str, list[dict[str, np.ndarray]]]) -> dict[str, float]:
-    """Precision -> ms of the quantized graphs on their longest recorded calibration chunk (a steady chunk), summed:
-    the time of the graphs int8 changes, on this machine, on one thread (the steadiest to time, and the live
-    worker's count on a 2-core machine). The precisions take turns, TIMED_RUNS times, and each keeps its fastest
-    run: other work on the machine slows runs down, never speeds them up."""
-    models = {precision: ExportedModel(folder, meta, precision=precision, threads=1) for precision in ("fp32", "int8")}
-    best = dict.fromkeys(models, 0.0)
-    for graph, recorded in feeds.items():
-        steady = max(recorded, key=lambda feed: sum(array.size for array in feed.values()))
-        fastest = dict.fromkeys(models, float("inf"))
-        for _ in range(TIMED_RUNS + 1):  # the first round warms up (the first run of a session allocates)
-            for precision, model in models.items():
-                start = time.perf_counter()
-                model.run(graph, steady)
-                fastest[precision] = min(fastest[precision], (time.perf_counter() - start) * 1000)
-        for precision in models:
-            best[precision] += fastest[precision]
-    return best

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from avatar_desktop.config import EngineConfig, ModelConfig, MotionModelConfig, State, expression_vector
+from avatar_desktop.engine.int8_choice import machine_key, machine_precision, time_precisions
 from avatar_desktop.engine.latent_stream import Chunk, LatentStream
 from avatar_desktop.engine.noise import NumpyNoise
 from avatar_desktop.engine.portrait import check_rgb, square_crop
@@ -27,7 +28,7 @@ from avatar_desktop.errors import CheckpointError
 FRAMES = "frames"
 """The name of the dynamic chunk-length axis in every graph and in model.json."""
 PRECISIONS = ("fp32", "int8")
-"""What an exported folder may hold; `auto` runs its "default_precision"."""
+"""What an exported folder may hold; `auto` runs what the backend's default_precision() says."""
 ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(uint8)": "uint8"}
 EXPORT_AGAIN = "export the model again with `avatar-desktop export --model MODEL --out FOLDER`"
 
@@ -82,8 +83,27 @@ class ExportedFolder:
         return self.exported_precisions()
 
     def default_precision(self) -> str:
-        """What --precision auto runs."""
-        return self.meta.get("default_precision", "fp32")
+        """What --precision auto runs (each backend says)."""
+        raise NotImplementedError
+
+    def quantized_graphs(self) -> list[str]:
+        """The graphs whose int8 file is not their float one (the others run float at either precision)."""
+        return [name for name, graph in self.meta["graphs"].items()
+                if "int8" in graph["files"] and graph["files"]["int8"] != graph["files"]["fp32"]]
+
+    def steady_chunk_inputs(self, graphs: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        """Inputs of `graphs` for one steady chunk of the chunk plan: standard normal floats, zero integers (state
+        labels); for timing, which does not depend on the values."""
+        rng = np.random.default_rng(0)
+        inputs = {}
+        for graph in graphs:
+            inputs[graph] = {}
+            for tensor in self.meta["graphs"][graph]["inputs"]:
+                shape = [self.config.chunks.steady if size == FRAMES else size for size in tensor["shape"]]
+                dtype = np.dtype(tensor["dtype"])
+                inputs[graph][tensor["name"]] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
+                                                 else np.zeros(shape, dtype))
+        return inputs
 
     def graph_file(self, graph: str, precision: str) -> Path:
         """The .onnx file of `graph` at `precision` (one of PRECISIONS); CheckpointError when it is missing."""
@@ -144,10 +164,22 @@ class ExportedModel(ExportedFolder):
     backend = "onnx"
 
     def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto", threads: int | None = None):
-        super().__init__(folder, meta, precision=precision)
         self._ort = import_onnxruntime()
         self.threads = threads
         self._sessions: dict[str, Any] = {}
+        super().__init__(folder, meta, precision=precision)
+
+    def default_precision(self) -> str:
+        """int8 where the folder has it and its graphs pay on this machine at these threads (engine/int8_choice.py:
+        timed once on a steady chunk, then read from the user cache), else float."""
+        if "int8" not in self.exported_precisions():
+            return "fp32"
+        graphs = self.quantized_graphs()
+        files = sorted({self.graph_file(graph, precision) for graph in graphs for precision in ("fp32", "int8")})
+        runners = {precision: ExportedModel(self.folder, self.meta, precision=precision, threads=self.threads).run
+                   for precision in ("fp32", "int8")}
+        return machine_precision(machine_key(files, self.threads, self._ort.__version__),
+                                 lambda: time_precisions(runners, self.steady_chunk_inputs(graphs)))
 
     def session(self, graph: str):
         """The onnxruntime session of `graph` at this precision, opened once and checked against model.json."""

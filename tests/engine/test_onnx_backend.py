@@ -21,9 +21,10 @@ from avatar_desktop.config import EngineConfig, State
 from avatar_desktop.data.clips import read_frames
 from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
+from avatar_desktop.engine.int8_choice import int8_pays
 from avatar_desktop.engine.model_spec import ModelSpec, open_generator
 from avatar_desktop.engine.onnx_export import export_model
-from avatar_desktop.engine.onnx_quantize import int8_pays
+from avatar_desktop.engine.onnx_runtime import ExportedModel
 from avatar_desktop.engine.torch_motion import TorchNoise
 from avatar_desktop.errors import CheckpointError
 from avatar_desktop.models.motion import build_motion_model
@@ -148,13 +149,31 @@ def test_int8_export_quantizes_the_sampler_and_decoder_only(exported_int8):
     timed = latent["export"]["chunk_ms"]  # the default is the precision timed faster here, by a clear margin
     assert timed["fp32"] > 0 and timed["int8"] > 0
     assert latent["default_precision"] == ("int8" if int8_pays(timed["fp32"], timed["int8"]) else "fp32")
-    assert int8_pays(40.0, 30.0) and not int8_pays(40.0, 35.0) and not int8_pays(0.33, 0.25)
     files = {name: graph["files"] for name, graph in latent["graphs"].items()}
     assert files["sampler"]["int8"] == "sampler.int8.onnx" and files["decoder"]["int8"] == "decoder.int8.onnx"
     assert files["audio_encoder"]["int8"] == files["audio_encoder"]["fp32"]  # kept float (engine/onnx_quantize.py)
     assert files["reference_encoder"]["int8"] == files["reference_encoder"]["fp32"]
     quantized = (exported_int8["latent"] / "sampler.int8.onnx").read_bytes()
     assert b"DequantizeLinear" in quantized
+
+
+def test_auto_precision_is_the_one_timed_faster_on_this_machine_and_threads(exported_int8, user_cache):
+    """--precision auto: timed on this machine once per thread count (engine/int8_choice.py), then the stored
+    answer, whatever model.json's exporting machine found."""
+    folder = exported_int8["latent"]
+    meta = json.loads((folder / "model.json").read_text())
+    answers_file = user_cache / "precision.json"
+    answers_file.unlink(missing_ok=True)
+    chosen = {threads: ExportedModel(folder, meta, threads=threads).precision for threads in (1, 2)}
+    answers = json.loads(answers_file.read_text())
+    keys = {threads: next(key for key in answers if f"threads {threads} |" in key and str(folder) in key)
+            for threads in (1, 2)}
+    assert {threads: answers[keys[threads]] for threads in (1, 2)} == chosen
+    for stored in ("int8", "fp32"):  # the stored answer is what runs, on either side of model.json's default
+        answers[keys[1]] = stored
+        answers_file.write_text(json.dumps(answers))
+        assert ExportedModel(folder, meta, threads=1).precision == stored
+    assert ExportedModel(folder, meta, precision="fp32", threads=1).precision == "fp32"  # asked for: not timed
 
 
 def test_int8_activations_are_symmetric_and_biases_float(exported_int8):
