@@ -48,7 +48,6 @@ FLOAT_LAYERS = ("/denoiser/conv_in/", "/denoiser/conv_out/", "_embedding/",  # l
 """Parts of the exported node names (module paths) of the layers kept float."""
 
 
-
 class RecordingModel(ExportedModel):
     """An ExportedModel (float) that keeps the inputs of every run of the graphs in `graphs`."""
 
