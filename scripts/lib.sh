@@ -27,7 +27,8 @@ recipe() {
     done
     [ "$quick" = 1 ] && edits+=(-e 's/^steps = .*/steps = 4/' -e 's/^save_every = .*/save_every = 2/')
     mkdir -p "$out/recipes"
-    sed "${edits[@]}" "$root/configs/$name.toml" > "$out/recipes/$name.toml"
+    # -e '' first: with no edits sed would read the recipe's path as its script
+    sed -e '' "${edits[@]}" "$root/configs/$name.toml" > "$out/recipes/$name.toml"
 }
 
 # train STAGE NAME DATA: `avatar-desktop train STAGE` on OUT/recipes/NAME.toml into OUT/NAME, resumed when

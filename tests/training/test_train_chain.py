@@ -56,6 +56,22 @@ def astronaut_png(tmp_path: Path) -> Path:
     return path
 
 
+def test_a_full_run_copies_each_recipe_with_only_its_model_paths_set(tmp_path):
+    """scripts/lib.sh's `recipe` without --quick: the first stage's recipe has no path to set (sed once read the
+    recipe's own path as its script there, and the full chain stopped before its first stage)."""
+    script = ('root="$1"; out="$2"; quick=0; source "$root/scripts/lib.sh"; '
+              'recipe tiny-cpu-autoencoder; recipe tiny-cpu-audio init "$out/tiny-cpu-autoencoder/model"')
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script, "bash", str(ROOT), str(tmp_path)], check=True, timeout=60)
+    first = (tmp_path / "recipes" / "tiny-cpu-autoencoder.toml").read_text()
+    assert first == (ROOT / "configs" / "tiny-cpu-autoencoder.toml").read_text()
+    second = (tmp_path / "recipes" / "tiny-cpu-audio.toml").read_text().splitlines()
+    original = (ROOT / "configs" / "tiny-cpu-audio.toml").read_text().splitlines()
+    changed = [(was, now) for was, now in zip(original, second) if was != now]
+    assert len(second) == len(original)
+    assert changed == [(next(line for line in original if line.startswith("init = ")),
+                        f'init = "{tmp_path}/tiny-cpu-autoencoder/model"')]
+
+
 @pytest.mark.slow
 def test_quick_default_chain_makes_a_model_that_renders_a_portrait_and_a_photo(tmp_path):
     out = tmp_path / "runs"
