@@ -8,10 +8,14 @@ avatar() { "$PYTHON" -m avatar_desktop "$@"; }
 quick_size=()
 [ "${quick:-0}" = 1 ] && quick_size=(--identities 3 --clips-per-identity 1 --seconds 4)
 
-# motion_data DATA: the photo path's espeak-ng data set (models/default/motion/MODEL_CARD.md), made when DATA holds
-# no manifest.json.
+# data_complete DATA: whether the data set in DATA was finished. `dataset synth` writes manifest.json at its start
+# with "complete": false and, run again on the same folder, goes on where a stopped build left off.
+data_complete() { grep -q '"complete": true' "$1/manifest.json" 2>/dev/null; }
+
+# motion_data DATA: the photo path's espeak-ng data set (models/default/motion/MODEL_CARD.md), made (or finished)
+# unless DATA holds a complete one.
 motion_data() {
-    [ -f "$1/manifest.json" ] && return
+    data_complete "$1" && return
     avatar dataset synth --out "$1" --identities 100 --clips-per-identity 4 --seconds 10 --seed 11 --size 64 \
         "${quick_size[@]}" --no-progress
 }

@@ -2,7 +2,7 @@
 # Rebuild the whole shipped default model (models/default and models/default/motion) from nothing but the repository.
 #   scripts/train_default.sh [--quick] DATA OUT
 # DATA/latent: the latent model's data set (seed 0, models/default/MODEL_CARD.md); DATA/motion: the motion model's
-# (seed 11, models/default/motion/MODEL_CARD.md); each is made when it holds no manifest.json.
+# (seed 11, models/default/motion/MODEL_CARD.md); each is made, or finished, unless it holds a complete one.
 # Stages, each into OUT/<recipe name>, resumed when its checkpoint exists: the latent model's autoencoder, audio
 # encoder, first teacher, residual teacher, one-step student and two decoder passes, then the motion model's teacher
 # and student, which hear this chain's audio encoder. OUT/default is the result, laid out as models/default (the
@@ -21,7 +21,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHON=${PYTHON:-python}
 source "$root/scripts/lib.sh"
 
-[ -f "$data/latent/manifest.json" ] || avatar dataset synth --out "$data/latent" --identities 100 \
+data_complete "$data/latent" || avatar dataset synth --out "$data/latent" --identities 100 \
     --clips-per-identity 3 --seconds 8 --seed 0 "${quick_size[@]}" --no-progress
 motion_data "$data/motion"
 

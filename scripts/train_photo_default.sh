@@ -7,8 +7,9 @@
 #                                                         data, an audio encoder trained through the room and
 #                                                         microphone chain, teacher and student (configs/motion-voices-*)
 #   --quick (first): 3 short clips and 4 steps a stage: the chain end to end in minutes, as CI runs it.
-# DATA is made when it holds no manifest.json; the model is OUT/<last stage>/model (printed at the end). The recipes
-# are copied to OUT/recipes with their model paths pointed at OUT (and, with --quick, their step counts cut).
+# DATA is made, or finished, unless it holds a complete data set; the model is OUT/<last stage>/model (printed at
+# the end). The recipes are copied to OUT/recipes with their model paths pointed at OUT (and, with --quick, their
+# step counts cut).
 # PYTHON: the interpreter that has avatar_desktop (default: python).
 set -euo pipefail
 quick=0; voices=0
@@ -29,7 +30,7 @@ export PYTHON=${PYTHON:-python}
 source "$root/scripts/lib.sh"
 
 if [ $voices = 1 ]; then
-    [ -f "$data/manifest.json" ] || "$root/scripts/make_voice_data.sh" "$data" "${quick_size[@]}" --no-progress
+    data_complete "$data" || "$root/scripts/make_voice_data.sh" "$data" "${quick_size[@]}" --no-progress
     recipe motion-voices-audio init "$root/models/default"
     recipe motion-voices-teacher audio_from "$out/motion-voices-audio/model"
     recipe motion-voices-distill init "$out/motion-voices-teacher/model"

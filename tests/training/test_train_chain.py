@@ -5,6 +5,7 @@ the voice-mix one's; each result loads and renders the astronaut)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,6 +71,20 @@ def test_a_full_run_copies_each_recipe_with_only_its_model_paths_set(tmp_path):
     assert len(second) == len(original)
     assert changed == [(next(line for line in original if line.startswith("init = ")),
                         f'init = "{tmp_path}/tiny-cpu-autoencoder/model"')]
+
+
+def test_a_stopped_data_set_is_built_again_and_a_finished_one_is_not(tmp_path):
+    """scripts/lib.sh's data_complete: `dataset synth` writes manifest.json as it starts ("complete": false), so a
+    chain stopped while building its data must go on building it, not train on a part."""
+    for name, manifest in (("finished", '{"complete": true, "clips": []}'), ("stopped", '{"complete": false}'),
+                           ("empty", None)):
+        (tmp_path / name).mkdir()
+        if manifest is not None:
+            (tmp_path / name / "manifest.json").write_text(json.dumps(json.loads(manifest), indent=2))
+    script = 'source "$1/scripts/lib.sh"; for d in finished stopped empty; do data_complete "$2/$d" && echo "$d"; done'
+    done = subprocess.run(["bash", "-c", script, "bash", str(ROOT), str(tmp_path)], capture_output=True, text=True,
+                          timeout=60).stdout.split()
+    assert done == ["finished"]
 
 
 @pytest.mark.slow
