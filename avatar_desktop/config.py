@@ -239,7 +239,7 @@ class EngineConfig:
     threads: CPU threads of the ONNX backend's sessions (None: all cores; torch's are set process-wide by --threads).
     compile: torch.compile the denoiser and decoder for each planned chunk length in prepare() (torch backend);
     compile_backend: torch.compile's backend ('eager' only traces: it checks graphs and guards quickly, for tests).
-    overlap_decode: decode a chunk while the next one is denoised (a second CUDA stream; in order on the CPU).
+    overlap_decode: decode a chunk while the next one is denoised (a second CUDA stream; on the CPU a second thread).
     decoder: 'full' (the autoencoder's decoder) or 'tiny' (the model's tiny decoder, AutoencoderConfig.tiny_decoder).
     """
 

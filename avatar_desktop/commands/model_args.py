@@ -38,14 +38,14 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, device_help: str = 
 
 
 def add_fast_path_arguments(parser) -> None:
-    """--compile, --overlap-decode and --decoder: the torch latent generator's fast path (EngineConfig.compile,
-    overlap_decode, decoder)."""
+    """--compile, --overlap-decode and --decoder: the latent generator's fast path (EngineConfig.compile,
+    overlap_decode, decoder; all three on torch, --overlap-decode also on onnx)."""
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the denoiser and decoder for each planned chunk length before the first "
                              "chunk (the latent model on torch; takes minutes on a CPU)")
     parser.add_argument("--overlap-decode", action="store_true",
-                        help="decode a chunk while the next one is denoised (the latent model on torch; a second "
-                             "CUDA stream)")
+                        help="decode a chunk while the next one is denoised (the latent model on torch or onnx: a "
+                             "second CUDA stream, or a second thread on the CPU)")
     parser.add_argument("--decoder", default="full", choices=("full", "tiny"),
                         help="full (the autoencoder's decoder, default) or tiny (the model's TAESD-layout tiny decoder, "
                              "cheaper; a model whose preset has one)")

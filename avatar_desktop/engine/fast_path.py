@@ -7,19 +7,22 @@ warms every length the chunk plan uses, and a chunk of any other length (the sho
 runs eagerly, so that nothing compiles while a session streams.
 ChunkDecoder: queues a chunk's decode and its copy to (pinned) host memory; with `overlap` on CUDA on a second
 stream, ordered after the denoiser by an event, so that decoding chunk k runs while chunk k+1 is denoised. On the
-CPU it decodes at once: the same calls in the same order.
+CPU with `overlap` it decodes on a second thread (latent_stream.DecodeThread), else at once.
 StageClock: per-stage milliseconds from perf_counter on the CPU and from CUDA events on the GPU.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
+
+from avatar_desktop.engine.latent_stream import DecodeThread
 
 
 def compiled_graph_count() -> int:
@@ -80,10 +83,11 @@ class StageClock:
 
 @dataclass
 class QueuedFrames:
-    """A chunk's frames on their way to the host: uint8 (T, H, W, 3), complete once `done` (None on the CPU) is."""
+    """A chunk's frames on their way to the host: uint8 (T, H, W, 3), complete once `done` is (a CUDA event, or on
+    the CPU the decode thread's Future of the frames; None: `host` holds them)."""
 
-    host: torch.Tensor
-    done: torch.cuda.Event | None
+    host: torch.Tensor | None
+    done: torch.cuda.Event | Future | None
 
 
 class ChunkDecoder:
@@ -92,13 +96,15 @@ class ChunkDecoder:
     def __init__(self, device: torch.device, *, overlap: bool):
         self.device = device
         self.stream = torch.cuda.Stream(device) if overlap and device.type == "cuda" else None
+        self.thread = DecodeThread() if overlap and device.type != "cuda" else None
 
     def queue(self, latents: torch.Tensor, decode: Callable, clock: StageClock) -> QueuedFrames:
         """Start decoding latents (T, C, h, w) with `decode` (latents -> uint8 (T, H, W, 3) on the device) and
         copying the frames to the host; on CUDA after the work queued so far on the current stream."""
         if self.device.type != "cuda":
-            with clock.stage("decode"):
-                return QueuedFrames(decode(latents), None)
+            if self.thread is not None:
+                return QueuedFrames(None, self.thread.submit(_decode_on_cpu, decode, latents, clock))
+            return QueuedFrames(_decode_on_cpu(decode, latents, clock), None)
         stream = self.stream or torch.cuda.current_stream(self.device)
         denoised = torch.cuda.Event()
         denoised.record()
@@ -116,6 +122,14 @@ class ChunkDecoder:
     @staticmethod
     def collect(queued: QueuedFrames) -> np.ndarray:
         """The frames uint8 (T, H, W, 3), waiting for their decode and copy if they are still running."""
+        if isinstance(queued.done, Future):
+            return queued.done.result().numpy()
         if queued.done is not None:
             queued.done.synchronize()
         return queued.host.numpy()
+
+
+def _decode_on_cpu(decode: Callable, latents: torch.Tensor, clock: StageClock) -> torch.Tensor:
+    """`decode(latents)`, timed as the chunk's decode stage; without autograd (which is per thread)."""
+    with torch.inference_mode(), clock.stage("decode"):
+        return decode(latents)

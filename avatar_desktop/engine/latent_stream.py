@@ -1,11 +1,12 @@
 """What the latent model's two backends share (engine/streaming.py on torch, engine/onnx_runtime.py on
-onnxruntime): the Chunk they return, and LatentStream, the streaming bookkeeping around a backend's `_generate`.
-Imports no torch."""
+onnxruntime): the Chunk they return, LatentStream, the streaming bookkeeping around a backend's `_queue` and
+`_collect`, and DecodeThread, on which a CPU backend decodes one chunk while the next is sampled. Imports no torch."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -33,10 +34,24 @@ class Chunk:
     codes: np.ndarray | None = None
 
 
+class DecodeThread:
+    """One background thread for decoding: `submit(decode, *args)` returns a Future of its result. With
+    EngineConfig.overlap_decode on the CPU, a chunk decodes here while the calling thread samples the next one; both
+    run in native code (torch, onnxruntime) that releases the GIL, so the two use two cores."""
+
+    def __init__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+
+    def submit(self, decode: Callable, *args) -> Future:
+        return self._pool.submit(decode, *args)
+
+
 class LatentStream:
     """step() / push_audio() of a latent generator: audio in, and the next chunk once its audio is there.
     A backend calls `_init_stream` in its constructor and implements `prepare`, `reset` (calling `_reset_stream`),
-    `set_expression` and `_generate(frames, label) -> Chunk`."""
+    `set_expression`, `_queue(frames, label)` (start the next chunk and advance the stream past it; what it
+    returns has `start`, the chunk's first frame) and `_collect(queued) -> Chunk` (its frames, waiting for them if
+    they are still being made)."""
 
     path = LATENT_PATH
     notice = None  # the photo path's note on the portrait; the latent path has none
@@ -59,6 +74,7 @@ class LatentStream:
         self.frame_index = 0
         self.audio.clear()
         self._last_label: State | None = None
+        self._queued: Any = None  # with overlap_decode: the chunk queued ahead, collected by the next step()
         self.planner.reset()
 
     def _warm_up_lengths(self) -> list[int]:
@@ -99,9 +115,31 @@ class LatentStream:
         return self._next_chunk(State(label), end_of_stream)
 
     def _next_chunk(self, label: State, end_of_stream: bool) -> Chunk | None:
-        """The next chunk, generated with `label`, or None while its audio has not all arrived."""
+        """The next chunk, generated with `label`, or None while its audio has not all arrived.
+
+        With overlap_decode, the chunk after a queued one is queued too (when its audio is there) before the first
+        one's frames are collected, so that its sampling runs while the first one decodes (on a second CUDA stream,
+        or on the CPU on the DecodeThread). The stream's first chunk never waits for another; frames come out in
+        order, the same as without overlap. A chunk queued early gets the label and sliders of the step() that
+        queued it."""
+        if not self.config.overlap_decode:
+            length = self._plan_next(label, end_of_stream)
+            return None if length is None else self._generate(length, label)
+        queued = self._queued
+        if queued is None:
+            length = self._plan_next(label, end_of_stream)
+            if length is None:
+                return None
+            queued = self._queue(length, label)
+            if queued.start == 0:
+                return self._collect(queued)
         length = self._plan_next(label, end_of_stream)
-        return None if length is None else self._generate(length, label)
+        self._queued = None if length is None else self._queue(length, label)
+        return self._collect(queued)
+
+    def _generate(self, frames: int, label: State) -> Chunk:
+        """The next chunk of `frames` frames, generated with `label`, start to end."""
+        return self._collect(self._queue(frames, label))
 
     def _plan_next(self, label: State, end_of_stream: bool) -> int | None:
         """Frames in the next chunk (committed to the chunk plan), or None while its audio has not all arrived."""
@@ -116,14 +154,6 @@ class LatentStream:
         """Append float32 (N,) 16 kHz mono samples to the stream without generating anything."""
         self.audio.push(audio)
 
-    def _finish_chunk(self, frames_rgb: np.ndarray, warped_sliders: np.ndarray, label: State,
-                      stage_ms: dict[str, float]) -> Chunk:
-        """The chunk of decoded frames uint8 (T, H, W, 3), re-posed by the sliders the engine warps (float32 (E,)
-        values of all sliders; only the warped ones are read); advances the stream past it."""
-        start = self.frame_index
-        self._advance_stream(len(frames_rgb), label)
-        return self._chunk_at(start, frames_rgb, warped_sliders, label, stage_ms)
-
     def _advance_stream(self, frames: int, label: State) -> None:
         """The next chunk starts `frames` frames later and follows one of `label`; audio no window needs is dropped."""
         self.frame_index += frames
@@ -132,8 +162,8 @@ class LatentStream:
 
     def _chunk_at(self, start: int, frames_rgb: np.ndarray, warped_sliders: np.ndarray, label: State,
                   stage_ms: dict[str, float]) -> Chunk:
-        """The Chunk of decoded frames uint8 (T, H, W, 3) from frame `start` on, re-posed by the warped sliders (as
-        in _finish_chunk)."""
+        """The Chunk of decoded frames uint8 (T, H, W, 3) from frame `start` on, re-posed by the sliders the engine
+        warps (float32 (E,) values of all sliders; only the warped ones are read)."""
         if self._warped:
             values = np.zeros(len(EXPRESSION_COMPONENTS), np.float32)
             values[self._warped] = warped_sliders[self._warped]

@@ -132,15 +132,17 @@ def latent_generator(spec: ModelSpec, config: EngineConfig = EngineConfig()):
 
 
 def load_spec_model(spec: ModelSpec, config: EngineConfig = EngineConfig()):
-    """The model `spec` names: an ExportedModel opened at config.precision with config.threads
-    (engine/onnx_runtime.py) on the ONNX backend, a TensorRTModel at config.precision on config.device
-    (engine/tensorrt_runtime.py) on TensorRT; on torch the module (a preset's with seeded random weights)."""
+    """The model `spec` names: an ExportedModel opened at config.precision with config.threads (split between
+    the sampler and the decoder with config.overlap_decode; engine/onnx_runtime.py) on the ONNX backend, a
+    TensorRTModel at config.precision on config.device (engine/tensorrt_runtime.py) on TensorRT; on torch the module
+    (a preset's with seeded random weights)."""
     if spec.backend == "onnx":
         from avatar_desktop.engine.onnx_runtime import ExportedModel
         from avatar_desktop.models.folders import read_model_meta
 
         return ExportedModel(spec.folder, read_model_meta(spec.folder), precision=config.precision,
-                             threads=config.threads)
+                             threads=config.threads,
+                             overlap_decode=config.overlap_decode and spec.kind == "latent")
     if spec.backend == "tensorrt":
         from avatar_desktop.engine.tensorrt_runtime import TensorRTModel
         from avatar_desktop.models.folders import read_model_meta

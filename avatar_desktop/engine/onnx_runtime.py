@@ -12,7 +12,10 @@ TensorRTModel (TensorRT engines built from the same files, NVIDIA GPU).
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,7 +23,7 @@ import numpy as np
 
 from avatar_desktop.config import EngineConfig, ModelConfig, MotionModelConfig, State, expression_vector
 from avatar_desktop.engine.int8_choice import machine_key, machine_precision, time_precisions
-from avatar_desktop.engine.latent_stream import Chunk, LatentStream
+from avatar_desktop.engine.latent_stream import Chunk, DecodeThread, LatentStream
 from avatar_desktop.engine.noise import NumpyNoise
 from avatar_desktop.engine.portrait import check_rgb, square_crop
 from avatar_desktop.errors import CheckpointError
@@ -55,6 +58,8 @@ class ExportedFolder:
 
     backend = ""
     """The name --backend gives it."""
+    decodes_on_a_thread = False
+    """Whether overlap_decode may run its graphs from two threads at once (the latent generator's DecodeThread)."""
 
     def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto"):
         self.folder = Path(folder)
@@ -124,7 +129,8 @@ class ExportedFolder:
 
     def check_engine_config(self, config: EngineConfig) -> None:
         """CheckpointError when `config` asks for what the export fixed (sampler, steps, audio guidance), a device
-        this backend does not run on, or what only the torch backend does (the naive baseline, the fast path)."""
+        this backend does not run on, or what only the torch backend does (the naive baseline, compilation, the
+        tiny decoder), or decode overlap on a backend without it."""
         fixed = {"sampler": self.export["sampler"], "steps": self.export["steps"]}
         if self.kind == "latent":
             fixed["audio_guidance"] = self.export["audio_guidance"]
@@ -137,9 +143,12 @@ class ExportedFolder:
         self.check_device(config.device)
         if not config.cache_reference:
             raise CheckpointError("the naive baseline (no reference caches) runs on the torch backend only")
-        if config.compile or config.overlap_decode or config.decoder != "full":
-            raise CheckpointError("--compile, --overlap-decode and --decoder tiny run on the torch backend only: leave "
-                                  f"them out for {self.folder}, or use the torch model folder with --backend torch")
+        if config.compile or config.decoder != "full":
+            raise CheckpointError("--compile and --decoder tiny run on the torch backend only: leave them out for "
+                                  f"{self.folder}, or use the torch model folder with --backend torch")
+        if config.overlap_decode and not self.decodes_on_a_thread:
+            raise CheckpointError(f"--overlap-decode runs on the torch and onnx backends, not on {self.backend}: "
+                                  "leave it out")
 
     def check_device(self, device: str) -> None:
         """CheckpointError when this backend does not run on `device`."""
@@ -156,16 +165,20 @@ class ExportedFolder:
 class ExportedModel(ExportedFolder):
     """An exported model folder on onnxruntime, on the CPU: its checked sessions.
 
-    threads: onnxruntime's intra-op threads (None: all cores). Raises CheckpointError (naming the file and what to
-    do) as ExportedFolder does, for a missing onnxruntime, and, when a graph is opened, a missing, damaged or
-    mismatched .onnx file.
+    threads: onnxruntime's intra-op threads (None: all cores); with `overlap_decode` (the latent generator's sampler
+    and decoder running at once) each graph gets half of them (split_threads). Raises CheckpointError (naming the
+    file and what to do) as ExportedFolder does, for a missing onnxruntime, and, when a graph is opened, a missing,
+    damaged or mismatched .onnx file.
     """
 
     backend = "onnx"
+    decodes_on_a_thread = True  # onnxruntime sessions may run from several threads at once
 
-    def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto", threads: int | None = None):
+    def __init__(self, folder: Path, meta: dict[str, Any], *, precision: str = "auto", threads: int | None = None,
+                 overlap_decode: bool = False):
         self._ort = import_onnxruntime()
         self.threads = threads
+        self.graph_threads = split_threads(threads) if overlap_decode else threads
         self._sessions: dict[str, Any] = {}
         super().__init__(folder, meta, precision=precision)
 
@@ -176,9 +189,9 @@ class ExportedModel(ExportedFolder):
             return "fp32"
         graphs = self.quantized_graphs()
         files = sorted({self.graph_file(graph, precision) for graph in graphs for precision in ("fp32", "int8")})
-        runners = {precision: ExportedModel(self.folder, self.meta, precision=precision, threads=self.threads).run
+        runners = {precision: ExportedModel(self.folder, self.meta, precision=precision, threads=self.graph_threads).run
                    for precision in ("fp32", "int8")}
-        return machine_precision(machine_key(files, self.threads, self._ort.__version__),
+        return machine_precision(machine_key(files, self.graph_threads, self._ort.__version__),
                                  lambda: time_precisions(runners, self.steady_chunk_inputs(graphs)))
 
     def session(self, graph: str):
@@ -192,8 +205,8 @@ class ExportedModel(ExportedFolder):
         file = self.graph_file(graph, self.precision)
         options = self._ort.SessionOptions()
         options.log_severity_level = 3  # errors only: a user sees our message, not the runtime's warnings
-        if self.threads:
-            options.intra_op_num_threads = self.threads
+        if self.graph_threads:
+            options.intra_op_num_threads = self.graph_threads
         # Idle intra-op threads sleep instead of spinning: a live session shares the cores with its audio, camera
         # and window threads, and spinning threads took their time (docs/PERFORMANCE.md, the multi-thread rows).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -218,6 +231,13 @@ class ExportedModel(ExportedFolder):
         if device != "cpu":
             raise CheckpointError(f"the ONNX backend runs on the CPU, not on {device}: use --device cpu, "
                                   f"--backend tensorrt on an NVIDIA GPU, or the torch model folder with --backend torch")
+
+
+def split_threads(threads: int | None) -> int:
+    """Intra-op threads of each graph when two run at once (EngineConfig.overlap_decode: the sampler beside the
+    decoder): half of `threads` (None: every core), at least one. Measured on 2 cores: the int8 sampler and decoder
+    side by side on one thread each take 17 ms a chunk, on two each 28 ms (docs/PERFORMANCE.md)."""
+    return max(1, (threads or os.cpu_count() or 1) // 2)
 
 
 def _describe(tensor: dict[str, Any]) -> str:
@@ -251,6 +271,18 @@ class OnnxMotionNetwork:
         return self.model.run("sampler", feeds)[0][0]
 
 
+@dataclass
+class _QueuedChunk:
+    """A sampled chunk on its way out: first frame index, label, slider values float32 (E,), its frames uint8
+    (T, H, W, 3) or the DecodeThread's Future of them, and its stage times (ms; the decode's once it has run)."""
+
+    start: int
+    label: State
+    sliders: np.ndarray
+    frames: np.ndarray | Future
+    stage_ms: dict[str, float]
+
+
 class OnnxStreamingGenerator(LatentStream):
     """engine/streaming.py's StreamingGenerator on an exported folder (onnxruntime, or TensorRT): the same prepare()/step() contract and chunks.
     `noise`: where random numbers come from (default numpy's, seeded by config.seed at every reset)."""
@@ -264,6 +296,7 @@ class OnnxStreamingGenerator(LatentStream):
         self._draws = 1 + model.export["fresh_draws"]
         self._reference: dict[str, np.ndarray] | None = None  # reference (1, C, h, w) and its keys/values
         self._expression = np.zeros((1, len(expression_vector(None))), np.float32)
+        self._decode_thread = DecodeThread() if config.overlap_decode else None
         self.reset()
 
     # ----------------------------------------------------------------- setup
@@ -308,6 +341,7 @@ class OnnxStreamingGenerator(LatentStream):
             "chunk_plan": {"first": mc.chunks.first, "after_state_change": mc.chunks.after_state_change,
                            "steady": self.config.fixed_chunk or mc.chunks.steady},
             "threads": self.model.threads,
+            "overlap_decode": self.config.overlap_decode,
             **self.model.describe(),
         }
 
@@ -316,10 +350,13 @@ class OnnxStreamingGenerator(LatentStream):
         return self._reference is not None
 
     # ----------------------------------------------------------------- streaming
-    def _generate(self, frames: int, label: State) -> Chunk:
+    def _queue(self, frames: int, label: State) -> _QueuedChunk:
+        """Sample the next chunk of `frames` frames here, start its decode (on the DecodeThread with overlap_decode,
+        else at once) and advance the stream past it."""
         stage_ms: dict[str, float] = {}
+        start = self.frame_index
         clock = time.perf_counter()
-        windows = self.audio.windows(self.frame_index, frames)
+        windows = self.audio.windows(start, frames)
         tokens = self.model.run("audio_encoder", {"windows": windows})[0]  # (1, T, N, D)
         feeds = {"tokens": tokens}
         if self.audio_guidance != 1.0:
@@ -330,11 +367,24 @@ class OnnxStreamingGenerator(LatentStream):
         expression = self._eased_expression(frames)
         latents = self._denoise(feeds, label, expression)  # (1, T, C, h, w)
         stage_ms["denoise"] = (time.perf_counter() - clock) * 1000
+        self._advance_stream(frames, label)
+        decoding = (self._decode_thread.submit(self._decode, latents[0], stage_ms) if self._decode_thread
+                    else self._decode(latents[0], stage_ms))
+        return _QueuedChunk(start, label, expression[0], decoding, stage_ms)
 
+    def _decode(self, latents: np.ndarray, stage_ms: dict[str, float]) -> np.ndarray:
+        """Latents float32 (T, C, h, w) -> frames uint8 (T, H, W, 3), timed into stage_ms["decode"]."""
         clock = time.perf_counter()
-        frames_rgb = self.model.run("decoder", {"latents": latents[0]})[0]  # (T, H, W, 3)
-        chunk = self._finish_chunk(frames_rgb, expression[0], label, stage_ms)
+        frames_rgb = self.model.run("decoder", {"latents": latents})[0]
         stage_ms["decode"] = (time.perf_counter() - clock) * 1000
+        return frames_rgb
+
+    def _collect(self, queued: _QueuedChunk) -> Chunk:
+        """The queued chunk's frames, re-posed by the warped sliders (timed with the decode)."""
+        frames_rgb = queued.frames.result() if isinstance(queued.frames, Future) else queued.frames
+        clock = time.perf_counter()
+        chunk = self._chunk_at(queued.start, frames_rgb, queued.sliders, queued.label, queued.stage_ms)
+        chunk.stage_ms["decode"] += (time.perf_counter() - clock) * 1000
         return chunk
 
     def _denoise(self, feeds: dict[str, np.ndarray], label: State, expression: np.ndarray) -> np.ndarray:

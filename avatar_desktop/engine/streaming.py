@@ -8,7 +8,7 @@ a checkpoint leaves to the engine (SamplingConfig.warped_sliders) warp the decod
 On CUDA, step() queues its work without host syncs: the chunk's noise, audio windows and sliders go to the device
 from pinned memory, and only the copy of the finished frames waits. EngineConfig.compile and overlap_decode turn on
 the fast path of engine/fast_path.py (compiled denoiser and decoder; decoding of one chunk while the next is
-denoised).
+denoised, on a second CUDA stream or, on the CPU, on a second thread).
 """
 
 from __future__ import annotations
@@ -96,7 +96,6 @@ class StreamingGenerator(LatentStream):
         self._compiled = CompiledStages(self.model.denoise, self._decode, config.compile_backend) if config.compile else None
         self._graphs_after_prepare = 0
         self._decoder = ChunkDecoder(self.device, overlap=config.overlap_decode)
-        self._queued: _QueuedChunk | None = None  # with overlap_decode: the chunk being decoded
         self.reset()
 
     # ----------------------------------------------------------------- setup
@@ -129,7 +128,6 @@ class StreamingGenerator(LatentStream):
         self._reset_stream()
         self._motion: torch.Tensor | None = None  # (1, M, C, h, w)
         self._motion_expression = torch.zeros_like(self._expression)  # what the motion frames show (the portrait: 0)
-        self._queued = None
         self._generator.manual_seed(self.config.seed)
 
     def describe(self) -> dict:
@@ -159,28 +157,6 @@ class StreamingGenerator(LatentStream):
         return self._reference is not None
 
     # ----------------------------------------------------------------- streaming
-    def _next_chunk(self, label: State, end_of_stream: bool) -> Chunk | None:
-        """With overlap_decode, the chunk after a queued one is queued too (when its audio is there) before the
-        first one's frames are collected, so that on CUDA its denoising runs while the first one decodes. The
-        stream's first chunk never waits for another; frames come out in order, the same as without overlap. A
-        chunk queued early gets the label and sliders of the step() that queued it."""
-        if not self.config.overlap_decode:
-            return super()._next_chunk(label, end_of_stream)
-        queued = self._queued
-        if queued is None:
-            length = self._plan_next(label, end_of_stream)
-            if length is None:
-                return None
-            queued = self._queue(length, label)
-            if queued.start == 0:
-                return self._collect(queued)
-        length = self._plan_next(label, end_of_stream)
-        self._queued = None if length is None else self._queue(length, label)
-        return self._collect(queued)
-
-    def _generate(self, frames: int, label: State) -> Chunk:
-        return self._collect(self._queue(frames, label))
-
     @torch.no_grad()
     def _queue(self, frames: int, label: State) -> _QueuedChunk:
         """Queue the next chunk of `frames` frames (audio tokens, denoising, decoding, the copy to the host) and

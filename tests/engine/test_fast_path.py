@@ -1,6 +1,7 @@
 """The torch generator's fast path on the CPU (engine/fast_path.py): compiled stages built in prepare() only, and
 decode overlap's ordering. The CUDA side is tests/engine/test_gpu_fast_path.py."""
 
+import threading
 from collections import Counter
 
 import numpy as np
@@ -69,6 +70,8 @@ def test_inductor_compiled_tiny_cpu_matches_eager(portrait):
 def test_overlap_queues_the_next_chunk_except_behind_the_first_and_gives_the_same_chunks(portrait):
     plain = stream_chunks(_prepared(portrait), 0.6)
     generator = _prepared(portrait, overlap_decode=True)
+    decoding_threads, decode = set(), generator._decode
+    generator._decode = lambda latents: decoding_threads.add(threading.current_thread().name) or decode(latents)
     generator.push_audio(benchmark_audio(0.6))
     overlapped, queued_ahead = [], []
     while (chunk := generator.step(None, end_of_stream=True)) is not None:
@@ -80,6 +83,7 @@ def test_overlap_queues_the_next_chunk_except_behind_the_first_and_gives_the_sam
     assert [c.start_frame for c in overlapped] == np.cumsum([0] + [len(c.frames) for c in overlapped])[:-1].tolist()
     np.testing.assert_array_equal(_frames(overlapped), _frames(plain))
     assert all(set(chunk.stage_ms) == {"audio", "denoise", "decode"} for chunk in overlapped)
+    assert decoding_threads and all(name.startswith("decode") for name in decoding_threads)  # the CPU's second thread
 
     generator.reset()  # drops a queued chunk: the new stream starts at frame 0
     generator.push_audio(benchmark_audio(0.2))

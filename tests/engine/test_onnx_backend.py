@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import cv2
@@ -102,6 +103,33 @@ def test_latent_onnx_float_gives_the_torch_frames(exported, tiny_model_dir, port
     onnx_frames = frames_of(onnx_generator, audio)
     assert onnx_frames.shape == torch_frames.shape == (40, 64, 64, 3)
     assert psnr(onnx_frames, torch_frames) >= 45
+
+
+def test_overlapped_decode_gives_the_same_chunks_in_order_decoded_on_a_second_thread(exported, portrait):
+    audio = benchmark_audio(1.6)
+    plain = open_generator(ModelSpec(str(exported["latent"])), portrait, EngineConfig())
+    plain.push_audio(audio)
+    plain_chunks = list(iter(lambda: plain.step(None, end_of_stream=True), None))
+    overlapped = open_generator(ModelSpec(str(exported["latent"])), portrait,
+                                EngineConfig(overlap_decode=True, threads=2))
+    assert overlapped.describe()["overlap_decode"]
+    for graph in ("sampler", "decoder"):  # the two threads share the two asked for
+        assert overlapped.model.session(graph).get_session_options().intra_op_num_threads == 1
+    decoding_threads = set()
+    decode = overlapped._decode
+    overlapped._decode = lambda *args: decoding_threads.add(threading.current_thread().name) or decode(*args)
+    overlapped.push_audio(audio)
+    chunks, queued_ahead = [], []
+    while (chunk := overlapped.step(None, end_of_stream=True)) is not None:
+        chunks.append(chunk)
+        queued_ahead.append(overlapped.frame_index - (chunk.start_frame + len(chunk.frames)))
+    # nothing is sampled before the first chunk comes out; then the next chunk is queued before each one
+    assert queued_ahead == [0] + [len(chunk.frames) for chunk in chunks[2:]] + [0]
+    assert [(c.start_frame, len(c.frames)) for c in chunks] == [(c.start_frame, len(c.frames)) for c in plain_chunks]
+    np.testing.assert_array_equal(np.concatenate([c.frames for c in chunks]),
+                                  np.concatenate([c.frames for c in plain_chunks]))
+    assert all(set(chunk.stage_ms) == {"audio", "denoise", "decode"} for chunk in chunks)
+    assert decoding_threads and all(name.startswith("decode") for name in decoding_threads)
 
 
 def test_photo_path_onnx_float_gives_the_torch_frames(exported, motion_model_dir, astronaut):
@@ -306,7 +334,7 @@ def test_backend_and_precision_the_folder_lacks_are_refused(exported, tiny_model
     for model, extra, expected in (
             (exported["latent"], ["--backend", "torch"], "runs on --backend onnx, not torch"),
             (tiny_model_dir, ["--backend", "onnx"], "export it first (`avatar-desktop export"),
-            (exported["latent"], ["--compile"], "--compile, --overlap-decode and --decoder tiny run on the torch backend only"),
+            (exported["latent"], ["--compile"], "--compile and --decoder tiny run on the torch backend only"),
     ):
         args, _ = _render(tmp_path, portrait, speech_wav, model, *extra)
         assert main(args) == 2
