@@ -1,6 +1,6 @@
-"""`avatar-desktop export --model M --out DIR [--int8 --calibration DATA]`: a torch model folder -> ONNX graphs that
-run on onnxruntime without torch (engine/onnx_export.py lists them; `--backend onnx` or the folder itself picks
-them)."""
+"""`avatar-desktop export --model M --out DIR [--int8 --calibration DATA [--int8-activations u8]]`: a torch model
+folder -> ONNX graphs that run on onnxruntime without torch (engine/onnx_export.py lists them; `--backend onnx` or
+the folder itself picks them)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def _add(parser: argparse.ArgumentParser) -> None:
                              "graphs")
     parser.add_argument("--calibration-chunks", type=int, default=64,
                         help="chunks of speech the calibration runs through the model (default 64)")
+    parser.add_argument("--int8-activations", choices=("s8", "u8"),
+                        help="with --int8: the activations' type, s8 (default; TensorRT reads it) or u8 (onnxruntime "
+                             "only; faster on some CPUs, docs/PERFORMANCE.md)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -33,12 +36,14 @@ def _run(args: argparse.Namespace) -> int:
                           "whose chunks set the int8 ranges")
     if args.calibration is not None and not args.int8:
         raise AvatarError("--calibration is read only with --int8: add --int8, or leave --calibration out")
+    if args.int8_activations is not None and not args.int8:
+        raise AvatarError("--int8-activations is read only with --int8: add --int8, or leave it out")
     if args.calibration_chunks < 1:
         raise AvatarError(f"--calibration-chunks must be at least 1, got {args.calibration_chunks}")
     prepare_output_folder(args.out.parent, "--out")
     try:
         out = export_model(args.model, args.out, calibration=args.calibration if args.int8 else None,
-                           calibration_chunks=args.calibration_chunks)
+                           calibration_chunks=args.calibration_chunks, int8_activations=args.int8_activations or "s8")
     except ValueError as error:
         raise AvatarError(str(error)) from None
     sizes = ", ".join(f"{file.name} {file.stat().st_size / 2**20:.1f} MB" for file in sorted(out.glob("*.onnx")))

@@ -283,9 +283,10 @@ def export_motion(model: MotionModel, folder: Path) -> dict[str, dict[str, Any]]
 
 
 def export_model(name_or_dir: str | Path, out: str | Path, *, calibration: Path | None = None,
-                 calibration_chunks: int = 64) -> Path:
+                 calibration_chunks: int = 64, int8_activations: str = "s8") -> Path:
     """Export a torch model folder (or a name on the model search path) to `out` (replaced atomically if it
-    exists): the float graphs, and with `calibration` (a `dataset synth` folder) the int8 ones. Returns `out`."""
+    exists): the float graphs, and with `calibration` (a `dataset synth` folder) the int8 ones, their activations
+    `int8_activations` (onnx_quantize.ACTIVATIONS). Returns `out`."""
     source = resolve_model(name_or_dir)
     meta = read_model_meta(source)
     if meta.get("backend", "torch") != "torch":
@@ -317,7 +318,7 @@ def export_model(name_or_dir: str | Path, out: str | Path, *, calibration: Path 
         if calibration is not None:
             from avatar_desktop.engine.onnx_quantize import quantize_folder
 
-            quantize_folder(staging, calibration, chunks=calibration_chunks)
+            quantize_folder(staging, calibration, chunks=calibration_chunks, activations=int8_activations)
         if (source / "MODEL_CARD.md").is_file():
             shutil.copy(source / "MODEL_CARD.md", staging / "MODEL_CARD.md")
         if out.exists():

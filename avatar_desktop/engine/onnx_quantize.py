@@ -6,11 +6,13 @@ What is quantized, and what stays float (and why); numbers: the shipped latent m
 float on the same noise, docs/PERFORMANCE.md "int8 quality on 16 clips":
 - Quantized: the weights and inputs of the convolutions and of the matrix products with a weight (linear layers)
   in the sampler (the denoiser, every step) and the decoder: nearly all of the compute of a chunk.
-- Signed, symmetric activations (zero point 0) by signed weights, biases float: the int8 graph TensorRT's ONNX
-  parser reads as it is (engine/tensorrt_runtime.py), and the type pair onnxruntime recommends first. Unsigned
-  activations (u8 x s8) measured the same quality and made a chunk's quantized graphs 1.3x as fast on this AVX-512
-  VNNI CPU, but TensorRT cannot read them (non-zero zero points), and on AVX2 CPUs without VNNI onnxruntime's u8 x
-  s8 kernel can saturate its 16-bit sums (its quantization docs): no such CPU here to measure what that costs.
+- Signed, symmetric activations (zero point 0) by signed weights, biases float (`s8`, the default): the int8 graph
+  TensorRT's ONNX parser reads as it is (engine/tensorrt_runtime.py), and the type pair onnxruntime recommends
+  first. Unsigned, asymmetric activations (`u8`, `export --int8-activations u8`, onnxruntime only) measured the same
+  quality and made a chunk's quantized graphs 1.3x as fast on an AMD EPYC with AVX-512 VNNI (the sampler 1.5x on an
+  Intel Xeon with AMX, where s8 gains nothing over float), but TensorRT cannot read them (non-zero zero points),
+  and on AVX2 CPUs without VNNI onnxruntime's u8 x s8 kernel can saturate its 16-bit sums (its quantization docs):
+  no such CPU here to measure what that costs, so the shipped export stays s8.
 - Float: the denoiser's first and last layers and its conditioning embeddings (noise level, state, sliders, audio;
   `FLOAT_LAYERS`): little compute (the same chunk time within 1%); with them int8 too, lip-sync r fell by 0.008
   (95% interval 0.001 to 0.015), with them float by 0.001 (-0.004 to +0.002). The decoder's int8 costs nothing
@@ -46,6 +48,8 @@ FLOAT_LAYERS = ("/denoiser/conv_in/", "/denoiser/conv_out/", "_embedding/",  # l
                 "/denoiser/context_in/", "/denoiser/chunk_in/", "/denoiser/audio_in/", "/denoiser/slider_in/",
                 "/denoiser/noise_mlp/", "/denoiser/out/")  # motion denoiser
 """Parts of the exported node names (module paths) of the layers kept float."""
+ACTIVATIONS = {"s8": ("QInt8", True), "u8": ("QUInt8", False)}
+"""The int8 activation types export offers: onnxruntime's QuantType name and whether the ranges are symmetric."""
 
 
 class RecordingModel(ExportedModel):
@@ -124,13 +128,15 @@ def float_nodes(path: Path) -> list[str]:
             or (node.op_type in QUANTIZED_OPS and any(part in node.name + "/" for part in FLOAT_LAYERS))]
 
 
-def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
+def quantize_folder(folder: Path, data: Path, *, chunks: int = 64, activations: str = "s8") -> None:
     """Write the int8 graphs of the exported float model in `folder`, calibrated on `chunks` chunks of speech from
-    data set `data`; model.json gets the "int8" files, both precisions' chunk times ("chunk_ms") and, as its
+    data set `data`, with `activations` (a key of ACTIVATIONS); model.json gets the "int8" files, the activation
+    type ("int8_activations"), both precisions' chunk times ("chunk_ms") and, as its
     default precision, the faster one when int8 pays on the exporting machine (engine/int8_choice.py; the app
     times them again where it runs)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    activation_type, symmetric = ACTIVATIONS[activations]
     feeds = calibration_feeds(folder, Path(data), chunks)
     meta_file = folder / "model.json"
     meta = json.loads(meta_file.read_text())
@@ -141,10 +147,10 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
             continue
         target = source.with_suffix(".int8.onnx")
         quantize_static(str(source), str(target), _Reader(feeds[name]), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                        per_channel=True, activation_type=QuantType[activation_type], weight_type=QuantType.QInt8,
                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=float_nodes(source),
                         calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": True, "QuantizeBias": False})
+                        extra_options={"ActivationSymmetric": symmetric, "QuantizeBias": False})
         graph["files"]["int8"] = target.name
     # The longest recorded chunk of each graph (a steady one), on one thread: the steadiest to time.
     steady = {graph: max(recorded, key=lambda feed: sum(array.size for array in feed.values()))
@@ -153,5 +159,6 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64) -> None:
                                for precision in ("fp32", "int8")}, steady)
     meta["default_precision"] = "int8" if int8_pays(timings["fp32"], timings["int8"]) else "fp32"
     meta["export"]["calibration"] = {"data": Path(data).name, "chunks": len(feeds["sampler"])}
+    meta["export"]["int8_activations"] = activations
     meta["export"]["chunk_ms"] = {precision: round(ms, 2) for precision, ms in timings.items()}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")

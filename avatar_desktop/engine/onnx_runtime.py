@@ -78,7 +78,7 @@ class ExportedFolder:
         if self.precision not in available:
             raise CheckpointError(f"{self.folder} holds the precisions {', '.join(available)}, not {self.precision!r} "
                                   f"(on --backend {self.backend}): pick one of them with --precision, or export with "
-                                  f"--int8 for int8")
+                                  f"--int8{self.int8_export_flags()} for int8")
 
     def exported_precisions(self) -> list[str]:
         """The precisions whose files every graph of the folder has (PRECISIONS)."""
@@ -86,6 +86,10 @@ class ExportedFolder:
 
     def available_precisions(self) -> list[str]:
         return self.exported_precisions()
+
+    def int8_export_flags(self) -> str:
+        """What an export needs besides --int8 for int8 graphs this backend runs (" --int8-activations s8", say)."""
+        return ""
 
     def default_precision(self) -> str:
         """What --precision auto runs (each backend says)."""

@@ -323,7 +323,12 @@ class TensorRTModel(ExportedFolder):
         self._runners: dict[str, _EngineRunner] = {}
 
     def available_precisions(self) -> list[str]:
-        return ["fp32", "fp16"] + (["int8"] if "int8" in self.exported_precisions() else [])
+        """fp32 and fp16, and int8 where the folder has int8 graphs TensorRT reads (s8 activations)."""
+        readable = self.meta["export"].get("int8_activations", "s8") == "s8"
+        return ["fp32", "fp16"] + (["int8"] if readable and "int8" in self.exported_precisions() else [])
+
+    def int8_export_flags(self) -> str:
+        return " --int8-activations s8"  # u8 graphs: TensorRT's parser takes only zero points of 0
 
     def default_precision(self) -> str:
         return "fp16"

@@ -223,6 +223,28 @@ def test_int8_activations_are_symmetric_and_biases_float(exported_int8):
         assert set(dequantized) == {onnx.TensorProto.INT8}  # the weights; no int32 biases
 
 
+def test_u8_activations_are_an_export_option_recorded_in_model_json(tiny_model_dir, speech_clips, tmp_path,
+                                                                    portrait, capsys):
+    import onnx
+
+    out = tmp_path / "u8"
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(out), "--int8-activations", "u8"]) == 2
+    assert "--int8-activations is read only with --int8" in _one_line_error(capsys) and not out.exists()
+    assert main(["export", "--model", str(tiny_model_dir), "--out", str(out), "--int8", "--calibration",
+                 str(speech_clips), "--calibration-chunks", "16", "--int8-activations", "u8"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["export"]["int8_activations"] == "u8"
+    model = onnx.load(str(out / "sampler.int8.onnx")).graph
+    initializers = {tensor.name: tensor for tensor in model.initializer}
+    zero_points = [initializers[node.input[2]] for node in model.node if node.op_type == "QuantizeLinear"]
+    assert zero_points and {zero_point.data_type for zero_point in zero_points} == {onnx.TensorProto.UINT8}
+    audio = benchmark_audio(1.6)
+    spec = ModelSpec(str(out))
+    frames = {precision: frames_of(open_generator(spec, portrait, EngineConfig(precision=precision)), audio)
+              for precision in ("fp32", "int8")}
+    assert psnr(frames["int8"], frames["fp32"]) >= 35
+
+
 @pytest.mark.parametrize("kind", ["latent", "motion"])
 def test_int8_frames_stay_within_35_db_of_float(exported_int8, kind, portrait, astronaut):
     audio = benchmark_audio(1.6)

@@ -216,6 +216,20 @@ def test_an_onnx_file_that_does_not_match_its_model_json_is_named_before_buildin
         model.runner("sampler")
 
 
+@pytest.mark.slow
+def test_int8_graphs_with_u8_activations_are_not_offered_with_the_export_flag_that_makes_readable_ones(
+        on_fake_gpu, exported, tmp_path):
+    folder = with_int8_sampler(exported, tmp_path / "export")
+    meta = read_model_meta(folder)
+    meta["export"]["int8_activations"] = "u8"  # as `export --int8 --int8-activations u8` records it
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert TensorRTModel(folder, meta, notice=lambda line: None).available_precisions() == ["fp32", "fp16"]
+    with pytest.raises(CheckpointError, match=r"holds the precisions fp32, fp16, not 'int8' \(on --backend "
+                                              r"tensorrt\): .* export with --int8 --int8-activations s8 for int8"):
+        TensorRTModel(folder, meta, precision="int8", notice=lambda line: None)
+    assert on_fake_gpu.builds == []
+
+
 # ----------------------------------------------------------------- the command line's messages
 
 def _one_line_error(capsys) -> str:
