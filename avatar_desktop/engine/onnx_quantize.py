@@ -6,13 +6,16 @@ What is quantized, and what stays float (and why); numbers: the shipped latent m
 float on the same noise, docs/PERFORMANCE.md "int8 quality on 16 clips":
 - Quantized: the weights and inputs of the convolutions and of the matrix products with a weight (linear layers)
   in the sampler (the denoiser, every step) and the decoder: nearly all of the compute of a chunk.
-- Signed, symmetric activations (zero point 0) by signed weights, biases float (`s8`, the default): the int8 graph
-  TensorRT's ONNX parser reads as it is (engine/tensorrt_runtime.py), and the type pair onnxruntime recommends
-  first. Unsigned, asymmetric activations (`u8`, `export --int8-activations u8`, onnxruntime only) measured the same
-  quality and made a chunk's quantized graphs 1.3x as fast on an AMD EPYC with AVX-512 VNNI (the sampler 1.5x on an
-  Intel Xeon with AMX, where s8 gains nothing over float), but TensorRT cannot read them (non-zero zero points),
-  and on AVX2 CPUs without VNNI onnxruntime's u8 x s8 kernel can saturate its 16-bit sums (its quantization docs):
-  no such CPU here to measure what that costs, so the shipped export stays s8.
+- Two activation types (ACTIVATIONS), biases float in both:
+  - `s8` (the default): signed, symmetric activations (zero point 0) by signed weights: the int8 graph TensorRT's
+    ONNX parser reads as it is (engine/tensorrt_runtime.py).
+  - `u8` (`export --int8-activations u8`, onnxruntime only; what the installed app ships,
+    packaging/export_models.sh): unsigned, asymmetric activations by signed 7-bit weights. onnxruntime's u8 x s8
+    kernels are the faster ones: a chunk's quantized graphs 1.3x as fast as s8 on an AMD EPYC with AVX-512 VNNI,
+    the sampler 1.5x on an Intel Xeon with AMX, where s8 runs no faster than float. The 7-bit weights keep the
+    kernel's pairwise 16-bit sums from saturating on CPUs without VNNI (onnxruntime's quantization docs); they cost
+    lip-sync r 0.005 against 8-bit u8 weights (docs/PERFORMANCE.md). TensorRT cannot read u8 graphs (non-zero zero
+    points).
 - Float: the denoiser's first and last layers and its conditioning embeddings (noise level, state, sliders, audio;
   `FLOAT_LAYERS`): little compute (the same chunk time within 1%); with them int8 too, lip-sync r fell by 0.008
   (95% interval 0.001 to 0.015), with them float by 0.001 (-0.004 to +0.002). The decoder's int8 costs nothing
@@ -48,8 +51,10 @@ FLOAT_LAYERS = ("/denoiser/conv_in/", "/denoiser/conv_out/", "_embedding/",  # l
                 "/denoiser/context_in/", "/denoiser/chunk_in/", "/denoiser/audio_in/", "/denoiser/slider_in/",
                 "/denoiser/noise_mlp/", "/denoiser/out/")  # motion denoiser
 """Parts of the exported node names (module paths) of the layers kept float."""
-ACTIVATIONS = {"s8": ("QInt8", True), "u8": ("QUInt8", False)}
-"""The int8 activation types export offers: onnxruntime's QuantType name and whether the ranges are symmetric."""
+ACTIVATIONS = {"s8": ("QInt8", True, False), "u8": ("QUInt8", False, True)}
+"""The int8 activation types export offers: onnxruntime's QuantType name, whether the ranges are symmetric, and
+whether the weights keep to 7 bits (u8: so that a u8 x s8 product's pairwise 16-bit sums cannot saturate on CPUs
+without VNNI, onnxruntime's advice for them)."""
 
 
 class RecordingModel(ExportedModel):
@@ -136,7 +141,7 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64, activations: 
     times them again where it runs)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    activation_type, symmetric = ACTIVATIONS[activations]
+    activation_type, symmetric, seven_bit_weights = ACTIVATIONS[activations]
     feeds = calibration_feeds(folder, Path(data), chunks)
     meta_file = folder / "model.json"
     meta = json.loads(meta_file.read_text())
@@ -149,7 +154,7 @@ def quantize_folder(folder: Path, data: Path, *, chunks: int = 64, activations: 
         quantize_static(str(source), str(target), _Reader(feeds[name]), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType[activation_type], weight_type=QuantType.QInt8,
                         op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=float_nodes(source),
-                        calibrate_method=CalibrationMethod.MinMax,
+                        calibrate_method=CalibrationMethod.MinMax, reduce_range=seven_bit_weights,
                         extra_options={"ActivationSymmetric": symmetric, "QuantizeBias": False})
         graph["files"]["int8"] = target.name
     # The longest recorded chunk of each graph (a steady one), on one thread: the steadiest to time.

@@ -225,7 +225,9 @@ def test_int8_activations_are_symmetric_and_biases_float(exported_int8):
 
 def test_u8_activations_are_an_export_option_recorded_in_model_json(tiny_model_dir, speech_clips, tmp_path,
                                                                     portrait, capsys):
+    """u8 activations with 7-bit weights (engine/onnx_quantize.py ACTIVATIONS), frames close to float."""
     import onnx
+    from onnx import numpy_helper
 
     out = tmp_path / "u8"
     assert main(["export", "--model", str(tiny_model_dir), "--out", str(out), "--int8-activations", "u8"]) == 2
@@ -238,6 +240,9 @@ def test_u8_activations_are_an_export_option_recorded_in_model_json(tiny_model_d
     initializers = {tensor.name: tensor for tensor in model.initializer}
     zero_points = [initializers[node.input[2]] for node in model.node if node.op_type == "QuantizeLinear"]
     assert zero_points and {zero_point.data_type for zero_point in zero_points} == {onnx.TensorProto.UINT8}
+    weights = [numpy_helper.to_array(initializers[node.input[0]]) for node in model.node
+               if node.op_type == "DequantizeLinear" and node.input[0] in initializers]
+    assert weights and all(weight.dtype == np.int8 and np.abs(weight.astype(int)).max() <= 64 for weight in weights)
     audio = benchmark_audio(1.6)
     spec = ModelSpec(str(out))
     frames = {precision: frames_of(open_generator(spec, portrait, EngineConfig(precision=precision)), audio)
