@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import threading
 import wave
 from pathlib import Path
 
@@ -97,3 +98,25 @@ def stream_chunks(generator, seconds: float, labels=(State.SPEAKING,)) -> list:
     while (chunk := generator.step(None, labels[min(len(chunks), len(labels) - 1)], end_of_stream=True)) is not None:
         chunks.append(chunk)
     return chunks
+
+
+def stream_overlapped(generator, seconds: float) -> tuple[list, list[int], set[str]]:
+    """stream_chunks (speaking) of a generator with overlap_decode, and for each chunk the frames already queued past
+    it when it came out, and the names of the threads its decodes ran on."""
+    decode, threads = generator._decode, set()
+    generator._decode = lambda *args: threads.add(threading.current_thread().name) or decode(*args)
+    generator.push_audio(benchmark_audio(seconds))
+    chunks, queued_ahead = [], []
+    while (chunk := generator.step(None, end_of_stream=True)) is not None:
+        chunks.append(chunk)
+        queued_ahead.append(generator.frame_index - (chunk.start_frame + len(chunk.frames)))
+    return chunks, queued_ahead, threads
+
+
+def stream_frames(generator, audio: np.ndarray) -> np.ndarray:
+    """Every frame of `audio` streamed through a prepared generator (speaking), uint8 (T, H, W, 3)."""
+    generator.push_audio(audio)
+    chunks = []
+    while (chunk := generator.step(None, State.SPEAKING, end_of_stream=True)) is not None:
+        chunks.append(chunk.frames)
+    return np.concatenate(chunks)

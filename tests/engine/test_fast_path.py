@@ -1,7 +1,6 @@
 """The torch generator's fast path on the CPU (engine/fast_path.py): compiled stages built in prepare() only, and
 decode overlap's ordering. The CUDA side is tests/engine/test_gpu_fast_path.py."""
 
-import threading
 from collections import Counter
 
 import numpy as np
@@ -17,7 +16,7 @@ from avatar_desktop.eval.metrics import psnr
 from avatar_desktop.models.autoencoder import build_autoencoder
 from avatar_desktop.models.denoiser import SpatialTransformer, TemporalAttention
 from avatar_desktop.models.presets import build_model, tiny_test_config
-from tests.conftest import stream_chunks
+from tests.conftest import stream_chunks, stream_overlapped
 
 # tiny-test plans chunks of 1 (first), 2 (after a state change) and 4 (steady) frames. These labels, one per step
 # over 24 frames of audio, give chunks of 1, 4, 2, 4, 2, 4, 4 and a last one of 3, a length the plan never uses.
@@ -70,13 +69,7 @@ def test_inductor_compiled_tiny_cpu_matches_eager(portrait):
 def test_overlap_queues_the_next_chunk_except_behind_the_first_and_gives_the_same_chunks(portrait):
     plain = stream_chunks(_prepared(portrait), 0.6)
     generator = _prepared(portrait, overlap_decode=True)
-    decoding_threads, decode = set(), generator._decode
-    generator._decode = lambda latents: decoding_threads.add(threading.current_thread().name) or decode(latents)
-    generator.push_audio(benchmark_audio(0.6))
-    overlapped, queued_ahead = [], []
-    while (chunk := generator.step(None, end_of_stream=True)) is not None:
-        overlapped.append(chunk)
-        queued_ahead.append(generator.frame_index - (chunk.start_frame + len(chunk.frames)))
+    overlapped, queued_ahead, decoding_threads = stream_overlapped(generator, 0.6)
     # nothing is generated before the first chunk comes out; then the next chunk is queued before each one
     assert queued_ahead == [0] + [len(chunk.frames) for chunk in overlapped[2:]] + [0]
     assert [(c.start_frame, len(c.frames)) for c in overlapped] == [(c.start_frame, len(c.frames)) for c in plain]

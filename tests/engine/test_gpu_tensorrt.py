@@ -4,24 +4,15 @@ where there is no CUDA device (conftest.py) or no tensorrt; the CPU side is test
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.config import EngineConfig
 from avatar_desktop.engine.bench import benchmark_audio
 from avatar_desktop.engine.model_spec import ModelSpec, open_generator
 from avatar_desktop.eval.metrics import psnr
+from tests.conftest import stream_frames
 
 pytestmark = pytest.mark.gpu
-
-
-def frames_of(generator, audio: np.ndarray) -> np.ndarray:
-    """Every frame of `audio` streamed through a prepared generator, uint8 (T, H, W, 3)."""
-    generator.push_audio(audio)
-    chunks = []
-    while (chunk := generator.step(None, State.SPEAKING, end_of_stream=True)) is not None:
-        chunks.append(chunk.frames)
-    return np.concatenate(chunks)
 
 
 def test_tensorrt_fp16_gives_the_float_frames_and_the_second_prepare_loads_the_cache(tiny_model_dir, portrait,
@@ -32,10 +23,10 @@ def test_tensorrt_fp16_gives_the_float_frames_and_the_second_prepare_loads_the_c
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     exported = export_model(tiny_model_dir, tmp_path / "export")
     audio = benchmark_audio(1.6)
-    float_frames = frames_of(open_generator(ModelSpec(str(exported)), portrait, EngineConfig(precision="fp32")), audio)
+    float_frames = stream_frames(open_generator(ModelSpec(str(exported)), portrait, EngineConfig(precision="fp32")), audio)
     spec = ModelSpec(str(exported), backend="tensorrt")
     first = open_generator(spec, portrait, EngineConfig(device="cuda", precision="fp16"))
-    fp16_frames = frames_of(first, audio)
+    fp16_frames = stream_frames(first, audio)
     assert fp16_frames.shape == float_frames.shape == (40, 64, 64, 3)
     assert psnr(fp16_frames, float_frames) >= 35
     engines = first.describe()["engines"]
@@ -43,4 +34,4 @@ def test_tensorrt_fp16_gives_the_float_frames_and_the_second_prepare_loads_the_c
 
     again = open_generator(spec, portrait, EngineConfig(device="cuda", precision="fp16"))
     assert again.describe()["engines"] == dict.fromkeys(engines, "cached")
-    assert psnr(frames_of(again, audio), fp16_frames) >= 45  # the same engines and noise (kernels may add in any order)
+    assert psnr(stream_frames(again, audio), fp16_frames) >= 45  # the same engines and noise (kernels may add in any order)

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import cv2
@@ -18,7 +17,7 @@ import torch
 from skimage import data as skimage_data
 
 from avatar_desktop.cli import main
-from avatar_desktop.config import EngineConfig, State
+from avatar_desktop.config import EngineConfig
 from avatar_desktop.data.clips import read_frames
 from avatar_desktop.data.synth_dataset import SynthConfig, build_synthetic
 from avatar_desktop.engine.bench import benchmark_audio
@@ -28,25 +27,12 @@ from avatar_desktop.engine.onnx_export import export_model
 from avatar_desktop.engine.onnx_runtime import ExportedModel
 from avatar_desktop.engine.torch_motion import TorchNoise
 from avatar_desktop.errors import CheckpointError
+from avatar_desktop.eval.metrics import psnr
 from avatar_desktop.models.motion import build_motion_model
 from avatar_desktop.models.store import save_motion_model
+from tests.conftest import stream_chunks, stream_frames, stream_overlapped
 
 pytestmark = pytest.mark.slow  # exports trace whole samplers: seconds each on 2 cores
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 videos of one shape (inf when identical)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
-
-
-def frames_of(generator, audio: np.ndarray) -> np.ndarray:
-    """Every frame of `audio` streamed through a prepared generator, uint8 (T, H, W, 3)."""
-    generator.push_audio(audio)
-    chunks = []
-    while (chunk := generator.step(None, State.SPEAKING, end_of_stream=True)) is not None:
-        chunks.append(chunk.frames)
-    return np.concatenate(chunks)
 
 
 @pytest.fixture(scope="module")
@@ -95,34 +81,24 @@ def test_export_command_writes_the_folder_and_checks_its_flags(tiny_model_dir, t
 
 def test_latent_onnx_float_gives_the_torch_frames(exported, tiny_model_dir, portrait):
     audio = benchmark_audio(1.6)
-    torch_frames = frames_of(open_generator(ModelSpec(str(tiny_model_dir)), portrait, EngineConfig(precision="fp32")),
+    torch_frames = stream_frames(open_generator(ModelSpec(str(tiny_model_dir)), portrait, EngineConfig(precision="fp32")),
                              audio)
     onnx_generator = open_generator(ModelSpec(str(exported["latent"])), portrait, EngineConfig())
     onnx_generator.noise = TorchNoise()  # the torch backend's noise, so that both sample the same
     onnx_generator.reset()
-    onnx_frames = frames_of(onnx_generator, audio)
+    onnx_frames = stream_frames(onnx_generator, audio)
     assert onnx_frames.shape == torch_frames.shape == (40, 64, 64, 3)
     assert psnr(onnx_frames, torch_frames) >= 45
 
 
 def test_overlapped_decode_gives_the_same_chunks_in_order_decoded_on_a_second_thread(exported, portrait):
-    audio = benchmark_audio(1.6)
-    plain = open_generator(ModelSpec(str(exported["latent"])), portrait, EngineConfig())
-    plain.push_audio(audio)
-    plain_chunks = list(iter(lambda: plain.step(None, end_of_stream=True), None))
+    plain_chunks = stream_chunks(open_generator(ModelSpec(str(exported["latent"])), portrait, EngineConfig()), 1.6)
     overlapped = open_generator(ModelSpec(str(exported["latent"])), portrait,
                                 EngineConfig(overlap_decode=True, threads=2))
     assert overlapped.describe()["overlap_decode"]
     for graph in ("sampler", "decoder"):  # the two threads share the two asked for
         assert overlapped.model.session(graph).get_session_options().intra_op_num_threads == 1
-    decoding_threads = set()
-    decode = overlapped._decode
-    overlapped._decode = lambda *args: decoding_threads.add(threading.current_thread().name) or decode(*args)
-    overlapped.push_audio(audio)
-    chunks, queued_ahead = [], []
-    while (chunk := overlapped.step(None, end_of_stream=True)) is not None:
-        chunks.append(chunk)
-        queued_ahead.append(overlapped.frame_index - (chunk.start_frame + len(chunk.frames)))
+    chunks, queued_ahead, decoding_threads = stream_overlapped(overlapped, 1.6)
     # nothing is sampled before the first chunk comes out; then the next chunk is queued before each one
     assert queued_ahead == [0] + [len(chunk.frames) for chunk in chunks[2:]] + [0]
     assert [(c.start_frame, len(c.frames)) for c in chunks] == [(c.start_frame, len(c.frames)) for c in plain_chunks]
@@ -135,11 +111,11 @@ def test_overlapped_decode_gives_the_same_chunks_in_order_decoded_on_a_second_th
 def test_photo_path_onnx_float_gives_the_torch_frames(exported, motion_model_dir, astronaut):
     audio = benchmark_audio(1.2)
     config = EngineConfig()
-    torch_frames = frames_of(open_generator(ModelSpec(str(motion_model_dir)), astronaut, config), audio)
+    torch_frames = stream_frames(open_generator(ModelSpec(str(motion_model_dir)), astronaut, config), audio)
     onnx_generator = open_generator(ModelSpec(str(exported["motion"])), astronaut, config)
     onnx_generator.motion.noise = TorchNoise()
     onnx_generator.reset()
-    onnx_frames = frames_of(onnx_generator, audio)
+    onnx_frames = stream_frames(onnx_generator, audio)
     assert onnx_frames.shape == torch_frames.shape
     assert psnr(onnx_frames, torch_frames) >= 45
     moved = np.abs(torch_frames.astype(int) - torch_frames[:1]).max(axis=(1, 2, 3))
@@ -149,7 +125,7 @@ def test_photo_path_onnx_float_gives_the_torch_frames(exported, motion_model_dir
 def test_onnx_noise_is_seeded_by_the_engine_config(exported, portrait):
     audio = benchmark_audio(0.8)
     spec = ModelSpec(str(exported["latent"]))
-    first, again, other = (frames_of(open_generator(spec, portrait, EngineConfig(seed=seed)), audio)
+    first, again, other = (stream_frames(open_generator(spec, portrait, EngineConfig(seed=seed)), audio)
                            for seed in (3, 3, 4))
     np.testing.assert_array_equal(first, again)
     assert psnr(first, other) < 45
@@ -245,7 +221,7 @@ def test_u8_activations_are_an_export_option_recorded_in_model_json(tiny_model_d
     assert weights and all(weight.dtype == np.int8 and np.abs(weight.astype(int)).max() <= 64 for weight in weights)
     audio = benchmark_audio(1.6)
     spec = ModelSpec(str(out))
-    frames = {precision: frames_of(open_generator(spec, portrait, EngineConfig(precision=precision)), audio)
+    frames = {precision: stream_frames(open_generator(spec, portrait, EngineConfig(precision=precision)), audio)
               for precision in ("fp32", "int8")}
     assert psnr(frames["int8"], frames["fp32"]) >= 35
 
@@ -255,8 +231,8 @@ def test_int8_frames_stay_within_35_db_of_float(exported_int8, kind, portrait, a
     audio = benchmark_audio(1.6)
     spec = ModelSpec(str(exported_int8[kind]))
     image = portrait if kind == "latent" else astronaut
-    float_frames = frames_of(open_generator(spec, image, EngineConfig(precision="fp32")), audio)
-    int8_frames = frames_of(open_generator(spec, image, EngineConfig(precision="int8")), audio)
+    float_frames = stream_frames(open_generator(spec, image, EngineConfig(precision="fp32")), audio)
+    int8_frames = stream_frames(open_generator(spec, image, EngineConfig(precision="int8")), audio)
     assert 35 <= psnr(int8_frames, float_frames) < float("inf")
 
 
